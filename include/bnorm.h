@@ -1,0 +1,250 @@
+/*
+ * bnorm.h - batch normalization kernels for float32 tensors.
+ *
+ * libbnorm normalizes a tensor x per feature, using either the statistics
+ * of the current mini-batch (training) or given statistics (inference):
+ *
+ *     y = gamma * (x - mean) / sqrt(var + eps) + beta
+ *
+ * THE MATH, EXACTLY
+ *   m        number of values that share one set of statistics:
+ *            N * S for BNORM_MODE_SPATIAL, N for BNORM_MODE_PER_ACTIVATION
+ *            (S = product of the spatial dimensions, 1 for an NC tensor).
+ *   mean     batch mean, sum(x) / m.
+ *   var      BIASED batch variance, sum((x - mean)^2) / m. This is what the
+ *            forward pass normalizes with (as PyTorch, TensorFlow, Theano,
+ *            cuDNN and oneDNN do).
+ *   invstd   1 / sqrt(var + eps). Training forward saves mean and invstd
+ *            (never the variance) for the backward pass.
+ *   running  running = decay * running + (1 - decay) * batch_statistic,
+ *            the lecture's convention, default decay = 0.9. The running
+ *            variance uses the UNBIASED estimate var * m / (m - 1) by
+ *            default (PyTorch, cuDNN, Theano); BNORM_RUNNING_VAR_BIASED
+ *            selects the biased one (ONNX, Keras). BNORM_RUNNING_CUMULATIVE
+ *            replaces decay with 1 - 1/(t + 1) at step t, so after t steps
+ *            the running statistics are the exact mean of the t batch
+ *            statistics.
+ *
+ *   Conventions of other libraries, for the same update:
+ *     | library           | parameter                 | equals        | default |
+ *     | bnorm (lecture)   | decay                     | decay         | 0.9     |
+ *     | PyTorch           | momentum                  | 1 - decay     | 0.1     |
+ *     | ONNX, Keras, TF   | momentum                  | decay         | 0.9/0.99|
+ *     | Theano            | running_average_factor    | 1 - decay     | 0.1     |
+ *     | cuDNN             | exponentialAverageFactor  | 1 - decay     | -       |
+ *   PyTorch's momentum=None (cumulative average) is BNORM_RUNNING_CUMULATIVE.
+ *
+ *   Backward (training), with xhat = (x - mean) * invstd:
+ *     dbeta  = sum(dy)
+ *     dgamma = sum(dy * xhat)
+ *     dx     = gamma * invstd / m * (m * dy - dbeta - xhat * dgamma)
+ *   Backward (inference, statistics frozen), with invstd from the given var:
+ *     dx = dy * gamma * invstd; dgamma and dbeta as above.
+ *   dx, dgamma and dbeta are OVERWRITTEN, never accumulated into.
+ *
+ * FUNCTIONAL EQUIVALENTS
+ *   tf.nn.batch_normalization(x, mean, var, offset, scale, eps)
+ *       = bnorm_forward_inference (per-activation or spatial mode).
+ *   theano batch_normalization_train(x, gamma, beta, axes, eps, factor)
+ *       = bnorm_forward_training with decay = 1 - factor; axes 'spatial'
+ *         or 'per-activation' = bnorm_mode. Theano returns invstd too.
+ *   theano batch_normalization_test(x, gamma, beta, mean, var, axes, eps)
+ *       = bnorm_forward_inference.
+ *
+ * MEMORY AND ERRORS
+ *   The caller owns every buffer; the library never allocates, never
+ *   prints and never exits. Scratch memory is a caller-provided workspace
+ *   whose size bnorm_workspace_size() reports (any alignment; 64-byte
+ *   aligned is best). Every function checks its arguments first and, on
+ *   any error, returns a status without writing to any output.
+ *   y may be the same buffer as x, and dx the same as dy (in place); other
+ *   overlaps between inputs and outputs are not supported.
+ *
+ * NON-FINITE DATA
+ *   NaN or Inf in x makes the statistics of the features it belongs to NaN,
+ *   and with them that feature's outputs (and running statistics); other
+ *   features are unaffected. Nothing crashes. An Inf in gamma or beta
+ *   propagates to the outputs of its feature only.
+ *
+ * THREADS AND DETERMINISM
+ *   bnorm_params.threads says how many threads a call may use: exactly that
+ *   many (1 = the calling thread only), 0 = one per core. The library never
+ *   starts more. Called from inside an OpenMP parallel region it runs on the
+ *   calling thread. Results are bit-identical for any thread count: every
+ *   reduction runs in a fixed order that depends only on the shape.
+ */
+#ifndef BNORM_H
+#define BNORM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32) && defined(BNORM_SHARED)
+#ifdef BNORM_BUILDING
+#define BNORM_API __declspec(dllexport)
+#else
+#define BNORM_API __declspec(dllimport)
+#endif
+#elif defined(__GNUC__)
+#define BNORM_API __attribute__((visibility("default")))
+#else
+#define BNORM_API
+#endif
+
+#define BNORM_VERSION_MAJOR 0
+#define BNORM_VERSION_MINOR 1
+#define BNORM_VERSION_PATCH 0
+
+/* Status codes. The numbers are stable; new codes are only ever added. */
+typedef enum {
+    BNORM_OK = 0,
+    BNORM_ERR_NULL_POINTER = 1,      /* a required pointer is NULL */
+    BNORM_ERR_INVALID_DIMENSION = 2, /* a dimension is zero or negative */
+    BNORM_ERR_DIMENSION_OVERFLOW = 3, /* N*C*S does not fit in size_t */
+    BNORM_ERR_INVALID_RANK = 4,      /* spatial_rank outside 0..BNORM_MAX_SPATIAL */
+    BNORM_ERR_INVALID_LAYOUT = 5,    /* unknown layout, or NC with spatial dims */
+    BNORM_ERR_INVALID_MODE = 6,      /* unknown bnorm_mode */
+    BNORM_ERR_INVALID_EPS = 7,       /* eps <= 0, NaN or infinite */
+    BNORM_ERR_INVALID_DECAY = 8,     /* decay outside [0, 1] or NaN */
+    BNORM_ERR_INVALID_FLAGS = 9,     /* unknown bits in flags */
+    BNORM_ERR_INVALID_THREADS = 10,  /* threads < 0 */
+    BNORM_ERR_SINGLE_VALUE = 11,     /* training with one value per feature */
+    BNORM_ERR_WORKSPACE_TOO_SMALL = 12 /* workspace smaller than required */
+} bnorm_status;
+
+/* A short English sentence naming the status; never NULL. */
+BNORM_API const char *bnorm_status_str(bnorm_status status);
+
+/* Memory layout of x, y, dy and dx (row-major, densely packed).
+ *   NC              x[n][c]; spatial_rank must be 0.
+ *   CHANNELS_FIRST  x[n][c][s...]: NCW, NCHW, NCDHW, ...
+ *   CHANNELS_LAST   x[n][s...][c]: NWC, NHWC, NDHWC, ...
+ * With spatial_rank 0 the three layouts describe the same memory. */
+typedef enum {
+    BNORM_LAYOUT_NC = 0,
+    BNORM_LAYOUT_CHANNELS_FIRST = 1,
+    BNORM_LAYOUT_CHANNELS_LAST = 2
+} bnorm_layout;
+
+/* Which values share statistics, gamma and beta.
+ *   SPATIAL         one set per channel, over N and every spatial position
+ *                   (convolutions; the lecture's "gamma is size C").
+ *                   Parameter arrays hold C floats.
+ *   PER_ACTIVATION  one set per (channel, spatial position), over N only
+ *                   (dense layers; Theano 'per-activation', cuDNN
+ *                   PER_ACTIVATION). Parameter arrays hold C*S floats,
+ *                   ordered like one sample of x in its layout. */
+typedef enum { BNORM_MODE_SPATIAL = 0, BNORM_MODE_PER_ACTIVATION = 1 } bnorm_mode;
+
+#define BNORM_MAX_SPATIAL 6
+
+/* The shape of x. Dimensions are signed so that a negative value can be
+ * reported as an error rather than wrapped to a huge size. */
+typedef struct {
+    bnorm_layout layout;
+    int64_t n;                          /* batch size, >= 1 */
+    int64_t c;                          /* channels, >= 1 */
+    int spatial_rank;                   /* 0 .. BNORM_MAX_SPATIAL */
+    int64_t spatial[BNORM_MAX_SPATIAL]; /* [0 .. spatial_rank), each >= 1 */
+} bnorm_shape;
+
+/* Flags for bnorm_params.flags. */
+#define BNORM_USE_SCALE 0x1u /* gamma is given; without it gamma = 1 and no dgamma */
+#define BNORM_USE_SHIFT 0x2u /* beta is given; without it beta = 0 and no dbeta */
+#define BNORM_RUNNING_VAR_BIASED 0x4u /* running var from the biased variance */
+#define BNORM_RUNNING_CUMULATIVE 0x8u /* cumulative average instead of decay */
+#define BNORM_FORCE_REFERENCE 0x10u   /* use the scalar reference kernels */
+
+typedef struct {
+    bnorm_mode mode; /* default BNORM_MODE_SPATIAL */
+    float eps;       /* > 0, default 1e-5 */
+    float decay;     /* in [0, 1], default 0.9 (PyTorch momentum 0.1) */
+    unsigned flags;  /* default BNORM_USE_SCALE | BNORM_USE_SHIFT */
+    int threads;     /* >= 0, default 1; 0 = one per core */
+} bnorm_params;
+
+/* Running ("global") statistics, updated by each training forward pass.
+ * count is the number of batches folded in so far: the training forward
+ * increments it, and BNORM_RUNNING_CUMULATIVE uses it as the step t.
+ * Start with mean = 0, var = 1, count = 0 (what PyTorch does). */
+typedef struct {
+    float *mean; /* [features] */
+    float *var;  /* [features] */
+    uint64_t count;
+} bnorm_running_stats;
+
+/* The defaults documented in bnorm_params. */
+BNORM_API bnorm_params bnorm_params_default(void);
+
+/* Shape helpers; they do not validate (the kernels do). */
+BNORM_API bnorm_shape bnorm_shape_nc(int64_t n, int64_t c);
+BNORM_API bnorm_shape bnorm_shape_nchw(int64_t n, int64_t c, int64_t h, int64_t w);
+BNORM_API bnorm_shape bnorm_shape_nhwc(int64_t n, int64_t h, int64_t w, int64_t c);
+
+/* Validates shape and params and reports the number of features: the length
+ * of gamma, beta, dgamma, dbeta, save_mean, save_invstd and the running and
+ * inference statistics (C in spatial mode, C*S in per-activation mode). */
+BNORM_API bnorm_status bnorm_feature_count(const bnorm_shape *shape, const bnorm_params *params,
+                                           size_t *features);
+
+/* Validates shape and params and reports the bytes of workspace that any of
+ * the four operations below needs for this shape and mode. It does not
+ * depend on params->threads, so one workspace serves every thread count. */
+BNORM_API bnorm_status bnorm_workspace_size(const bnorm_shape *shape, const bnorm_params *params,
+                                            size_t *bytes);
+
+/* Training forward: batch statistics, y, saved statistics and, when running
+ * is not NULL, the running-statistics update.
+ *   x            [shape]              input
+ *   gamma, beta  [features]           needed when USE_SCALE / USE_SHIFT
+ *   y            [shape]              output (may be x)
+ *   save_mean    [features]           output: batch mean
+ *   save_invstd  [features]           output: 1 / sqrt(biased var + eps)
+ *   running      optional             mean, var updated; count incremented
+ * Fails with BNORM_ERR_SINGLE_VALUE when each feature has one value. */
+BNORM_API bnorm_status bnorm_forward_training(const bnorm_shape *shape, const bnorm_params *params,
+                                              const float *x, const float *gamma,
+                                              const float *beta, float *y, float *save_mean,
+                                              float *save_invstd, bnorm_running_stats *running,
+                                              void *workspace, size_t workspace_size);
+
+/* Inference forward: y = gamma * (x - mean) / sqrt(var + eps) + beta with the
+ * given statistics (usually the running ones). Any batch size, including 1.
+ * params->decay is not used. */
+BNORM_API bnorm_status bnorm_forward_inference(const bnorm_shape *shape, const bnorm_params *params,
+                                               const float *x, const float *gamma,
+                                               const float *beta, const float *mean,
+                                               const float *var, float *y, void *workspace,
+                                               size_t workspace_size);
+
+/* Training backward, from what bnorm_forward_training saved.
+ *   dy            [shape]      gradient of the loss with respect to y
+ *   dx            [shape]      output (may be dy)
+ *   dgamma        [features]   output, needed when USE_SCALE
+ *   dbeta         [features]   output, needed when USE_SHIFT
+ * beta is not an input: the gradient does not depend on it. */
+BNORM_API bnorm_status bnorm_backward_training(const bnorm_shape *shape, const bnorm_params *params,
+                                               const float *x, const float *dy,
+                                               const float *gamma, const float *save_mean,
+                                               const float *save_invstd, float *dx, float *dgamma,
+                                               float *dbeta, void *workspace,
+                                               size_t workspace_size);
+
+/* Backward of inference mode (statistics frozen, e.g. fine-tuning with BN
+ * layers frozen): mean and var are constants, so dx = dy * gamma * invstd. */
+BNORM_API bnorm_status bnorm_backward_inference(const bnorm_shape *shape,
+                                                const bnorm_params *params, const float *x,
+                                                const float *dy, const float *gamma,
+                                                const float *mean, const float *var, float *dx,
+                                                float *dgamma, float *dbeta, void *workspace,
+                                                size_t workspace_size);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* BNORM_H */

@@ -1,0 +1,334 @@
+/* The public entry points: argument checks, then per-feature bookkeeping
+ * around the kernels. Nothing is written before every check has passed. */
+#include <math.h>
+#include <stdint.h>
+
+#include "bnorm.h"
+#include "internal.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define KNOWN_FLAGS                                                                               \
+    (BNORM_USE_SCALE | BNORM_USE_SHIFT | BNORM_RUNNING_VAR_BIASED | BNORM_RUNNING_CUMULATIVE |     \
+     BNORM_FORCE_REFERENCE)
+
+const char *bnorm_status_str(bnorm_status status) {
+    switch (status) {
+    case BNORM_OK: return "success";
+    case BNORM_ERR_NULL_POINTER: return "a required pointer argument is NULL";
+    case BNORM_ERR_INVALID_DIMENSION: return "a tensor dimension is zero or negative";
+    case BNORM_ERR_DIMENSION_OVERFLOW: return "the tensor size N*C*S overflows size_t";
+    case BNORM_ERR_INVALID_RANK: return "spatial_rank is outside 0..BNORM_MAX_SPATIAL";
+    case BNORM_ERR_INVALID_LAYOUT:
+        return "unknown layout, or BNORM_LAYOUT_NC given spatial dimensions";
+    case BNORM_ERR_INVALID_MODE: return "unknown batch-normalization mode";
+    case BNORM_ERR_INVALID_EPS: return "eps must be finite and greater than zero";
+    case BNORM_ERR_INVALID_DECAY: return "decay must lie in [0, 1]";
+    case BNORM_ERR_INVALID_FLAGS: return "flags contain unknown bits";
+    case BNORM_ERR_INVALID_THREADS: return "threads must be >= 0 (0 = one per core)";
+    case BNORM_ERR_SINGLE_VALUE:
+        return "training needs more than one value per feature (the variance is undefined)";
+    case BNORM_ERR_WORKSPACE_TOO_SMALL:
+        return "workspace is smaller than bnorm_workspace_size() requires";
+    }
+    return "unknown status code";
+}
+
+bnorm_params bnorm_params_default(void) {
+    bnorm_params p;
+    p.mode = BNORM_MODE_SPATIAL;
+    p.eps = 1e-5f;
+    p.decay = 0.9f;
+    p.flags = BNORM_USE_SCALE | BNORM_USE_SHIFT;
+    p.threads = 1;
+    return p;
+}
+
+static bnorm_shape shape_zero(bnorm_layout layout, int64_t n, int64_t c) {
+    bnorm_shape s = {0};
+    s.layout = layout;
+    s.n = n;
+    s.c = c;
+    return s;
+}
+
+bnorm_shape bnorm_shape_nc(int64_t n, int64_t c) { return shape_zero(BNORM_LAYOUT_NC, n, c); }
+
+bnorm_shape bnorm_shape_nchw(int64_t n, int64_t c, int64_t h, int64_t w) {
+    bnorm_shape s = shape_zero(BNORM_LAYOUT_CHANNELS_FIRST, n, c);
+    s.spatial_rank = 2;
+    s.spatial[0] = h;
+    s.spatial[1] = w;
+    return s;
+}
+
+bnorm_shape bnorm_shape_nhwc(int64_t n, int64_t h, int64_t w, int64_t c) {
+    bnorm_shape s = shape_zero(BNORM_LAYOUT_CHANNELS_LAST, n, c);
+    s.spatial_rank = 2;
+    s.spatial[0] = h;
+    s.spatial[1] = w;
+    return s;
+}
+
+/* a * b, or 0 with *overflow set when it does not fit. */
+static size_t mul_checked(size_t a, size_t b, int *overflow) {
+    if (a != 0 && b > SIZE_MAX / a) {
+        *overflow = 1;
+        return 0;
+    }
+    return a * b;
+}
+
+static bnorm_status dim_to_size(int64_t d, size_t *out) {
+    if (d <= 0) return BNORM_ERR_INVALID_DIMENSION;
+    if ((uint64_t)d > (uint64_t)SIZE_MAX) return BNORM_ERR_DIMENSION_OVERFLOW;
+    *out = (size_t)d;
+    return BNORM_OK;
+}
+
+static bnorm_status check_params(const bnorm_params *p) {
+    if (p->mode != BNORM_MODE_SPATIAL && p->mode != BNORM_MODE_PER_ACTIVATION)
+        return BNORM_ERR_INVALID_MODE;
+    if (!(p->eps > 0.0f) || isinf(p->eps)) return BNORM_ERR_INVALID_EPS;
+    if (!(p->decay >= 0.0f && p->decay <= 1.0f)) return BNORM_ERR_INVALID_DECAY;
+    if (p->flags & ~KNOWN_FLAGS) return BNORM_ERR_INVALID_FLAGS;
+    if (p->threads < 0) return BNORM_ERR_INVALID_THREADS;
+    return BNORM_OK;
+}
+
+/* Validates shape and params and maps them onto one of the two views. */
+static bnorm_status make_view(const bnorm_shape *shape, const bnorm_params *p, bn_view *v) {
+    if (!shape || !p) return BNORM_ERR_NULL_POINTER;
+    bnorm_status st = check_params(p);
+    if (st != BNORM_OK) return st;
+    if (shape->layout != BNORM_LAYOUT_NC && shape->layout != BNORM_LAYOUT_CHANNELS_FIRST &&
+        shape->layout != BNORM_LAYOUT_CHANNELS_LAST)
+        return BNORM_ERR_INVALID_LAYOUT;
+    if (shape->spatial_rank < 0 || shape->spatial_rank > BNORM_MAX_SPATIAL)
+        return BNORM_ERR_INVALID_RANK;
+    if (shape->layout == BNORM_LAYOUT_NC && shape->spatial_rank != 0)
+        return BNORM_ERR_INVALID_LAYOUT;
+
+    size_t n, c, s = 1, d;
+    if ((st = dim_to_size(shape->n, &n)) != BNORM_OK) return st;
+    if ((st = dim_to_size(shape->c, &c)) != BNORM_OK) return st;
+    int overflow = 0;
+    for (int i = 0; i < shape->spatial_rank; i++) {
+        if ((st = dim_to_size(shape->spatial[i], &d)) != BNORM_OK) return st;
+        s = mul_checked(s, d, &overflow);
+    }
+    size_t total = mul_checked(mul_checked(n, c, &overflow), s, &overflow);
+    (void)mul_checked(total, sizeof(float), &overflow);
+    if (overflow) return BNORM_ERR_DIMENSION_OVERFLOW;
+
+    if (p->mode == BNORM_MODE_PER_ACTIVATION) {
+        *v = (bn_view){BN_VIEW_ROWS, n, c * s, 1, n, total};
+    } else if (shape->layout == BNORM_LAYOUT_CHANNELS_FIRST && s > 1) {
+        *v = (bn_view){BN_VIEW_PLANES, n, c, s, n * s, total};
+    } else {
+        *v = (bn_view){BN_VIEW_ROWS, n * s, c, 1, n * s, total};
+    }
+    /* The workspace size must be representable too. */
+    bn_chunking ch = bn_chunking_for(v);
+    (void)mul_checked(mul_checked(ch.chunks, v->features, &overflow), 2 * sizeof(double) + 1,
+                      &overflow);
+    if (overflow) return BNORM_ERR_DIMENSION_OVERFLOW;
+    return BNORM_OK;
+}
+
+static int resolve_threads(const bnorm_params *p) {
+#ifdef _OPENMP
+    if (omp_in_parallel()) return 1;
+    int t = p->threads == 0 ? omp_get_num_procs() : p->threads;
+    return t < 1 ? 1 : t;
+#else
+    (void)p;
+    return 1;
+#endif
+}
+
+bnorm_status bnorm_feature_count(const bnorm_shape *shape, const bnorm_params *params,
+                                 size_t *features) {
+    bn_view v;
+    bnorm_status st = make_view(shape, params, &v);
+    if (st != BNORM_OK) return st;
+    if (!features) return BNORM_ERR_NULL_POINTER;
+    *features = v.features;
+    return BNORM_OK;
+}
+
+bnorm_status bnorm_workspace_size(const bnorm_shape *shape, const bnorm_params *params,
+                                  size_t *bytes) {
+    bn_view v;
+    bnorm_status st = make_view(shape, params, &v);
+    if (st != BNORM_OK) return st;
+    if (!bytes) return BNORM_ERR_NULL_POINTER;
+    *bytes = bn_workspace_bytes(&v);
+    return BNORM_OK;
+}
+
+static bnorm_status check_workspace(const bn_view *v, const void *ws, size_t size) {
+    size_t need = bn_workspace_bytes(v);
+    if (size < need) return BNORM_ERR_WORKSPACE_TOO_SMALL;
+    if (!ws) return BNORM_ERR_NULL_POINTER;
+    return BNORM_OK;
+}
+
+static int use_reference(const bnorm_params *p) { return (p->flags & BNORM_FORCE_REFERENCE) != 0; }
+
+/* Fills ws->mean, mean_lo, a (= gamma * invstd) and b (= beta) from a mean
+ * and invstd given in double. */
+static void set_affine(bn_workspace *ws, size_t f, double mean, double invstd, const float *gamma,
+                       const float *beta) {
+    float mhi = (float)mean;
+    ws->mean[f] = mhi;
+    ws->mean_lo[f] = (float)(mean - (double)mhi);
+    ws->a[f] = (float)((gamma ? (double)gamma[f] : 1.0) * invstd);
+    ws->b[f] = beta ? beta[f] : 0.0f;
+}
+
+bnorm_status bnorm_forward_training(const bnorm_shape *shape, const bnorm_params *params,
+                                    const float *x, const float *gamma, const float *beta, float *y,
+                                    float *save_mean, float *save_invstd,
+                                    bnorm_running_stats *running, void *workspace,
+                                    size_t workspace_size) {
+    bn_view v;
+    bnorm_status st = make_view(shape, params, &v);
+    if (st != BNORM_OK) return st;
+    const int use_scale = (params->flags & BNORM_USE_SCALE) != 0;
+    const int use_shift = (params->flags & BNORM_USE_SHIFT) != 0;
+    if (!x || !y || !save_mean || !save_invstd || (use_scale && !gamma) || (use_shift && !beta))
+        return BNORM_ERR_NULL_POINTER;
+    if (running && (!running->mean || !running->var)) return BNORM_ERR_NULL_POINTER;
+    if (v.m < 2) return BNORM_ERR_SINGLE_VALUE;
+    if ((st = check_workspace(&v, workspace, workspace_size)) != BNORM_OK) return st;
+
+    bn_workspace ws = bn_workspace_carve(&v, workspace);
+    const int threads = resolve_threads(params);
+    if (use_reference(params))
+        bn_ref_batch_stats(&v, x, &ws);
+    else
+        bn_fast_batch_stats(&v, x, &ws, threads);
+
+    const double eps = params->eps;
+    const double m = (double)v.m;
+    double factor = 1.0 - (double)params->decay;
+    if (running && (params->flags & BNORM_RUNNING_CUMULATIVE))
+        factor = 1.0 / ((double)running->count + 1.0);
+    const double var_scale = (params->flags & BNORM_RUNNING_VAR_BIASED) ? 1.0 : m / (m - 1.0);
+
+    for (size_t f = 0; f < v.features; f++) {
+        double mean = ws.stat0[f], var = ws.stat1[f];
+        double invstd = 1.0 / sqrt(var + eps);
+        set_affine(&ws, f, mean, invstd, use_scale ? gamma : NULL, use_shift ? beta : NULL);
+        save_mean[f] = (float)mean;
+        save_invstd[f] = (float)invstd;
+        if (running) {
+            running->mean[f] =
+                (float)((1.0 - factor) * (double)running->mean[f] + factor * mean);
+            running->var[f] =
+                (float)((1.0 - factor) * (double)running->var[f] + factor * var * var_scale);
+        }
+    }
+    if (running) running->count++;
+
+    if (use_reference(params))
+        bn_ref_normalize(&v, x, &ws, y);
+    else
+        bn_fast_normalize(&v, x, &ws, y, threads);
+    return BNORM_OK;
+}
+
+bnorm_status bnorm_forward_inference(const bnorm_shape *shape, const bnorm_params *params,
+                                     const float *x, const float *gamma, const float *beta,
+                                     const float *mean, const float *var, float *y,
+                                     void *workspace, size_t workspace_size) {
+    bn_view v;
+    bnorm_status st = make_view(shape, params, &v);
+    if (st != BNORM_OK) return st;
+    const int use_scale = (params->flags & BNORM_USE_SCALE) != 0;
+    const int use_shift = (params->flags & BNORM_USE_SHIFT) != 0;
+    if (!x || !y || !mean || !var || (use_scale && !gamma) || (use_shift && !beta))
+        return BNORM_ERR_NULL_POINTER;
+    if ((st = check_workspace(&v, workspace, workspace_size)) != BNORM_OK) return st;
+
+    bn_workspace ws = bn_workspace_carve(&v, workspace);
+    const double eps = params->eps;
+    for (size_t f = 0; f < v.features; f++)
+        set_affine(&ws, f, mean[f], 1.0 / sqrt((double)var[f] + eps), use_scale ? gamma : NULL,
+                   use_shift ? beta : NULL);
+    if (use_reference(params))
+        bn_ref_normalize(&v, x, &ws, y);
+    else
+        bn_fast_normalize(&v, x, &ws, y, resolve_threads(params));
+    return BNORM_OK;
+}
+
+/* The body of both backward passes. stat is save_invstd (training) or the
+ * frozen variance (inference); frozen statistics contribute no gradient
+ * through mean and variance, so dx reduces to dy * gamma * invstd. */
+static bnorm_status backward(const bnorm_shape *shape, const bnorm_params *params, const float *x,
+                             const float *dy, const float *gamma, const float *mean,
+                             const float *stat, int frozen, float *dx, float *dgamma,
+                             float *dbeta, void *workspace, size_t workspace_size) {
+    bn_view v;
+    bnorm_status st = make_view(shape, params, &v);
+    if (st != BNORM_OK) return st;
+    const int use_scale = (params->flags & BNORM_USE_SCALE) != 0;
+    const int use_shift = (params->flags & BNORM_USE_SHIFT) != 0;
+    if (!x || !dy || !mean || !stat || !dx || (use_scale && (!gamma || !dgamma)) ||
+        (use_shift && !dbeta))
+        return BNORM_ERR_NULL_POINTER;
+    if (!frozen && v.m < 2) return BNORM_ERR_SINGLE_VALUE;
+    if ((st = check_workspace(&v, workspace, workspace_size)) != BNORM_OK) return st;
+
+    bn_workspace ws = bn_workspace_carve(&v, workspace);
+    const int threads = resolve_threads(params);
+    for (size_t f = 0; f < v.features; f++) {
+        ws.mean[f] = mean[f];
+        ws.mean_lo[f] = 0.0f;
+    }
+    if (use_reference(params))
+        bn_ref_backward_sums(&v, x, dy, &ws);
+    else
+        bn_fast_backward_sums(&v, x, dy, &ws, threads);
+
+    const double eps = params->eps;
+    const double m = (double)v.m;
+    for (size_t f = 0; f < v.features; f++) {
+        double invstd = frozen ? 1.0 / sqrt((double)stat[f] + eps) : (double)stat[f];
+        double g = use_scale ? (double)gamma[f] : 1.0;
+        double sum_dy = ws.stat0[f];
+        double sum_dy_xhat = ws.stat1[f] * invstd;
+        ws.a[f] = (float)(g * invstd);
+        ws.b[f] = (float)(-g * invstd * invstd * sum_dy_xhat / m);
+        ws.c[f] = (float)(-g * invstd * sum_dy / m);
+        if (use_scale) dgamma[f] = (float)sum_dy_xhat;
+        if (use_shift) dbeta[f] = (float)sum_dy;
+    }
+    if (use_reference(params))
+        bn_ref_backward_dx(&v, x, dy, &ws, frozen, dx);
+    else
+        bn_fast_backward_dx(&v, x, dy, &ws, frozen, dx, threads);
+    return BNORM_OK;
+}
+
+bnorm_status bnorm_backward_training(const bnorm_shape *shape, const bnorm_params *params,
+                                     const float *x, const float *dy, const float *gamma,
+                                     const float *save_mean, const float *save_invstd, float *dx,
+                                     float *dgamma, float *dbeta, void *workspace,
+                                     size_t workspace_size) {
+    return backward(shape, params, x, dy, gamma, save_mean, save_invstd, 0, dx, dgamma, dbeta,
+                    workspace, workspace_size);
+}
+
+bnorm_status bnorm_backward_inference(const bnorm_shape *shape, const bnorm_params *params,
+                                      const float *x, const float *dy, const float *gamma,
+                                      const float *mean, const float *var, float *dx,
+                                      float *dgamma, float *dbeta, void *workspace,
+                                      size_t workspace_size) {
+    return backward(shape, params, x, dy, gamma, mean, var, 1, dx, dgamma, dbeta, workspace,
+                    workspace_size);
+}

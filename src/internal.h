@@ -1,0 +1,86 @@
+/* Internal declarations shared by the API layer and the kernels. */
+#ifndef BNORM_INTERNAL_H
+#define BNORM_INTERNAL_H
+
+#include <stddef.h>
+
+#include "bnorm.h"
+
+/*
+ * Every shape and mode reduces to one of two memory views:
+ *   ROWS    x[r][f], r < rows, f < features: the statistics of feature f run
+ *           down a column. NC, channels-last (rows = N*S) and every
+ *           per-activation case (features = C*S).
+ *   PLANES  x[n][f][s]: the statistics of feature f cover N contiguous planes
+ *           of S values. Channels-first in spatial mode.
+ */
+typedef enum { BN_VIEW_ROWS, BN_VIEW_PLANES } bn_view_kind;
+
+typedef struct {
+    bn_view_kind kind;
+    size_t n;        /* rows (ROWS) or batch (PLANES) */
+    size_t features; /* features */
+    size_t s;        /* plane size (PLANES); 1 for ROWS */
+    size_t m;        /* values per feature: n * s */
+    size_t total;    /* n * features * s */
+} bn_view;
+
+/*
+ * How the fast kernels split each feature's m values into chunks. The split
+ * depends on the view only, never on the thread count, which is what makes
+ * results bit-identical for any number of threads.
+ *   ROWS    a chunk is a block of `rows_per_block` rows; tiles of that block
+ *           and `BN_FEATURE_BLOCK` features are the units of parallel work.
+ *   PLANES  a chunk is `planes_per_chunk` whole planes of one feature, or,
+ *           for large planes, one of `segments` equal parts of a plane.
+ */
+#define BN_FEATURE_BLOCK 512
+#define BN_CHUNK_VALUES 4096
+
+typedef struct {
+    size_t chunks;           /* chunks per feature */
+    size_t rows_per_block;   /* ROWS */
+    size_t planes_per_chunk; /* PLANES, when segments == 1 */
+    size_t segments;         /* PLANES: parts per plane (>= 1) */
+    size_t segment_len;      /* PLANES: values per part, the last may be shorter */
+} bn_chunking;
+
+bn_chunking bn_chunking_for(const bn_view *v);
+
+/* Workspace carved out of the caller's buffer, each array 64-byte aligned. */
+typedef struct {
+    float *mean;    /* [features] mean rounded to float */
+    float *mean_lo; /* [features] mean - (double)mean[f], so x - mean stays exact */
+    float *a;       /* [features] scale of x (forward) or of dy (backward) */
+    float *b;       /* [features] beta (forward) or coefficient of x - mean */
+    float *c;       /* [features] constant term of dx */
+    double *stat0;  /* [features] merged mean or sum(dy) */
+    double *stat1;  /* [features] merged variance or sum(dy * (x - mean)) */
+    double *part0;  /* [chunks * features] per-chunk mean or sum(dy) */
+    double *part1;  /* [chunks * features] per-chunk M2 or sum(dy * (x - mean)) */
+} bn_workspace;
+
+size_t bn_workspace_bytes(const bn_view *v);
+bn_workspace bn_workspace_carve(const bn_view *v, void *base);
+
+/* Batch statistics into ws->stat0 (mean) and ws->stat1 (biased variance). */
+void bn_ref_batch_stats(const bn_view *v, const float *x, bn_workspace *ws);
+void bn_fast_batch_stats(const bn_view *v, const float *x, bn_workspace *ws, int threads);
+
+/* y = ((x - mean[f]) - mean_lo[f]) * a[f] + b[f] */
+void bn_ref_normalize(const bn_view *v, const float *x, const bn_workspace *ws, float *y);
+void bn_fast_normalize(const bn_view *v, const float *x, const bn_workspace *ws, float *y,
+                       int threads);
+
+/* ws->stat0 = sum(dy), ws->stat1 = sum(dy * (x - ws->mean[f])), per feature. */
+void bn_ref_backward_sums(const bn_view *v, const float *x, const float *dy, bn_workspace *ws);
+void bn_fast_backward_sums(const bn_view *v, const float *x, const float *dy, bn_workspace *ws,
+                           int threads);
+
+/* dx = a[f] * dy + b[f] * (x - mean[f]) + c[f]; when frozen, dx = a[f] * dy. */
+void bn_ref_backward_dx(const bn_view *v, const float *x, const float *dy, const bn_workspace *ws,
+                        int frozen, float *dx);
+void bn_fast_backward_dx(const bn_view *v, const float *x, const float *dy,
+                         const bn_workspace *ws, int frozen, float *dx, int threads);
+
+#endif
