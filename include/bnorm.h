@@ -102,17 +102,17 @@ extern "C" {
 /* Status codes. The numbers are stable; new codes are only ever added. */
 typedef enum {
     BNORM_OK = 0,
-    BNORM_ERR_NULL_POINTER = 1,      /* a required pointer is NULL */
-    BNORM_ERR_INVALID_DIMENSION = 2, /* a dimension is zero or negative */
-    BNORM_ERR_DIMENSION_OVERFLOW = 3, /* N*C*S does not fit in size_t */
-    BNORM_ERR_INVALID_RANK = 4,      /* spatial_rank outside 0..BNORM_MAX_SPATIAL */
-    BNORM_ERR_INVALID_LAYOUT = 5,    /* unknown layout, or NC with spatial dims */
-    BNORM_ERR_INVALID_MODE = 6,      /* unknown bnorm_mode */
-    BNORM_ERR_INVALID_EPS = 7,       /* eps <= 0, NaN or infinite */
-    BNORM_ERR_INVALID_DECAY = 8,     /* decay outside [0, 1] or NaN */
-    BNORM_ERR_INVALID_FLAGS = 9,     /* unknown bits in flags */
-    BNORM_ERR_INVALID_THREADS = 10,  /* threads < 0 */
-    BNORM_ERR_SINGLE_VALUE = 11,     /* training with one value per feature */
+    BNORM_ERR_NULL_POINTER = 1,        /* a required pointer is NULL */
+    BNORM_ERR_INVALID_DIMENSION = 2,   /* a dimension is zero or negative */
+    BNORM_ERR_DIMENSION_OVERFLOW = 3,  /* N*C*S does not fit in size_t */
+    BNORM_ERR_INVALID_RANK = 4,        /* spatial_rank outside 0..BNORM_MAX_SPATIAL */
+    BNORM_ERR_INVALID_LAYOUT = 5,      /* unknown layout, or NC with spatial dims */
+    BNORM_ERR_INVALID_MODE = 6,        /* unknown bnorm_mode */
+    BNORM_ERR_INVALID_EPS = 7,         /* eps <= 0, NaN or infinite */
+    BNORM_ERR_INVALID_DECAY = 8,       /* decay outside [0, 1] or NaN */
+    BNORM_ERR_INVALID_FLAGS = 9,       /* unknown bits in flags */
+    BNORM_ERR_INVALID_THREADS = 10,    /* threads < 0 */
+    BNORM_ERR_SINGLE_VALUE = 11,       /* training with one value per feature */
     BNORM_ERR_WORKSPACE_TOO_SMALL = 12 /* workspace smaller than required */
 } bnorm_status;
 
@@ -153,11 +153,11 @@ typedef struct {
 } bnorm_shape;
 
 /* Flags for bnorm_params.flags. */
-#define BNORM_USE_SCALE 0x1u /* gamma is given; without it gamma = 1 and no dgamma */
-#define BNORM_USE_SHIFT 0x2u /* beta is given; without it beta = 0 and no dbeta */
-#define BNORM_RUNNING_VAR_BIASED 0x4u /* running var from the biased variance */
-#define BNORM_RUNNING_CUMULATIVE 0x8u /* cumulative average instead of decay */
-#define BNORM_FORCE_REFERENCE 0x10u   /* use the scalar reference kernels */
+#define BNORM_USE_SCALE          0x1u  /* gamma is given; without it gamma = 1 and no dgamma */
+#define BNORM_USE_SHIFT          0x2u  /* beta is given; without it beta = 0 and no dbeta */
+#define BNORM_RUNNING_VAR_BIASED 0x4u  /* running var from the biased variance */
+#define BNORM_RUNNING_CUMULATIVE 0x8u  /* cumulative average instead of decay */
+#define BNORM_FORCE_REFERENCE    0x10u /* use the scalar reference kernels */
 
 typedef struct {
     bnorm_mode mode; /* default BNORM_MODE_SPATIAL */
@@ -207,10 +207,10 @@ BNORM_API bnorm_status bnorm_workspace_size(const bnorm_shape *shape, const bnor
  *   running      optional             mean, var updated; count incremented
  * Fails with BNORM_ERR_SINGLE_VALUE when each feature has one value. */
 BNORM_API bnorm_status bnorm_forward_training(const bnorm_shape *shape, const bnorm_params *params,
-                                              const float *x, const float *gamma,
-                                              const float *beta, float *y, float *save_mean,
-                                              float *save_invstd, bnorm_running_stats *running,
-                                              void *workspace, size_t workspace_size);
+                                              const float *x, const float *gamma, const float *beta,
+                                              float *y, float *save_mean, float *save_invstd,
+                                              bnorm_running_stats *running, void *workspace,
+                                              size_t workspace_size);
 
 /* Inference forward: y = gamma * (x - mean) / sqrt(var + eps) + beta with the
  * given statistics (usually the running ones). Any batch size, including 1.
@@ -228,11 +228,10 @@ BNORM_API bnorm_status bnorm_forward_inference(const bnorm_shape *shape, const b
  *   dbeta         [features]   output, needed when USE_SHIFT
  * beta is not an input: the gradient does not depend on it. */
 BNORM_API bnorm_status bnorm_backward_training(const bnorm_shape *shape, const bnorm_params *params,
-                                               const float *x, const float *dy,
-                                               const float *gamma, const float *save_mean,
-                                               const float *save_invstd, float *dx, float *dgamma,
-                                               float *dbeta, void *workspace,
-                                               size_t workspace_size);
+                                               const float *x, const float *dy, const float *gamma,
+                                               const float *save_mean, const float *save_invstd,
+                                               float *dx, float *dgamma, float *dbeta,
+                                               void *workspace, size_t workspace_size);
 
 /* Backward of inference mode (statistics frozen, e.g. fine-tuning with BN
  * layers frozen): mean and var are constants, so dx = dy * gamma * invstd. */

@@ -10,7 +10,7 @@
 #include <omp.h>
 #endif
 
-#define KNOWN_FLAGS                                                                               \
+#define KNOWN_FLAGS                                                                                \
     (BNORM_USE_SCALE | BNORM_USE_SHIFT | BNORM_RUNNING_VAR_BIASED | BNORM_RUNNING_CUMULATIVE |     \
      BNORM_FORCE_REFERENCE)
 
@@ -226,8 +226,7 @@ bnorm_status bnorm_forward_training(const bnorm_shape *shape, const bnorm_params
         save_mean[f] = (float)mean;
         save_invstd[f] = (float)invstd;
         if (running) {
-            running->mean[f] =
-                (float)((1.0 - factor) * (double)running->mean[f] + factor * mean);
+            running->mean[f] = (float)((1.0 - factor) * (double)running->mean[f] + factor * mean);
             running->var[f] =
                 (float)((1.0 - factor) * (double)running->var[f] + factor * var * var_scale);
         }
@@ -243,8 +242,8 @@ bnorm_status bnorm_forward_training(const bnorm_shape *shape, const bnorm_params
 
 bnorm_status bnorm_forward_inference(const bnorm_shape *shape, const bnorm_params *params,
                                      const float *x, const float *gamma, const float *beta,
-                                     const float *mean, const float *var, float *y,
-                                     void *workspace, size_t workspace_size) {
+                                     const float *mean, const float *var, float *y, void *workspace,
+                                     size_t workspace_size) {
     bn_view v;
     bnorm_status st = make_view(shape, params, &v);
     if (st != BNORM_OK) return st;
@@ -271,8 +270,8 @@ bnorm_status bnorm_forward_inference(const bnorm_shape *shape, const bnorm_param
  * through mean and variance, so dx reduces to dy * gamma * invstd. */
 static bnorm_status backward(const bnorm_shape *shape, const bnorm_params *params, const float *x,
                              const float *dy, const float *gamma, const float *mean,
-                             const float *stat, int frozen, float *dx, float *dgamma,
-                             float *dbeta, void *workspace, size_t workspace_size) {
+                             const float *stat, int frozen, float *dx, float *dgamma, float *dbeta,
+                             void *workspace, size_t workspace_size) {
     bn_view v;
     bnorm_status st = make_view(shape, params, &v);
     if (st != BNORM_OK) return st;
@@ -326,9 +325,8 @@ bnorm_status bnorm_backward_training(const bnorm_shape *shape, const bnorm_param
 
 bnorm_status bnorm_backward_inference(const bnorm_shape *shape, const bnorm_params *params,
                                       const float *x, const float *dy, const float *gamma,
-                                      const float *mean, const float *var, float *dx,
-                                      float *dgamma, float *dbeta, void *workspace,
-                                      size_t workspace_size) {
+                                      const float *mean, const float *var, float *dx, float *dgamma,
+                                      float *dbeta, void *workspace, size_t workspace_size) {
     return backward(shape, params, x, dy, gamma, mean, var, 1, dx, dgamma, dbeta, workspace,
                     workspace_size);
 }

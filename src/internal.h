@@ -35,7 +35,7 @@ typedef struct {
  *           for large planes, one of `segments` equal parts of a plane.
  */
 #define BN_FEATURE_BLOCK 512
-#define BN_CHUNK_VALUES 4096
+#define BN_CHUNK_VALUES  4096
 
 typedef struct {
     size_t chunks;           /* chunks per feature */
@@ -80,7 +80,7 @@ void bn_fast_backward_sums(const bn_view *v, const float *x, const float *dy, bn
 /* dx = a[f] * dy + b[f] * (x - mean[f]) + c[f]; when frozen, dx = a[f] * dy. */
 void bn_ref_backward_dx(const bn_view *v, const float *x, const float *dy, const bn_workspace *ws,
                         int frozen, float *dx);
-void bn_fast_backward_dx(const bn_view *v, const float *x, const float *dy,
-                         const bn_workspace *ws, int frozen, float *dx, int threads);
+void bn_fast_backward_dx(const bn_view *v, const float *x, const float *dy, const bn_workspace *ws,
+                         int frozen, float *dx, int threads);
 
 #endif

@@ -14,7 +14,8 @@
 #define LANES 16
 
 #ifdef _OPENMP
-#define PARALLEL_FOR(threads) _Pragma("omp parallel for schedule(static) num_threads(threads) if (threads > 1)")
+#define PARALLEL_FOR(threads)                                                                      \
+    _Pragma("omp parallel for schedule(static) num_threads(threads) if (threads > 1)")
 #else
 #define PARALLEL_FOR(threads)
 #endif
@@ -22,7 +23,8 @@
 /* A fixed-order sum of the lane accumulators. */
 static double lanes_total(const float *acc) {
     double t = 0.0;
-    for (int j = 0; j < LANES; j++) t += acc[j];
+    for (int j = 0; j < LANES; j++)
+        t += acc[j];
     return t;
 }
 
@@ -31,8 +33,10 @@ static double run_sum_shifted(const float *p, size_t len, float k) {
     float acc[LANES] = {0};
     size_t i = 0;
     for (; i + LANES <= len; i += LANES)
-        for (int j = 0; j < LANES; j++) acc[j] += p[i + j] - k;
-    for (int j = 0; i < len; i++, j++) acc[j] += p[i] - k;
+        for (int j = 0; j < LANES; j++)
+            acc[j] += p[i + j] - k;
+    for (int j = 0; i < len; i++, j++)
+        acc[j] += p[i] - k;
     return lanes_total(acc);
 }
 
@@ -108,7 +112,8 @@ static void plane_chunk_stats(const bn_view *v, const float *x, size_t f, const 
     const double count = (double)((c->n1 - c->n0) * len);
     const float k = *plane_run(v, x, c->n0, f, c);
     double shifted = 0.0;
-    for (size_t n = c->n0; n < c->n1; n++) shifted += run_sum_shifted(plane_run(v, x, n, f, c), len, k);
+    for (size_t n = c->n0; n < c->n1; n++)
+        shifted += run_sum_shifted(plane_run(v, x, n, f, c), len, k);
     const float center = (float)((double)k + shifted / count);
     double s1 = 0.0, s2 = 0.0;
     for (size_t n = c->n0; n < c->n1; n++)
@@ -135,9 +140,11 @@ static void rows_tile_stats(const bn_view *v, const float *x, size_t r0, size_t 
     }
     for (size_t r = 1; r < r1 - r0; r++) {
         const float *row = base + r * F;
-        for (size_t j = 0; j < w; j++) acc[j] += row[j] - k[j];
+        for (size_t j = 0; j < w; j++)
+            acc[j] += row[j] - k[j];
     }
-    for (size_t j = 0; j < w; j++) center[j] = (float)((double)k[j] + (double)acc[j] / count);
+    for (size_t j = 0; j < w; j++)
+        center[j] = (float)((double)k[j] + (double)acc[j] / count);
     for (size_t r = 0; r < r1 - r0; r++) {
         const float *row = base + r * F;
         for (size_t j = 0; j < w; j++) {
@@ -202,7 +209,8 @@ void bn_fast_batch_stats(const bn_view *v, const float *x, bn_workspace *ws, int
             for (size_t j = 0; j < ch.chunks; j++) {
                 plane_chunk c = plane_chunk_at(v, &ch, j);
                 chan_add(&n, &mu, &q, (double)((c.n1 - c.n0) * (c.s1 - c.s0)),
-                         ws->part0[(size_t)f * ch.chunks + j], ws->part1[(size_t)f * ch.chunks + j]);
+                         ws->part0[(size_t)f * ch.chunks + j],
+                         ws->part1[(size_t)f * ch.chunks + j]);
             }
             ws->stat0[f] = mu;
             ws->stat1[f] = q / n;
@@ -219,7 +227,8 @@ void bn_fast_normalize(const bn_view *v, const float *x, const bn_workspace *ws,
         for (long r = 0; r < (long)v->n; r++) {
             const float *xr = x + (size_t)r * F;
             float *yr = y + (size_t)r * F;
-            for (size_t j = 0; j < F; j++) yr[j] = ((xr[j] - mean[j]) - lo[j]) * a[j] + b[j];
+            for (size_t j = 0; j < F; j++)
+                yr[j] = ((xr[j] - mean[j]) - lo[j]) * a[j] + b[j];
         }
     } else {
         PARALLEL_FOR(threads)
@@ -228,7 +237,8 @@ void bn_fast_normalize(const bn_view *v, const float *x, const bn_workspace *ws,
             const float *xp = x + (size_t)p * S;
             float *yp = y + (size_t)p * S;
             const float mf = mean[f], lf = lo[f], af = a[f], bf = b[f];
-            for (size_t i = 0; i < S; i++) yp[i] = ((xp[i] - mf) - lf) * af + bf;
+            for (size_t i = 0; i < S; i++)
+                yp[i] = ((xp[i] - mf) - lf) * af + bf;
         }
     }
 }
@@ -298,8 +308,8 @@ void bn_fast_backward_sums(const bn_view *v, const float *x, const float *dy, bn
     }
 }
 
-void bn_fast_backward_dx(const bn_view *v, const float *x, const float *dy,
-                         const bn_workspace *ws, int frozen, float *dx, int threads) {
+void bn_fast_backward_dx(const bn_view *v, const float *x, const float *dy, const bn_workspace *ws,
+                         int frozen, float *dx, int threads) {
     const size_t F = v->features, S = v->s;
     const float *mean = ws->mean, *a = ws->a, *b = ws->b, *c = ws->c;
     if (v->kind == BN_VIEW_ROWS) {
@@ -308,7 +318,8 @@ void bn_fast_backward_dx(const bn_view *v, const float *x, const float *dy,
             const float *xr = x + (size_t)r * F, *dr = dy + (size_t)r * F;
             float *out = dx + (size_t)r * F;
             if (frozen)
-                for (size_t j = 0; j < F; j++) out[j] = a[j] * dr[j];
+                for (size_t j = 0; j < F; j++)
+                    out[j] = a[j] * dr[j];
             else
                 for (size_t j = 0; j < F; j++)
                     out[j] = a[j] * dr[j] + b[j] * (xr[j] - mean[j]) + c[j];
@@ -321,9 +332,11 @@ void bn_fast_backward_dx(const bn_view *v, const float *x, const float *dy,
             float *out = dx + (size_t)p * S;
             const float mf = mean[f], af = a[f], bf = b[f], cf = c[f];
             if (frozen)
-                for (size_t i = 0; i < S; i++) out[i] = af * dp[i];
+                for (size_t i = 0; i < S; i++)
+                    out[i] = af * dp[i];
             else
-                for (size_t i = 0; i < S; i++) out[i] = af * dp[i] + bf * (xp[i] - mf) + cf;
+                for (size_t i = 0; i < S; i++)
+                    out[i] = af * dp[i] + bf * (xp[i] - mf) + cf;
         }
     }
 }

@@ -12,7 +12,8 @@ static size_t offset(const bn_view *v, size_t f, size_t i) {
 void bn_ref_batch_stats(const bn_view *v, const float *x, bn_workspace *ws) {
     for (size_t f = 0; f < v->features; f++) {
         double sum = 0.0;
-        for (size_t i = 0; i < v->m; i++) sum += x[offset(v, f, i)];
+        for (size_t i = 0; i < v->m; i++)
+            sum += x[offset(v, f, i)];
         double mean = sum / (double)v->m;
         double sq = 0.0;
         for (size_t i = 0; i < v->m; i++) {

@@ -5,7 +5,8 @@
 
 static size_t spatial_size(const bnorm_shape *s) {
     size_t S = 1;
-    for (int i = 0; i < s->spatial_rank; i++) S *= (size_t)s->spatial[i];
+    for (int i = 0; i < s->spatial_rank; i++)
+        S *= (size_t)s->spatial[i];
     return S;
 }
 
@@ -28,14 +29,18 @@ size_t oracle_feature(const bnorm_shape *s, bnorm_mode mode, size_t e) {
 void oracle_stats(const bnorm_shape *s, bnorm_mode mode, const double *x, double *mean,
                   double *var) {
     oracle_dims d = oracle_dims_of(s, mode);
-    for (size_t f = 0; f < d.features; f++) mean[f] = var[f] = 0.0;
-    for (size_t e = 0; e < d.total; e++) mean[oracle_feature(s, mode, e)] += x[e];
-    for (size_t f = 0; f < d.features; f++) mean[f] /= (double)d.count;
+    for (size_t f = 0; f < d.features; f++)
+        mean[f] = var[f] = 0.0;
+    for (size_t e = 0; e < d.total; e++)
+        mean[oracle_feature(s, mode, e)] += x[e];
+    for (size_t f = 0; f < d.features; f++)
+        mean[f] /= (double)d.count;
     for (size_t e = 0; e < d.total; e++) {
         size_t f = oracle_feature(s, mode, e);
         var[f] += (x[e] - mean[f]) * (x[e] - mean[f]);
     }
-    for (size_t f = 0; f < d.features; f++) var[f] /= (double)d.count;
+    for (size_t f = 0; f < d.features; f++)
+        var[f] /= (double)d.count;
 }
 
 void oracle_normalize(const bnorm_shape *s, bnorm_mode mode, const double *x, const double *mean,
@@ -49,9 +54,9 @@ void oracle_normalize(const bnorm_shape *s, bnorm_mode mode, const double *x, co
     }
 }
 
-void oracle_backward_train(const bnorm_shape *s, bnorm_mode mode, const double *x,
-                           const double *dy, const double *gamma, double eps, double *dx,
-                           double *dgamma, double *dbeta) {
+void oracle_backward_train(const bnorm_shape *s, bnorm_mode mode, const double *x, const double *dy,
+                           const double *gamma, double eps, double *dx, double *dgamma,
+                           double *dbeta) {
     oracle_dims d = oracle_dims_of(s, mode);
     size_t F = d.features;
     double m = (double)d.count;
@@ -59,7 +64,8 @@ void oracle_backward_train(const bnorm_shape *s, bnorm_mode mode, const double *
     double *dvar = calloc(F, sizeof(double)), *dmean = calloc(F, sizeof(double));
     double *sum_xc = calloc(F, sizeof(double));
     oracle_stats(s, mode, x, mean, var);
-    for (size_t f = 0; f < F; f++) dgamma[f] = dbeta[f] = 0.0;
+    for (size_t f = 0; f < F; f++)
+        dgamma[f] = dbeta[f] = 0.0;
     for (size_t e = 0; e < d.total; e++) {
         size_t f = oracle_feature(s, mode, e);
         double g = gamma ? gamma[f] : 1.0, xc = x[e] - mean[f];
@@ -70,12 +76,13 @@ void oracle_backward_train(const bnorm_shape *s, bnorm_mode mode, const double *
         dgamma[f] += dy[e] * xc / sqrt(var[f] + eps);
         dbeta[f] += dy[e];
     }
-    for (size_t f = 0; f < F; f++) dmean[f] += dvar[f] * sum_xc[f] / m;
+    for (size_t f = 0; f < F; f++)
+        dmean[f] += dvar[f] * sum_xc[f] / m;
     for (size_t e = 0; e < d.total; e++) {
         size_t f = oracle_feature(s, mode, e);
         double g = gamma ? gamma[f] : 1.0;
-        dx[e] = dy[e] * g / sqrt(var[f] + eps) + dvar[f] * 2.0 * (x[e] - mean[f]) / m +
-                dmean[f] / m;
+        dx[e] =
+            dy[e] * g / sqrt(var[f] + eps) + dvar[f] * 2.0 * (x[e] - mean[f]) / m + dmean[f] / m;
     }
     free(mean), free(var), free(dvar), free(dmean), free(sum_xc);
 }
@@ -85,7 +92,8 @@ void oracle_backward_frozen(const bnorm_shape *s, bnorm_mode mode, const double 
                             const double *var, double eps, double *dx, double *dgamma,
                             double *dbeta) {
     oracle_dims d = oracle_dims_of(s, mode);
-    for (size_t f = 0; f < d.features; f++) dgamma[f] = dbeta[f] = 0.0;
+    for (size_t f = 0; f < d.features; f++)
+        dgamma[f] = dbeta[f] = 0.0;
     for (size_t e = 0; e < d.total; e++) {
         size_t f = oracle_feature(s, mode, e);
         double g = gamma ? gamma[f] : 1.0, r = 1.0 / sqrt(var[f] + eps);

@@ -26,9 +26,9 @@ void oracle_normalize(const bnorm_shape *s, bnorm_mode mode, const double *x, co
                       const double *var, const double *gamma, const double *beta, double eps,
                       double *y);
 /* Training backward, by the chain rule through mean and variance. */
-void oracle_backward_train(const bnorm_shape *s, bnorm_mode mode, const double *x,
-                           const double *dy, const double *gamma, double eps, double *dx,
-                           double *dgamma, double *dbeta);
+void oracle_backward_train(const bnorm_shape *s, bnorm_mode mode, const double *x, const double *dy,
+                           const double *gamma, double eps, double *dx, double *dgamma,
+                           double *dbeta);
 /* Backward with frozen mean/var. */
 void oracle_backward_frozen(const bnorm_shape *s, bnorm_mode mode, const double *x,
                             const double *dy, const double *gamma, const double *mean,
@@ -42,7 +42,7 @@ double oracle_rel_err_f(const float *a, const double *b, size_t n);
 typedef struct {
     unsigned long long state;
 } test_rng;
-double rng_uniform(test_rng *r);  /* [0, 1) */
-double rng_normal(test_rng *r);   /* N(0, 1) */
+double rng_uniform(test_rng *r); /* [0, 1) */
+double rng_normal(test_rng *r);  /* N(0, 1) */
 
 #endif

@@ -20,14 +20,15 @@ typedef struct {
 } case_shape;
 
 static const case_shape SHAPES[] = {
-    {7, 1, 0, {0}},        {5, 17, 0, {0}},       {64, 40, 0, {0}},    {300, 24, 0, {0}},
-    {3, 600, 0, {0}},      {1, 3, 2, {5, 7}},     {4, 19, 1, {1}},     {2, 3, 3, {3, 4, 5}},
-    {3, 33, 2, {6, 7}},    {2, 2, 1, {4097}},     {1, 2, 2, {70, 70}}, {9, 1, 2, {3, 3}},
-    {2, 5, 1, {2}},        {40, 3, 2, {11, 13}},
+    {7, 1, 0, {0}},     {5, 17, 0, {0}},      {64, 40, 0, {0}},    {300, 24, 0, {0}},
+    {3, 600, 0, {0}},   {1, 3, 2, {5, 7}},    {4, 19, 1, {1}},     {2, 3, 3, {3, 4, 5}},
+    {3, 33, 2, {6, 7}}, {2, 2, 1, {4097}},    {1, 2, 2, {70, 70}}, {9, 1, 2, {3, 3}},
+    {2, 5, 1, {2}},     {40, 3, 2, {11, 13}},
 };
 
 static void to_double(const float *f, double *d, size_t n) {
-    for (size_t i = 0; i < n; i++) d[i] = f[i];
+    for (size_t i = 0; i < n; i++)
+        d[i] = f[i];
 }
 
 static void run_case(const bnorm_shape *shape, unsigned flags, bnorm_mode mode, int threads,
@@ -73,8 +74,8 @@ static void run_case(const bnorm_shape *shape, unsigned flags, bnorm_mode mode, 
             x[i] = (float)(3.0 * rng_normal(rng) + 0.1 * (double)(f % 23) - 1.0 + step);
         }
         to_double(x, xd, T);
-        bnorm_status st = bnorm_forward_training(shape, &p, x, gamma, beta, y, smean, sinv, &run,
-                                                 ws, wsz);
+        bnorm_status st =
+            bnorm_forward_training(shape, &p, x, gamma, beta, y, smean, sinv, &run, ws, wsz);
         CHECK(st == BNORM_OK, "%s: forward_training -> %s", label, bnorm_status_str(st));
         oracle_stats(shape, mode, xd, md, vd);
         oracle_normalize(shape, mode, xd, md, vd, scale ? gd : NULL, shift ? bd : NULL, p.eps, yd);
@@ -98,7 +99,8 @@ static void run_case(const bnorm_shape *shape, unsigned flags, bnorm_mode mode, 
         CHECK(run.count == (uint64_t)step + 1, "%s: running count", label);
 
         /* Training backward from what the forward saved. */
-        for (size_t i = 0; i < T; i++) dy[i] = (float)rng_normal(rng);
+        for (size_t i = 0; i < T; i++)
+            dy[i] = (float)rng_normal(rng);
         to_double(dy, dyd, T);
         st = bnorm_backward_training(shape, &p, x, dy, gamma, smean, sinv, dx, dgamma, dbeta, ws,
                                      wsz);
@@ -128,14 +130,16 @@ static void run_case(const bnorm_shape *shape, unsigned flags, bnorm_mode mode, 
                   oracle_rel_err_f(dbeta, dbd, F));
     }
     if (d.count == 1) {
-        bnorm_status st = bnorm_forward_training(shape, &p, x, gamma, beta, y, smean, sinv, &run,
-                                                 ws, wsz);
+        bnorm_status st =
+            bnorm_forward_training(shape, &p, x, gamma, beta, y, smean, sinv, &run, ws, wsz);
         CHECK(st == BNORM_ERR_SINGLE_VALUE, "%s: one value per feature must be refused", label);
     }
 
     /* Inference and frozen backward with the running statistics. */
-    for (size_t i = 0; i < T; i++) x[i] = (float)(2.0 * rng_normal(rng) + 1.0);
-    for (size_t i = 0; i < T; i++) dy[i] = (float)rng_normal(rng);
+    for (size_t i = 0; i < T; i++)
+        x[i] = (float)(2.0 * rng_normal(rng) + 1.0);
+    for (size_t i = 0; i < T; i++)
+        dy[i] = (float)rng_normal(rng);
     to_double(x, xd, T);
     to_double(dy, dyd, T);
     to_double(rmean, rmd, F);
@@ -145,11 +149,9 @@ static void run_case(const bnorm_shape *shape, unsigned flags, bnorm_mode mode, 
     oracle_normalize(shape, mode, xd, rmd, rvd, scale ? gd : NULL, shift ? bd : NULL, p.eps, yd);
     CHECK(oracle_rel_err_f(y, yd, T) <= TOL, "%s: inference y err %.3g", label,
           oracle_rel_err_f(y, yd, T));
-    st = bnorm_backward_inference(shape, &p, x, dy, gamma, rmean, rvar, dx, dgamma, dbeta, ws,
-                                  wsz);
+    st = bnorm_backward_inference(shape, &p, x, dy, gamma, rmean, rvar, dx, dgamma, dbeta, ws, wsz);
     CHECK(st == BNORM_OK, "%s: backward_inference -> %s", label, bnorm_status_str(st));
-    oracle_backward_frozen(shape, mode, xd, dyd, scale ? gd : NULL, rmd, rvd, p.eps, dxd, dgd,
-                           dbd);
+    oracle_backward_frozen(shape, mode, xd, dyd, scale ? gd : NULL, rmd, rvd, p.eps, dxd, dgd, dbd);
     CHECK(oracle_rel_err_f(dx, dxd, T) <= TOL, "%s: frozen dx err %.3g", label,
           oracle_rel_err_f(dx, dxd, T));
     if (scale)
@@ -162,8 +164,7 @@ static void run_case(const bnorm_shape *shape, unsigned flags, bnorm_mode mode, 
     /* In place: y = x and dx = dy give the same answers. */
     memcpy(dx, x, T * sizeof(float));
     st = bnorm_forward_inference(shape, &p, dx, gamma, beta, rmean, rvar, dx, ws, wsz);
-    CHECK(st == BNORM_OK && memcmp(dx, y, T * sizeof(float)) == 0, "%s: in-place inference",
-          label);
+    CHECK(st == BNORM_OK && memcmp(dx, y, T * sizeof(float)) == 0, "%s: in-place inference", label);
 
     free(ws), free(x), free(y), free(dy), free(dx), free(xd), free(yd), free(dyd), free(dxd);
     free(fbuf), free(dbuf);
@@ -190,7 +191,8 @@ int main(void) {
             shape.n = SHAPES[si].n;
             shape.c = SHAPES[si].c;
             shape.spatial_rank = SHAPES[si].rank;
-            for (int k = 0; k < SHAPES[si].rank; k++) shape.spatial[k] = SHAPES[si].sp[k];
+            for (int k = 0; k < SHAPES[si].rank; k++)
+                shape.spatial[k] = SHAPES[si].sp[k];
             for (int mi = 0; mi < 2; mi++)
                 for (size_t oi = 0; oi < sizeof option_sets / sizeof option_sets[0]; oi++)
                     for (int path = 0; path < 3; path++) {

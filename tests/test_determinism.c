@@ -20,7 +20,8 @@ static void run(const bnorm_shape *shape, bnorm_mode mode, int threads, const fl
     bnorm_feature_count(shape, &p, &F);
     bnorm_workspace_size(shape, &p, &wsz);
     void *ws = malloc(wsz);
-    for (size_t f = 0; f < F; f++) o->rmean[f] = 0.0f, o->rvar[f] = 1.0f;
+    for (size_t f = 0; f < F; f++)
+        o->rmean[f] = 0.0f, o->rvar[f] = 1.0f;
     bnorm_running_stats run = {o->rmean, o->rvar, 0};
     bnorm_status st =
         bnorm_forward_training(shape, &p, x, gamma, beta, o->y, o->mean, o->invstd, &run, ws, wsz);
@@ -65,23 +66,26 @@ int main(void) {
             oracle_dims d = oracle_dims_of(&shapes[si], (bnorm_mode)mode);
             size_t T = d.total, F = d.features;
             float *x = malloc(T * 4), *dy = malloc(T * 4), *g = malloc(F * 4), *b = malloc(F * 4);
-            for (size_t i = 0; i < T; i++) x[i] = (float)(rng_normal(&rng) * 2.0 + 5.0);
-            for (size_t i = 0; i < T; i++) dy[i] = (float)rng_normal(&rng);
-            for (size_t f = 0; f < F; f++) g[f] = (float)rng_uniform(&rng) + 0.5f;
-            for (size_t f = 0; f < F; f++) b[f] = (float)rng_normal(&rng);
+            for (size_t i = 0; i < T; i++)
+                x[i] = (float)(rng_normal(&rng) * 2.0 + 5.0);
+            for (size_t i = 0; i < T; i++)
+                dy[i] = (float)rng_normal(&rng);
+            for (size_t f = 0; f < F; f++)
+                g[f] = (float)rng_uniform(&rng) + 0.5f;
+            for (size_t f = 0; f < F; f++)
+                b[f] = (float)rng_normal(&rng);
             outputs base = alloc_outputs(T, F);
             run(&shapes[si], (bnorm_mode)mode, 1, x, dy, g, b, &base);
             const int counts[] = {2, 3, 8};
             for (int k = 0; k < 3; k++) {
                 outputs o = alloc_outputs(T, F);
                 run(&shapes[si], (bnorm_mode)mode, counts[k], x, dy, g, b, &o);
-                int ok = same(o.y, base.y, T) && same(o.dx, base.dx, T) &&
-                         same(o.yi, base.yi, T) && same(o.dxi, base.dxi, T) &&
-                         same(o.mean, base.mean, F) && same(o.invstd, base.invstd, F) &&
-                         same(o.rmean, base.rmean, F) && same(o.rvar, base.rvar, F) &&
-                         same(o.dgamma, base.dgamma, F) && same(o.dbeta, base.dbeta, F);
-                CHECK(ok, "shape %d mode %d: %d threads differ from 1 thread", si, mode,
-                      counts[k]);
+                int ok = same(o.y, base.y, T) && same(o.dx, base.dx, T) && same(o.yi, base.yi, T) &&
+                         same(o.dxi, base.dxi, T) && same(o.mean, base.mean, F) &&
+                         same(o.invstd, base.invstd, F) && same(o.rmean, base.rmean, F) &&
+                         same(o.rvar, base.rvar, F) && same(o.dgamma, base.dgamma, F) &&
+                         same(o.dbeta, base.dbeta, F);
+                CHECK(ok, "shape %d mode %d: %d threads differ from 1 thread", si, mode, counts[k]);
                 free_outputs(&o);
             }
             free_outputs(&base);

@@ -7,8 +7,8 @@
 #include "bnorm.h"
 #include "check.h"
 
-#define T_MAX 4096
-#define F_MAX 64
+#define T_MAX    4096
+#define F_MAX    64
 #define SENTINEL 12345.0f
 
 enum { OP_TRAIN, OP_INFER, OP_BWD_TRAIN, OP_BWD_INFER, OP_COUNT };
@@ -43,8 +43,10 @@ static call good_call(void) {
 }
 
 static void fill_sentinels(void) {
-    for (int i = 0; i < T_MAX; i++) OUT[i] = SENTINEL;
-    for (int i = 0; i < F_MAX; i++) SMEAN[i] = SINV[i] = DG[i] = DB[i] = RM[i] = RV[i] = SENTINEL;
+    for (int i = 0; i < T_MAX; i++)
+        OUT[i] = SENTINEL;
+    for (int i = 0; i < F_MAX; i++)
+        SMEAN[i] = SINV[i] = DG[i] = DB[i] = RM[i] = RV[i] = SENTINEL;
     RUN.count = 7;
 }
 
@@ -52,8 +54,8 @@ static int untouched(void) {
     for (int i = 0; i < T_MAX; i++)
         if (OUT[i] != SENTINEL) return 0;
     for (int i = 0; i < F_MAX; i++)
-        if (SMEAN[i] != SENTINEL || SINV[i] != SENTINEL || DG[i] != SENTINEL ||
-            DB[i] != SENTINEL || RM[i] != SENTINEL || RV[i] != SENTINEL)
+        if (SMEAN[i] != SENTINEL || SINV[i] != SENTINEL || DG[i] != SENTINEL || DB[i] != SENTINEL ||
+            RM[i] != SENTINEL || RV[i] != SENTINEL)
             return 0;
     return RUN.count == 7;
 }
@@ -87,12 +89,14 @@ static void expect(const char *what, unsigned mask, const call *c, bnorm_status 
     }
 }
 
-#define ALL 0xFu
+#define ALL      0xFu
 #define TRAINING ((1u << OP_TRAIN) | (1u << OP_BWD_TRAIN))
 
 int main(void) {
-    for (int i = 0; i < T_MAX; i++) X[i] = (float)(i % 7), DY[i] = 1.0f;
-    for (int i = 0; i < F_MAX; i++) G[i] = 1.0f, B[i] = 0.0f, M[i] = 0.5f, V[i] = 2.0f;
+    for (int i = 0; i < T_MAX; i++)
+        X[i] = (float)(i % 7), DY[i] = 1.0f;
+    for (int i = 0; i < F_MAX; i++)
+        G[i] = 1.0f, B[i] = 0.0f, M[i] = 0.5f, V[i] = 2.0f;
 
     /* The good call works: the harness itself can tell success. */
     for (int op = 0; op < OP_COUNT; op++) {
@@ -111,10 +115,10 @@ int main(void) {
     c = good_call(), c.beta = NULL;
     expect("beta NULL with USE_SHIFT", (1u << OP_TRAIN) | (1u << OP_INFER), &c,
            BNORM_ERR_NULL_POINTER);
-    c = good_call(), c.smean = NULL, expect("save_mean NULL", 1u << OP_TRAIN, &c,
-                                            BNORM_ERR_NULL_POINTER);
-    c = good_call(), c.sinv = NULL, expect("save_invstd NULL", 1u << OP_TRAIN, &c,
-                                           BNORM_ERR_NULL_POINTER);
+    c = good_call(), c.smean = NULL,
+    expect("save_mean NULL", 1u << OP_TRAIN, &c, BNORM_ERR_NULL_POINTER);
+    c = good_call(), c.sinv = NULL,
+    expect("save_invstd NULL", 1u << OP_TRAIN, &c, BNORM_ERR_NULL_POINTER);
     c = good_call(), c.mean = NULL;
     expect("mean NULL", (1u << OP_INFER) | (1u << OP_BWD_TRAIN) | (1u << OP_BWD_INFER), &c,
            BNORM_ERR_NULL_POINTER);
@@ -189,7 +193,8 @@ int main(void) {
     expect("NCHW 1x5x1x1", TRAINING, &c, BNORM_ERR_SINGLE_VALUE);
     c = good_call(), c.shape = bnorm_shape_nhwc(1, 1, 1, 5);
     expect("NHWC 1x1x1x5", TRAINING, &c, BNORM_ERR_SINGLE_VALUE);
-    c = good_call(), c.shape = bnorm_shape_nchw(1, 5, 2, 2), c.params.mode = BNORM_MODE_PER_ACTIVATION;
+    c = good_call(), c.shape = bnorm_shape_nchw(1, 5, 2, 2),
+    c.params.mode = BNORM_MODE_PER_ACTIVATION;
     expect("per-activation with N = 1", TRAINING, &c, BNORM_ERR_SINGLE_VALUE);
     c = good_call(), c.shape = bnorm_shape_nc(1, 5);
     fill_sentinels();
@@ -214,8 +219,10 @@ int main(void) {
         const char *sa = bnorm_status_str((bnorm_status)a);
         CHECK(sa && *sa && strcmp(sa, "unknown status code") != 0, "status %d has no message", a);
         for (int b = 0; b < a; b++)
-            CHECK(strcmp(sa, bnorm_status_str((bnorm_status)b)) != 0, "statuses %d and %d share "
-                                                                      "a message", a, b);
+            CHECK(strcmp(sa, bnorm_status_str((bnorm_status)b)) != 0,
+                  "statuses %d and %d share "
+                  "a message",
+                  a, b);
     }
     CHECK(strcmp(bnorm_status_str((bnorm_status)999), "unknown status code") == 0,
           "unknown status");

@@ -22,7 +22,8 @@ static double loss(const bnorm_shape *s, bnorm_mode mode, int frozen, const doub
         oracle_normalize(s, mode, x, mbuf, vbuf, g, b, EPS, ybuf);
     }
     double l = 0.0;
-    for (size_t i = 0; i < d.total; i++) l += w[i] * ybuf[i];
+    for (size_t i = 0; i < d.total; i++)
+        l += w[i] * ybuf[i];
     return l;
 }
 
@@ -41,7 +42,8 @@ static double numeric(double *p, size_t i, const bnorm_shape *s, bnorm_mode mode
 
 static double max_rel(const double *a, const double *b, size_t n) {
     double e = 0.0, sc = 1e-30;
-    for (size_t i = 0; i < n; i++) e = fmax(e, fabs(a[i] - b[i])), sc = fmax(sc, fabs(b[i]));
+    for (size_t i = 0; i < n; i++)
+        e = fmax(e, fabs(a[i] - b[i])), sc = fmax(sc, fabs(b[i]));
     return e / sc;
 }
 
@@ -58,8 +60,10 @@ static void gradcheck(const bnorm_shape *s, bnorm_mode mode, int frozen, test_rn
     float *dgf = malloc(F * 4), *dbf = malloc(F * 4);
 
     /* Inputs are float-representable so both sides see the same numbers. */
-    for (size_t i = 0; i < T; i++) x[i] = xf[i] = (float)(rng_normal(rng) * 1.5 + 0.3);
-    for (size_t i = 0; i < T; i++) w[i] = wf[i] = (float)rng_normal(rng);
+    for (size_t i = 0; i < T; i++)
+        x[i] = xf[i] = (float)(rng_normal(rng) * 1.5 + 0.3);
+    for (size_t i = 0; i < T; i++)
+        w[i] = wf[i] = (float)rng_normal(rng);
     for (size_t f = 0; f < F; f++) {
         g[f] = gf[f] = (float)(0.5 + rng_uniform(rng));
         b[f] = bf[f] = (float)rng_normal(rng);
@@ -96,16 +100,16 @@ static void gradcheck(const bnorm_shape *s, bnorm_mode mode, int frozen, test_rn
             float *smean = malloc(F * 4), *sinv = malloc(F * 4);
             st = bnorm_forward_training(s, &p, xf, gf, bf, yf, smean, sinv, NULL, ws, wsz);
             if (st == BNORM_OK)
-                st = bnorm_backward_training(s, &p, xf, wf, gf, smean, sinv, dxf, dgf, dbf, ws,
-                                             wsz);
+                st =
+                    bnorm_backward_training(s, &p, xf, wf, gf, smean, sinv, dxf, dgf, dbf, ws, wsz);
             free(smean), free(sinv);
         }
         CHECK(st == BNORM_OK, "backward: %s", bnorm_status_str(st));
         double edx = oracle_rel_err_f(dxf, num_dx, T), edg = oracle_rel_err_f(dgf, num_dg, F);
         double edb = oracle_rel_err_f(dbf, num_db, F);
         CHECK(edx < 2e-5 && edg < 2e-5 && edb < 2e-5,
-              "layout %d mode %d frozen %d ref %d: dx %.3g dgamma %.3g dbeta %.3g", s->layout,
-              mode, frozen, ref, edx, edg, edb);
+              "layout %d mode %d frozen %d ref %d: dx %.3g dgamma %.3g dbeta %.3g", s->layout, mode,
+              frozen, ref, edx, edg, edb);
     }
     free(ws);
     free(x), free(w), free(ybuf), free(g), free(b), free(fm), free(fv), free(mbuf), free(vbuf);

@@ -10,8 +10,8 @@
 
 /* Batch variance as the library reports it: the running variance after one
  * step with decay 0 and the biased estimate is exactly the batch variance. */
-static bnorm_status batch_var(const bnorm_shape *s, bnorm_mode mode, unsigned extra,
-                              const float *x, float *y, float *var, float *mean) {
+static bnorm_status batch_var(const bnorm_shape *s, bnorm_mode mode, unsigned extra, const float *x,
+                              float *y, float *var, float *mean) {
     bnorm_params p = bnorm_params_default();
     p.mode = mode;
     p.decay = 0.0f;
@@ -22,8 +22,10 @@ static bnorm_status batch_var(const bnorm_shape *s, bnorm_mode mode, unsigned ex
     bnorm_workspace_size(s, &p, &wsz);
     float *prm = calloc(4 * F, sizeof(float)), *gamma = prm, *beta = prm + F, *smean = prm + 2 * F,
           *sinv = prm + 3 * F;
-    for (size_t f = 0; f < F; f++) gamma[f] = 1.5f, beta[f] = 0.25f * (float)f;
-    for (size_t f = 0; f < F; f++) mean[f] = 0.0f, var[f] = 1.0f;
+    for (size_t f = 0; f < F; f++)
+        gamma[f] = 1.5f, beta[f] = 0.25f * (float)f;
+    for (size_t f = 0; f < F; f++)
+        mean[f] = 0.0f, var[f] = 1.0f;
     void *ws = malloc(wsz);
     bnorm_running_stats run = {mean, var, 0};
     bnorm_status st = bnorm_forward_training(s, &p, x, gamma, beta, y, smean, sinv, &run, ws, wsz);
@@ -44,7 +46,8 @@ static void large_mean(const bnorm_shape *s, bnorm_mode mode, unsigned extra, te
     CHECK(batch_var(s, mode, extra, x, y, var, mean) == BNORM_OK, "large mean: status");
     oracle_stats(s, mode, xd, md, vd);
     double worst = 0.0;
-    for (size_t f = 0; f < d.features; f++) worst = fmax(worst, fabs(var[f] - vd[f]) / vd[f]);
+    for (size_t f = 0; f < d.features; f++)
+        worst = fmax(worst, fabs(var[f] - vd[f]) / vd[f]);
     CHECK(worst <= 1e-4, "large mean, layout %d mode %d flags %x: var rel err %.3g", s->layout,
           mode, extra, worst);
 
@@ -52,7 +55,8 @@ static void large_mean(const bnorm_shape *s, bnorm_mode mode, unsigned extra, te
     if (mode == BNORM_MODE_SPATIAL && s->layout == BNORM_LAYOUT_NC) {
         float sx = 0.0f, sxx = 0.0f;
         size_t C = (size_t)s->c;
-        for (size_t i = 0; i < d.total; i += C) sx += x[i], sxx += x[i] * x[i];
+        for (size_t i = 0; i < d.total; i += C)
+            sx += x[i], sxx += x[i] * x[i];
         float mu = sx / (float)d.count, naive = sxx / (float)d.count - mu * mu;
         CHECK(fabs(naive - vd[0]) / vd[0] > 1e-2, "the naive formula was expected to fail");
     }
@@ -67,7 +71,8 @@ static void constant_channels(const bnorm_shape *s, bnorm_mode mode, unsigned ex
         x[i] = 3.7f + 1234.5f * (float)oracle_feature(s, mode, i);
     CHECK(batch_var(s, mode, extra, x, y, var, mean) == BNORM_OK, "constant: status");
     int ok = 1;
-    for (size_t f = 0; f < d.features; f++) ok &= var[f] == 0.0f;
+    for (size_t f = 0; f < d.features; f++)
+        ok &= var[f] == 0.0f;
     CHECK(ok, "constant channel: variance must be exactly 0 (layout %d mode %d)", s->layout, mode);
     ok = 1;
     for (size_t i = 0; i < d.total; i++)
@@ -84,7 +89,8 @@ static void nearly_constant(const bnorm_shape *s, bnorm_mode mode, unsigned extr
         x[i] = nextafterf(1e6f, rng_uniform(rng) < 0.5 ? 0.0f : 2e6f);
     CHECK(batch_var(s, mode, extra, x, y, var, mean) == BNORM_OK, "nearly constant: status");
     int ok = 1;
-    for (size_t f = 0; f < d.features; f++) ok &= var[f] >= 0.0f;
+    for (size_t f = 0; f < d.features; f++)
+        ok &= var[f] >= 0.0f;
     CHECK(ok, "variance must never be negative");
     free(x), free(y), free(var), free(mean);
 }
@@ -94,7 +100,8 @@ static void non_finite(unsigned extra) {
     bnorm_shape s = bnorm_shape_nc(50, 3);
     float x[150], y[150], var[3], mean[3], y_clean[150], var_clean[3], mean_clean[3];
     test_rng rng = {9};
-    for (int i = 0; i < 150; i++) x[i] = (float)rng_normal(&rng);
+    for (int i = 0; i < 150; i++)
+        x[i] = (float)rng_normal(&rng);
     CHECK(batch_var(&s, BNORM_MODE_SPATIAL, extra, x, y_clean, var_clean, mean_clean) == BNORM_OK,
           "clean: status");
     x[3 * 17 + 1] = NAN;

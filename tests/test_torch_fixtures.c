@@ -10,7 +10,7 @@
 #include "bnorm.h"
 #include "check.h"
 
-#define TOL 1e-5
+#define TOL        1e-5
 #define MAX_ARRAYS 32
 
 typedef struct {
@@ -49,14 +49,14 @@ static double rel_err(const float *a, const float *b, size_t n) {
     return e / s;
 }
 
-#define EXPECT_CLOSE(fx, what, got, want, n)                                                      \
-    do {                                                                                          \
-        const float *w_ = (want);                                                                 \
-        if (w_) {                                                                                 \
-            double e_ = rel_err(got, w_, n);                                                      \
-            CHECK(e_ <= TOL, "%s (%s): %s differs from PyTorch by %.3g", fx->name, path, what,    \
-                  e_);                                                                            \
-        }                                                                                         \
+#define EXPECT_CLOSE(fx, what, got, want, n)                                                       \
+    do {                                                                                           \
+        const float *w_ = (want);                                                                  \
+        if (w_) {                                                                                  \
+            double e_ = rel_err(got, w_, n);                                                       \
+            CHECK(e_ <= TOL, "%s (%s): %s differs from PyTorch by %.3g", fx->name, path, what,     \
+                  e_);                                                                             \
+        }                                                                                          \
     } while (0)
 
 static bnorm_shape shape_of(const fixture *fx) {
@@ -77,7 +77,9 @@ static bnorm_shape shape_of(const fixture *fx) {
 }
 
 static void run_fixture(const fixture *fx, int path_id) {
-    const char *path = path_id == 0 ? "reference" : path_id == 1 ? "fast, 1 thread" : "fast, 2 threads";
+    const char *path = path_id == 0   ? "reference"
+                       : path_id == 1 ? "fast, 1 thread"
+                                      : "fast, 2 threads";
     bnorm_shape shape = shape_of(fx);
     bnorm_params p = bnorm_params_default();
     p.mode = strcmp(fx->mode, "spatial") == 0 ? BNORM_MODE_SPATIAL : BNORM_MODE_PER_ACTIVATION;
@@ -91,7 +93,8 @@ static void run_fixture(const fixture *fx, int path_id) {
     CHECK(bnorm_feature_count(&shape, &p, &F) == BNORM_OK, "%s: bad shape", fx->name);
     bnorm_workspace_size(&shape, &p, &wsz);
     size_t T = (size_t)fx->n * (size_t)fx->c;
-    for (int i = 0; i < shape.spatial_rank; i++) T *= (size_t)shape.spatial[i];
+    for (int i = 0; i < shape.spatial_rank; i++)
+        T *= (size_t)shape.spatial[i];
     void *ws = malloc(wsz);
     float *out = malloc(T * 4), *f1 = malloc(F * 4), *f2 = malloc(F * 4), *f3 = malloc(F * 4);
     float *f4 = malloc(F * 4);
@@ -100,7 +103,8 @@ static void run_fixture(const fixture *fx, int path_id) {
     if (!gamma || !beta) goto done;
 
     if (strcmp(fx->kind, "train") == 0) {
-        for (size_t f = 0; f < F; f++) f3[f] = 0.0f, f4[f] = 1.0f;
+        for (size_t f = 0; f < F; f++)
+            f3[f] = 0.0f, f4[f] = 1.0f;
         bnorm_running_stats run = {f3, f4, 0};
         for (int k = 0; k < fx->steps; k++) {
             snprintf(nm, sizeof nm, "x%d", k);
@@ -136,14 +140,14 @@ static void run_fixture(const fixture *fx, int path_id) {
             float *y = malloc(T * 4), *sm = malloc(F * 4), *si = malloc(F * 4);
             st = bnorm_forward_training(&shape, &p, x, gamma, beta, y, sm, si, NULL, ws, wsz);
             if (st == BNORM_OK)
-                st = bnorm_backward_training(&shape, &p, x, dy, gamma, sm, si, out, f1, f2, ws,
-                                             wsz);
+                st =
+                    bnorm_backward_training(&shape, &p, x, dy, gamma, sm, si, out, f1, f2, ws, wsz);
             free(y), free(sm), free(si);
         } else {
             const float *mean = get(fx, "mean", F), *var = get(fx, "var", F);
             if (!mean || !var) goto done;
-            st = bnorm_backward_inference(&shape, &p, x, dy, gamma, mean, var, out, f1, f2, ws,
-                                          wsz);
+            st =
+                bnorm_backward_inference(&shape, &p, x, dy, gamma, mean, var, out, f1, f2, ws, wsz);
         }
         CHECK(st == BNORM_OK, "%s: %s", fx->name, bnorm_status_str(st));
         EXPECT_CLOSE(fx, "dx", out, get(fx, "dx", T), T);
@@ -155,7 +159,8 @@ done:
 }
 
 static void free_fixture(fixture *fx) {
-    for (int i = 0; i < fx->narrays; i++) free(fx->arrays[i].v);
+    for (int i = 0; i < fx->narrays; i++)
+        free(fx->arrays[i].v);
     fx->narrays = 0;
 }
 
@@ -202,7 +207,8 @@ int main(int argc, char **argv) {
         if (strncmp(line, "case ", 5) == 0) {
             parse_header(&fx, line);
         } else if (strncmp(line, "end", 3) == 0) {
-            for (int path = 0; path < 3; path++) run_fixture(&fx, path);
+            for (int path = 0; path < 3; path++)
+                run_fixture(&fx, path);
             free_fixture(&fx);
             cases++;
         } else if (fx.narrays < MAX_ARRAYS) {
@@ -212,7 +218,8 @@ int main(int argc, char **argv) {
             sscanf(p, "%31s %zu%n", a->name, &a->count, &used);
             p += used;
             a->v = malloc(a->count * sizeof(float));
-            for (size_t i = 0; i < a->count; i++) a->v[i] = strtof(p, &p);
+            for (size_t i = 0; i < a->count; i++)
+                a->v[i] = strtof(p, &p);
         }
     }
     fclose(f);

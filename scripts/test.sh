@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The test suite: installs what it needs, then builds and runs every test
+# with gcc, with clang, and with AddressSanitizer + UndefinedBehaviorSanitizer,
+# and builds the README example against the installed library (CMake
+# find_package and pkg-config).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh
+jobs=$(nproc)
+out=${BNORM_TEST_DIR:-build-test}
+rm -rf "$out"
+
+run_suite() { # name, extra cmake args...
+    local name=$1
+    shift
+    echo "== $name"
+    cmake -S . -B "$out/$name" -DCMAKE_BUILD_TYPE=Release "$@" >/dev/null
+    cmake --build "$out/$name" -j "$jobs" >/dev/null
+    (cd "$out/$name" && ctest --output-on-failure -j "$jobs")
+}
+
+run_suite gcc -DCMAKE_C_COMPILER=gcc
+run_suite clang -DCMAKE_C_COMPILER=clang
+ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+    run_suite sanitize -DCMAKE_C_COMPILER=gcc -DBNORM_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+
+echo "== install and consume"
+prefix=$(realpath "$out")/prefix
+cmake --install "$out/gcc" --prefix "$prefix" >/dev/null
+cmake -S tests/consumer -B "$out/consumer" -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
+cmake --build "$out/consumer" >/dev/null
+"$out/consumer/consumer_shared"
+"$out/consumer/consumer_static"
+PKG_CONFIG_PATH="$prefix/lib/pkgconfig:$prefix/lib/x86_64-linux-gnu/pkgconfig" \
+    cc -std=c11 -Wall -Wextra -Werror examples/readme_example.c \
+    $(PKG_CONFIG_PATH="$prefix/lib/pkgconfig:$prefix/lib/x86_64-linux-gnu/pkgconfig" pkg-config --cflags --libs --static bnorm) \
+    -o "$out/consumer/consumer_pkgconfig"
+LD_LIBRARY_PATH="$prefix/lib" "$out/consumer/consumer_pkgconfig"
+# The README's C example is examples/readme_example.c, word for word.
+sed -n '/^```c$/,/^```$/p' README.md | sed '1d;$d' | diff - examples/readme_example.c
+echo "all suites passed"
