@@ -1,0 +1,442 @@
+/* The network: construction, forward, loss, backward and optimizer step. */
+#include "nn.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rng.h"
+
+static nn_tensor *add_tensor(nn_net *net, const char *name, int rank, const int64_t *shape,
+                             int trainable) {
+    nn_tensor *t = &net->tensors[net->n_tensors++];
+    memset(t, 0, sizeof *t);
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->rank = rank;
+    t->size = 1;
+    for (int i = 0; i < rank; i++) t->shape[i] = shape[i], t->size *= (size_t)shape[i];
+    t->trainable = trainable;
+    return t;
+}
+
+static nn_layer *add_layer(nn_net *net, nn_kind kind, int out_h, int out_w, int out_c) {
+    nn_layer *prev = net->n_layers ? &net->layers[net->n_layers - 1] : NULL;
+    nn_layer *l = &net->layers[net->n_layers++];
+    memset(l, 0, sizeof *l);
+    l->kind = kind;
+    l->in_h = prev ? prev->out_h : net->in_h;
+    l->in_w = prev ? prev->out_w : net->in_w;
+    l->in_c = prev ? prev->out_c : net->in_c;
+    l->out_h = out_h, l->out_w = out_w, l->out_c = out_c;
+    l->in_size = (size_t)l->in_h * l->in_w * l->in_c;
+    l->out_size = (size_t)out_h * out_w * out_c;
+    return l;
+}
+
+static void add_dense(nn_net *net, int units, int with_bias) {
+    char name[48];
+    int idx = net->n_layers;
+    nn_layer *l = add_layer(net, NN_DENSE, 1, 1, units);
+    int64_t wshape[2] = {(int64_t)l->in_size, units};
+    snprintf(name, sizeof name, "layers.%d.weight", idx);
+    l->weight = add_tensor(net, name, 2, wshape, 1);
+    if (with_bias) {
+        snprintf(name, sizeof name, "layers.%d.bias", idx);
+        l->bias = add_tensor(net, name, 1, wshape + 1, 1);
+    }
+}
+
+static void add_conv(nn_net *net, int channels, int with_bias) {
+    char name[48];
+    int idx = net->n_layers;
+    nn_layer *prev = idx ? &net->layers[idx - 1] : NULL;
+    int h = prev ? prev->out_h : net->in_h, w = prev ? prev->out_w : net->in_w;
+    nn_layer *l = add_layer(net, NN_CONV3X3, h, w, channels);
+    /* [kh][kw][in_c][out_c]: one row of the GEMM's B per im2col column. */
+    int64_t wshape[4] = {3, 3, l->in_c, channels};
+    snprintf(name, sizeof name, "layers.%d.weight", idx);
+    l->weight = add_tensor(net, name, 4, wshape, 1);
+    if (with_bias) {
+        snprintf(name, sizeof name, "layers.%d.bias", idx);
+        l->bias = add_tensor(net, name, 1, wshape + 3, 1);
+    }
+}
+
+static void add_simple(nn_net *net, nn_kind kind) {
+    nn_layer *prev = &net->layers[net->n_layers - 1];
+    if (kind == NN_MAXPOOL2)
+        add_layer(net, kind, prev->out_h / 2, prev->out_w / 2, prev->out_c);
+    else
+        add_layer(net, kind, prev->out_h, prev->out_w, prev->out_c);
+}
+
+static void add_batchnorm(nn_net *net) {
+    char name[48];
+    int idx = net->n_layers;
+    add_simple(net, NN_BATCHNORM);
+    nn_layer *l = &net->layers[idx];
+    int64_t c = l->out_c;
+    snprintf(name, sizeof name, "layers.%d.gamma", idx);
+    l->gamma = add_tensor(net, name, 1, &c, 1);
+    snprintf(name, sizeof name, "layers.%d.beta", idx);
+    l->beta = add_tensor(net, name, 1, &c, 1);
+    snprintf(name, sizeof name, "layers.%d.running_mean", idx);
+    l->run_mean = add_tensor(net, name, 1, &c, 0);
+    snprintf(name, sizeof name, "layers.%d.running_var", idx);
+    l->run_var = add_tensor(net, name, 1, &c, 0);
+}
+
+/* A linear map followed by its activation, with BN where asked. */
+static void add_block(nn_net *net, int conv, int width) {
+    int bn_before = net->bn == NN_BN_BEFORE_RELU;
+    if (conv)
+        add_conv(net, width, !bn_before);
+    else
+        add_dense(net, width, !bn_before);
+    if (bn_before) add_batchnorm(net);
+    add_simple(net, NN_RELU);
+    if (net->bn == NN_BN_AFTER_RELU) add_batchnorm(net);
+}
+
+static bnorm_shape bn_shape(const nn_layer *l, int n) {
+    if (l->out_h == 1 && l->out_w == 1) return bnorm_shape_nc(n, l->out_c);
+    return bnorm_shape_nhwc(n, l->out_h, l->out_w, l->out_c);
+}
+
+static bnorm_params bn_params(const nn_net *net) {
+    bnorm_params p = bnorm_params_default(); /* decay 0.9 = PyTorch momentum 0.1 */
+    p.threads = net->threads;
+    return p;
+}
+
+int nn_build(nn_net *net, const char *arch, nn_bn_place bn, int in_h, int in_w, int in_c,
+             int classes, int max_batch, int threads, char *err, size_t errlen) {
+    memset(net, 0, sizeof *net);
+    snprintf(net->arch, sizeof net->arch, "%s", arch);
+    net->bn = bn;
+    net->in_h = in_h, net->in_w = in_w, net->in_c = in_c;
+    net->classes = classes;
+    net->max_batch = max_batch;
+    net->threads = threads;
+    if (strcmp(arch, "mlp") == 0) {
+        add_block(net, 0, 256);
+        add_block(net, 0, 256);
+    } else if (strcmp(arch, "cnn") == 0) {
+        add_block(net, 1, 32);
+        add_simple(net, NN_MAXPOOL2);
+        add_block(net, 1, 64);
+        add_simple(net, NN_MAXPOOL2);
+        add_block(net, 0, 128);
+    } else {
+        snprintf(err, errlen, "unknown model '%s' (expected mlp or cnn)", arch);
+        return -1;
+    }
+    add_dense(net, classes, 1);
+
+    for (int i = 0; i < net->n_tensors; i++) net->arena_size += 4 * net->tensors[i].size;
+    net->arena = calloc(net->arena_size, sizeof(float));
+    size_t largest = (size_t)in_h * in_w * in_c, ws_need = 0;
+    for (int i = 0; i < net->n_layers && net->arena; i++) {
+        nn_layer *l = &net->layers[i];
+        if (l->out_size > largest) largest = l->out_size;
+        l->out = malloc((size_t)max_batch * l->out_size * sizeof(float));
+        if (!l->out) goto oom;
+        if (l->kind == NN_CONV3X3) {
+            l->col = malloc((size_t)max_batch * l->out_h * l->out_w * 9 * l->in_c * sizeof(float));
+            if (!l->col) goto oom;
+        }
+        if (l->kind == NN_MAXPOOL2 && !(l->argmax = malloc((size_t)max_batch * l->out_size)))
+            goto oom;
+        if (l->kind == NN_BATCHNORM) {
+            l->save_mean = malloc((size_t)l->out_c * sizeof(float));
+            l->save_invstd = malloc((size_t)l->out_c * sizeof(float));
+            if (!l->save_mean || !l->save_invstd) goto oom;
+            bnorm_shape s = bn_shape(l, max_batch);
+            bnorm_params p = bn_params(net);
+            size_t need;
+            if (bnorm_workspace_size(&s, &p, &need) != BNORM_OK) goto oom;
+            if (need > ws_need) ws_need = need;
+        }
+    }
+    if (!net->arena) goto oom;
+    float *p = net->arena;
+    for (int i = 0; i < net->n_tensors; i++) {
+        nn_tensor *t = &net->tensors[i];
+        t->value = p, t->grad = p + t->size, t->m = p + 2 * t->size, t->v = p + 3 * t->size;
+        p += 4 * t->size;
+    }
+    net->grad_a = malloc((size_t)max_batch * largest * sizeof(float));
+    net->grad_b = malloc((size_t)max_batch * largest * sizeof(float));
+    net->probs = malloc((size_t)max_batch * classes * sizeof(float));
+    net->bn_ws_size = ws_need;
+    net->bn_ws = ws_need ? malloc(ws_need) : NULL;
+    if (!net->grad_a || !net->grad_b || !net->probs || (ws_need && !net->bn_ws)) goto oom;
+    return 0;
+oom:
+    snprintf(err, errlen, "out of memory building the %s network", arch);
+    nn_free(net);
+    return -1;
+}
+
+void nn_free(nn_net *net) {
+    for (int i = 0; i < net->n_layers; i++) {
+        nn_layer *l = &net->layers[i];
+        free(l->out), free(l->col), free(l->argmax), free(l->save_mean), free(l->save_invstd);
+    }
+    free(net->arena), free(net->grad_a), free(net->grad_b), free(net->probs), free(net->bn_ws);
+    memset(net, 0, sizeof *net);
+}
+
+void nn_init_params(nn_net *net, uint64_t seed) {
+    nn_rng rng;
+    nn_rng_seed(&rng, seed);
+    memset(net->arena, 0, net->arena_size * sizeof(float));
+    for (int i = 0; i < net->n_layers; i++) {
+        nn_layer *l = &net->layers[i];
+        if (l->weight) {
+            size_t fan_in = l->weight->size / (size_t)l->out_c;
+            float std = sqrtf(2.0f / (float)fan_in);
+            for (size_t k = 0; k < l->weight->size; k++)
+                l->weight->value[k] = std * (float)nn_rng_normal(&rng);
+        }
+        if (l->gamma) {
+            for (int c = 0; c < l->out_c; c++) l->gamma->value[c] = 1.0f, l->run_var->value[c] = 1.0f;
+            l->bn_steps = 0;
+        }
+    }
+    net->adam_t = 0;
+}
+
+/* col[(n*H + y)*W + x][(ky*3 + kx)*C + c] = in[n][y+ky-1][x+kx-1][c], zero outside. */
+static void im2col(const float *in, int n, int h, int w, int c, float *col) {
+    for (int b = 0; b < n; b++)
+        for (int y = 0; y < h; y++)
+            for (int x = 0; x < w; x++) {
+                float *row = col + (((size_t)b * h + y) * w + x) * 9 * c;
+                for (int ky = 0; ky < 3; ky++)
+                    for (int kx = 0; kx < 3; kx++) {
+                        int sy = y + ky - 1, sx = x + kx - 1;
+                        float *dst = row + (ky * 3 + kx) * c;
+                        if (sy < 0 || sy >= h || sx < 0 || sx >= w)
+                            memset(dst, 0, (size_t)c * sizeof(float));
+                        else
+                            memcpy(dst, in + (((size_t)b * h + sy) * w + sx) * c,
+                                   (size_t)c * sizeof(float));
+                    }
+            }
+}
+
+/* The adjoint of im2col: din = sum of the columns that read each input. */
+static void col2im(const float *col, int n, int h, int w, int c, float *din) {
+    memset(din, 0, (size_t)n * h * w * c * sizeof(float));
+    for (int b = 0; b < n; b++)
+        for (int y = 0; y < h; y++)
+            for (int x = 0; x < w; x++) {
+                const float *row = col + (((size_t)b * h + y) * w + x) * 9 * c;
+                for (int ky = 0; ky < 3; ky++)
+                    for (int kx = 0; kx < 3; kx++) {
+                        int sy = y + ky - 1, sx = x + kx - 1;
+                        if (sy < 0 || sy >= h || sx < 0 || sx >= w) continue;
+                        float *dst = din + (((size_t)b * h + sy) * w + sx) * c;
+                        const float *src = row + (ky * 3 + kx) * c;
+                        for (int k = 0; k < c; k++) dst[k] += src[k];
+                    }
+            }
+}
+
+static void add_bias(float *out, const float *bias, size_t rows, int c) {
+    for (size_t r = 0; r < rows; r++)
+        for (int k = 0; k < c; k++) out[r * c + k] += bias[k];
+}
+
+static void bias_grad(const float *g, size_t rows, int c, float *db) {
+    memset(db, 0, (size_t)c * sizeof(float));
+    for (size_t r = 0; r < rows; r++)
+        for (int k = 0; k < c; k++) db[k] += g[r * c + k];
+}
+
+static void maxpool_forward(nn_layer *l, const float *in, int n) {
+    int H = l->in_h, W = l->in_w, C = l->in_c, oh = l->out_h, ow = l->out_w;
+    for (int b = 0; b < n; b++)
+        for (int y = 0; y < oh; y++)
+            for (int x = 0; x < ow; x++)
+                for (int c = 0; c < C; c++) {
+                    size_t o = (((size_t)b * oh + y) * ow + x) * C + c;
+                    float best = -INFINITY;
+                    uint8_t arg = 0;
+                    for (int k = 0; k < 4; k++) {
+                        float v = in[(((size_t)b * H + 2 * y + k / 2) * W + 2 * x + k % 2) * C + c];
+                        if (v > best || k == 0) best = v, arg = (uint8_t)k;
+                    }
+                    l->out[o] = best;
+                    l->argmax[o] = arg;
+                }
+}
+
+static void maxpool_backward(const nn_layer *l, const float *g, int n, float *din) {
+    int H = l->in_h, W = l->in_w, C = l->in_c, oh = l->out_h, ow = l->out_w;
+    memset(din, 0, (size_t)n * l->in_size * sizeof(float));
+    for (int b = 0; b < n; b++)
+        for (int y = 0; y < oh; y++)
+            for (int x = 0; x < ow; x++)
+                for (int c = 0; c < C; c++) {
+                    size_t o = (((size_t)b * oh + y) * ow + x) * C + c;
+                    int k = l->argmax[o];
+                    din[(((size_t)b * H + 2 * y + k / 2) * W + 2 * x + k % 2) * C + c] = g[o];
+                }
+}
+
+const float *nn_forward(nn_net *net, const float *x, int n, int training) {
+    const float *in = x;
+    for (int i = 0; i < net->n_layers; i++) {
+        nn_layer *l = &net->layers[i];
+        size_t rows = (size_t)n * l->out_h * l->out_w;
+        switch (l->kind) {
+        case NN_DENSE:
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, l->out_c, (int)l->in_size,
+                        1.0f, in, (int)l->in_size, l->weight->value, l->out_c, 0.0f, l->out,
+                        l->out_c);
+            if (l->bias) add_bias(l->out, l->bias->value, (size_t)n, l->out_c);
+            break;
+        case NN_CONV3X3:
+            im2col(in, n, l->in_h, l->in_w, l->in_c, l->col);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, l->out_c,
+                        9 * l->in_c, 1.0f, l->col, 9 * l->in_c, l->weight->value, l->out_c, 0.0f,
+                        l->out, l->out_c);
+            if (l->bias) add_bias(l->out, l->bias->value, rows, l->out_c);
+            break;
+        case NN_MAXPOOL2: maxpool_forward(l, in, n); break;
+        case NN_RELU:
+            for (size_t k = 0; k < (size_t)n * l->out_size; k++)
+                l->out[k] = in[k] > 0.0f ? in[k] : 0.0f;
+            break;
+        case NN_BATCHNORM: {
+            bnorm_shape s = bn_shape(l, n);
+            bnorm_params p = bn_params(net);
+            bnorm_status st;
+            if (training) {
+                bnorm_running_stats run = {l->run_mean->value, l->run_var->value, l->bn_steps};
+                st = bnorm_forward_training(&s, &p, in, l->gamma->value, l->beta->value, l->out,
+                                            l->save_mean, l->save_invstd, &run, net->bn_ws,
+                                            net->bn_ws_size);
+                l->bn_steps = run.count;
+            } else {
+                st = bnorm_forward_inference(&s, &p, in, l->gamma->value, l->beta->value,
+                                             l->run_mean->value, l->run_var->value, l->out,
+                                             net->bn_ws, net->bn_ws_size);
+            }
+            if (st != BNORM_OK) return NULL;
+            break;
+        }
+        }
+        in = l->out;
+    }
+    return in;
+}
+
+double nn_loss(nn_net *net, const uint8_t *labels, int n, int *correct) {
+    const float *logits = net->layers[net->n_layers - 1].out;
+    int K = net->classes, right = 0;
+    double loss = 0.0;
+    for (int b = 0; b < n; b++) {
+        const float *z = logits + (size_t)b * K;
+        float *p = net->probs + (size_t)b * K;
+        float zmax = z[0];
+        for (int k = 1; k < K; k++) zmax = z[k] > zmax ? z[k] : zmax;
+        double sum = 0.0;
+        for (int k = 0; k < K; k++) sum += exp((double)z[k] - zmax);
+        for (int k = 0; k < K; k++) p[k] = (float)(exp((double)z[k] - zmax) / sum);
+        loss += -((double)z[labels[b]] - zmax - log(sum));
+        right += nn_argmax(z, K) == labels[b];
+        float *g = net->grad_a + (size_t)b * K;
+        for (int k = 0; k < K; k++) g[k] = (p[k] - (k == labels[b] ? 1.0f : 0.0f)) / (float)n;
+    }
+    if (correct) *correct = right;
+    return loss / n;
+}
+
+void nn_backward(nn_net *net, const float *x, int n) {
+    float *g = net->grad_a, *din = net->grad_b;
+    for (int i = net->n_layers - 1; i >= 0; i--) {
+        nn_layer *l = &net->layers[i];
+        const float *in = i ? net->layers[i - 1].out : x;
+        int need_din = i > 0;
+        size_t rows = (size_t)n * l->out_h * l->out_w;
+        switch (l->kind) {
+        case NN_DENSE:
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)l->in_size, l->out_c, n,
+                        1.0f, in, (int)l->in_size, g, l->out_c, 0.0f, l->weight->grad, l->out_c);
+            if (l->bias) bias_grad(g, (size_t)n, l->out_c, l->bias->grad);
+            if (need_din)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, (int)l->in_size, l->out_c,
+                            1.0f, g, l->out_c, l->weight->value, l->out_c, 0.0f, din,
+                            (int)l->in_size);
+            break;
+        case NN_CONV3X3:
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, 9 * l->in_c, l->out_c, (int)rows,
+                        1.0f, l->col, 9 * l->in_c, g, l->out_c, 0.0f, l->weight->grad, l->out_c);
+            if (l->bias) bias_grad(g, rows, l->out_c, l->bias->grad);
+            if (need_din) {
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, 9 * l->in_c,
+                            l->out_c, 1.0f, g, l->out_c, l->weight->value, l->out_c, 0.0f, l->col,
+                            9 * l->in_c);
+                col2im(l->col, n, l->in_h, l->in_w, l->in_c, din);
+            }
+            break;
+        case NN_MAXPOOL2: maxpool_backward(l, g, n, din); break;
+        case NN_RELU:
+            for (size_t k = 0; k < (size_t)n * l->out_size; k++)
+                din[k] = l->out[k] > 0.0f ? g[k] : 0.0f;
+            break;
+        case NN_BATCHNORM: {
+            bnorm_shape s = bn_shape(l, n);
+            bnorm_params p = bn_params(net);
+            bnorm_backward_training(&s, &p, in, g, l->gamma->value, l->save_mean, l->save_invstd,
+                                    din, l->gamma->grad, l->beta->grad, net->bn_ws,
+                                    net->bn_ws_size);
+            break;
+        }
+        }
+        float *t = g;
+        g = din;
+        din = t;
+    }
+}
+
+void nn_step(nn_net *net, const nn_optim *opt) {
+    if (opt->kind == NN_ADAM) net->adam_t++;
+    double c1 = 1.0 - pow(opt->beta1, (double)net->adam_t);
+    double c2 = 1.0 - pow(opt->beta2, (double)net->adam_t);
+    for (int i = 0; i < net->n_tensors; i++) {
+        nn_tensor *t = &net->tensors[i];
+        if (!t->trainable) continue;
+        if (opt->kind == NN_SGD) {
+            for (size_t k = 0; k < t->size; k++) {
+                t->m[k] = opt->momentum * t->m[k] + t->grad[k];
+                t->value[k] -= opt->lr * t->m[k];
+            }
+        } else {
+            float lr_t = (float)(opt->lr * sqrt(c2) / c1);
+            for (size_t k = 0; k < t->size; k++) {
+                t->m[k] = opt->beta1 * t->m[k] + (1.0f - opt->beta1) * t->grad[k];
+                t->v[k] = opt->beta2 * t->v[k] + (1.0f - opt->beta2) * t->grad[k] * t->grad[k];
+                t->value[k] -= lr_t * t->m[k] / (sqrtf(t->v[k]) + opt->eps * (float)sqrt(c2));
+            }
+        }
+    }
+}
+
+nn_tensor *nn_find_tensor(nn_net *net, const char *name) {
+    for (int i = 0; i < net->n_tensors; i++)
+        if (strcmp(net->tensors[i].name, name) == 0) return &net->tensors[i];
+    return NULL;
+}
+
+int nn_argmax(const float *v, int n) {
+    int best = 0;
+    for (int k = 1; k < n; k++)
+        if (v[k] > v[best]) best = k;
+    return best;
+}

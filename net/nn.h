@@ -1,0 +1,95 @@
+/*
+ * nn.h - a small feed-forward network stack built on libbnorm's public API:
+ * dense, 3x3 convolution (im2col + OpenBLAS sgemm), 2x2 max-pool, ReLU,
+ * batch norm (per unit after dense, per channel after conv) and softmax
+ * cross-entropy, trained by mini-batch SGD with momentum or Adam.
+ *
+ * Tensors are channels-last: a batch of images is [N][H][W][C], a batch of
+ * feature vectors [N][C]. All parameters, gradients and optimizer state live
+ * in one arena owned by the network. Not part of the installed library.
+ */
+#ifndef NN_H
+#define NN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bnorm.h"
+
+typedef enum { NN_DENSE, NN_CONV3X3, NN_MAXPOOL2, NN_RELU, NN_BATCHNORM } nn_kind;
+typedef enum { NN_BN_NONE, NN_BN_BEFORE_RELU, NN_BN_AFTER_RELU } nn_bn_place;
+typedef enum { NN_SGD, NN_ADAM } nn_optimizer;
+
+/* A trainable tensor: a slice of the arena, with its gradient and state. */
+typedef struct {
+    char name[48];
+    int rank;
+    int64_t shape[4];
+    size_t size;
+    float *value, *grad, *m, *v; /* m: momentum / Adam first moment; v: Adam second */
+    int trainable;               /* 0 for running statistics */
+} nn_tensor;
+
+typedef struct {
+    nn_kind kind;
+    int in_h, in_w, in_c, out_h, out_w, out_c;
+    size_t in_size, out_size; /* floats per sample */
+    nn_tensor *weight, *bias;  /* dense, conv (bias NULL when BN follows) */
+    nn_tensor *gamma, *beta, *run_mean, *run_var; /* batchnorm */
+    uint64_t bn_steps;                            /* batches folded into the running stats */
+    float *save_mean, *save_invstd;               /* batchnorm [out_c] */
+    float *out;                                   /* [max_batch * out_size] */
+    float *col;                                   /* conv: im2col [max_batch*H*W][9*in_c] */
+    uint8_t *argmax;                              /* maxpool: [max_batch * out_size] */
+} nn_layer;
+
+typedef struct {
+    char arch[16]; /* "mlp" or "cnn" */
+    nn_bn_place bn;
+    int in_h, in_w, in_c, classes;
+    int max_batch;
+    int threads;
+    int n_layers;
+    nn_layer layers[32];
+    int n_tensors;
+    nn_tensor tensors[64];
+    float *arena; /* every tensor's value, grad, m, v */
+    size_t arena_size;
+    float *grad_a, *grad_b; /* [max_batch * largest activation] */
+    float *probs;           /* [max_batch * classes] softmax output */
+    void *bn_ws;            /* libbnorm workspace */
+    size_t bn_ws_size;
+    uint64_t adam_t;
+} nn_net;
+
+typedef struct {
+    nn_optimizer kind;
+    float lr;
+    float momentum; /* SGD */
+    float beta1, beta2, eps; /* Adam */
+} nn_optim;
+
+/* Builds "mlp" (784-256-256-10) or "cnn" (conv32-pool-conv64-pool-dense128-dense10)
+ * for inputs of in_h x in_w x in_c. Returns 0, or -1 with a message in err. */
+int nn_build(nn_net *net, const char *arch, nn_bn_place bn, int in_h, int in_w, int in_c,
+             int classes, int max_batch, int threads, char *err, size_t errlen);
+void nn_free(nn_net *net);
+/* He initialisation of weights, zero biases, gamma 1, beta 0, running 0/1. */
+void nn_init_params(nn_net *net, uint64_t seed);
+
+/* Forward pass of n samples; returns the logits [n][classes] (owned by net),
+ * or NULL when batch norm refuses the batch (training on one sample).
+ * training: batch statistics and running-statistics update; otherwise test mode. */
+const float *nn_forward(nn_net *net, const float *x, int n, int training);
+/* Softmax cross-entropy of the logits of the last forward against labels:
+ * returns the mean loss and leaves dloss/dlogits for nn_backward. */
+double nn_loss(nn_net *net, const uint8_t *labels, int n, int *correct);
+/* Backward through the network after nn_forward(training=1) and nn_loss. */
+void nn_backward(nn_net *net, const float *x, int n);
+void nn_step(nn_net *net, const nn_optim *opt);
+
+nn_tensor *nn_find_tensor(nn_net *net, const char *name);
+/* Index of the largest of n values. */
+int nn_argmax(const float *v, int n);
+
+#endif

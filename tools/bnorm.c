@@ -1,0 +1,581 @@
+/* bnorm: train, evaluate and compare networks with batch normalization on
+ * Fashion-MNIST (or any MNIST-format data). */
+#include <cblas.h>
+#include <math.h>
+#include <png.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "idx.h"
+#include "nn.h"
+#include "plot.h"
+#include "safetensors.h"
+#include "train.h"
+
+static const char *CLASS_NAMES[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                                      "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
+
+#define EVAL_BATCH 500
+
+typedef struct {
+    const char *model, *optimizer, *save, *log, *data, *out;
+    int no_bn, bn_after, epochs, batch, threads, index;
+    double lr, high_lr, momentum;
+    long long seed, train_limit, test_limit;
+    int lr_given;
+} options;
+
+static void usage_train(FILE *f) {
+    fprintf(f, "usage: bnorm train [--model mlp|cnn] [--no-bn] [--bn-after-activation]\n"
+               "                   [--epochs N] [--batch N] [--lr X] [--optimizer sgd|adam]\n"
+               "                   [--momentum X] [--seed N] [--threads N] [--save FILE]\n"
+               "                   [--log FILE.csv] [--data DIR] [--train-limit N] [--test-limit N]\n"
+               "Trains with mini-batches and reports, per epoch, the training loss and accuracy\n"
+               "and the test accuracy in test mode (running statistics).\n"
+               "Defaults: mlp, BN before each ReLU, 10 epochs, batch 64, SGD lr 0.01 momentum 0.9\n"
+               "(Adam: lr 0.001), seed 1, threads = all cores, data " IDX_DEFAULT_DIR ".\n");
+}
+static void usage_eval(FILE *f) {
+    fprintf(f, "usage: bnorm eval FILE [--data DIR] [--threads N] [--test-limit N]\n"
+               "Test accuracy of a saved model in test mode, batched and one sample at a time\n"
+               "(the predictions must agree), and the confusion matrix.\n");
+}
+static void usage_predict(FILE *f) {
+    fprintf(f, "usage: bnorm predict FILE IMAGE...   (28x28 grayscale PNG or PGM)\n"
+               "       bnorm predict FILE --index K [--data DIR]   (test-set image K)\n"
+               "Prints the predicted class and the probability of every class.\n");
+}
+static void usage_compare(FILE *f) {
+    fprintf(f, "usage: bnorm compare [--model mlp|cnn] [--epochs N] [--lr X] [--high-lr X]\n"
+               "                     [--batch N] [--seed N] [--threads N] [--out DIR]\n"
+               "                     [--data DIR] [--train-limit N] [--test-limit N]\n"
+               "Trains the same network with and without batch norm at a normal and a high\n"
+               "learning rate; writes DIR/compare.csv and the learning curves DIR/compare.svg,\n"
+               "and prints what BN bought. Defaults: mlp, 10 epochs, lr 0.01 and 0.5, out "
+               "bnorm-compare.\n");
+}
+static void usage(FILE *f) {
+    fprintf(f, "usage: bnorm <command> [options]\n\n"
+               "commands:\n"
+               "  train     train a network (mlp or cnn) with or without batch norm\n"
+               "  eval      test accuracy and confusion matrix of a saved model\n"
+               "  predict   classify 28x28 grayscale images with a saved model\n"
+               "  compare   with vs without BN at a normal and a high learning rate\n\n"
+               "'bnorm <command> --help' describes each.\n");
+}
+
+static int parse_int(const char *s, long long lo, long long hi, long long *out) {
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    if (*s == 0 || *end != 0 || v < lo || v > hi) return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_double(const char *s, double lo, double hi, double *out) {
+    char *end;
+    double v = strtod(s, &end);
+    if (*s == 0 || *end != 0 || !(v >= lo && v <= hi)) return -1;
+    *out = v;
+    return 0;
+}
+
+/* Parses --options; positional arguments are collected in pos. Returns 0,
+ * 1 for --help, or -1 after printing an error. */
+static int parse_options(int argc, char **argv, options *o, const char **pos, int *npos) {
+    *npos = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        long long n;
+        double d;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) return 1;
+        if (strncmp(a, "--", 2) != 0) {
+            pos[(*npos)++] = a;
+            continue;
+        }
+        if (!strcmp(a, "--no-bn")) {
+            o->no_bn = 1;
+            continue;
+        }
+        if (!strcmp(a, "--bn-after-activation")) {
+            o->bn_after = 1;
+            continue;
+        }
+        if (!v) {
+            fprintf(stderr, "bnorm: %s needs a value\n", a);
+            return -1;
+        }
+        i++;
+        int bad = 0;
+        if (!strcmp(a, "--model")) o->model = v;
+        else if (!strcmp(a, "--optimizer")) o->optimizer = v;
+        else if (!strcmp(a, "--save")) o->save = v;
+        else if (!strcmp(a, "--log")) o->log = v;
+        else if (!strcmp(a, "--data")) o->data = v;
+        else if (!strcmp(a, "--out")) o->out = v;
+        else if (!strcmp(a, "--epochs")) bad = parse_int(v, 1, NN_MAX_EPOCHS, &n), o->epochs = (int)n;
+        else if (!strcmp(a, "--batch")) bad = parse_int(v, 2, 4096, &n), o->batch = (int)n;
+        else if (!strcmp(a, "--threads")) bad = parse_int(v, 0, 1024, &n), o->threads = (int)n;
+        else if (!strcmp(a, "--index")) bad = parse_int(v, 0, 1 << 30, &n), o->index = (int)n;
+        else if (!strcmp(a, "--seed")) bad = parse_int(v, 0, 1LL << 62, &o->seed);
+        else if (!strcmp(a, "--train-limit")) bad = parse_int(v, 2, 1LL << 40, &o->train_limit);
+        else if (!strcmp(a, "--test-limit")) bad = parse_int(v, 1, 1LL << 40, &o->test_limit);
+        else if (!strcmp(a, "--lr")) bad = parse_double(v, 1e-9, 100.0, &o->lr), o->lr_given = 1;
+        else if (!strcmp(a, "--high-lr")) bad = parse_double(v, 1e-9, 100.0, &o->high_lr);
+        else if (!strcmp(a, "--momentum")) bad = parse_double(v, 0.0, 0.9999, &d), o->momentum = d;
+        else {
+            fprintf(stderr, "bnorm: unknown option %s\n", a);
+            return -1;
+        }
+        if (bad) {
+            fprintf(stderr, "bnorm: invalid value '%s' for %s\n", v, a);
+            return -1;
+        }
+    }
+    if (strcmp(o->model, "mlp") && strcmp(o->model, "cnn")) {
+        fprintf(stderr, "bnorm: --model must be mlp or cnn, not '%s'\n", o->model);
+        return -1;
+    }
+    if (strcmp(o->optimizer, "sgd") && strcmp(o->optimizer, "adam")) {
+        fprintf(stderr, "bnorm: --optimizer must be sgd or adam, not '%s'\n", o->optimizer);
+        return -1;
+    }
+    if (o->no_bn && o->bn_after) {
+        fprintf(stderr, "bnorm: --no-bn and --bn-after-activation exclude each other\n");
+        return -1;
+    }
+    return 0;
+}
+
+static int resolve_threads(int t) {
+    if (t > 0) return t;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+/* Converts an IDX set to floats, standardised with (mean, std). */
+static int to_data(const idx_set *s, size_t limit, float mean, float std, nn_data *d) {
+    d->count = limit && limit < s->count ? limit : s->count;
+    d->h = s->rows, d->w = s->cols;
+    size_t px = (size_t)d->h * d->w;
+    d->x = malloc(d->count * px * sizeof(float));
+    d->y = malloc(d->count);
+    if (!d->x || !d->y) return -1;
+    for (size_t i = 0; i < d->count * px; i++) d->x[i] = ((float)s->pixels[i] / 255.0f - mean) / std;
+    memcpy(d->y, s->labels, d->count);
+    return 0;
+}
+
+static void free_data(nn_data *d) {
+    free(d->x), free(d->y);
+    memset(d, 0, sizeof *d);
+}
+
+/* Mean and standard deviation of all training pixels (scaled to [0, 1]). */
+static void pixel_stats(const idx_set *s, size_t limit, float *mean, float *std) {
+    size_t n = (limit && limit < s->count ? limit : s->count) * (size_t)s->rows * s->cols;
+    double sum = 0.0, sq = 0.0;
+    for (size_t i = 0; i < n; i++) sum += s->pixels[i] / 255.0;
+    double mu = sum / (double)n;
+    for (size_t i = 0; i < n; i++) sq += (s->pixels[i] / 255.0 - mu) * (s->pixels[i] / 255.0 - mu);
+    *mean = (float)mu;
+    *std = (float)sqrt(sq / (double)n);
+    if (!(*std > 0.0f)) *std = 1.0f;
+}
+
+typedef struct {
+    nn_data train, test;
+    float mean, std;
+} loaded_data;
+
+static int load_data(const options *o, loaded_data *ld, int need_train) {
+    char err[1024];
+    idx_set tr = {0}, te = {0};
+    const char *dir = o->data ? o->data : IDX_DEFAULT_DIR;
+    if ((need_train && idx_load_dir(dir, 0, &tr, err, sizeof err)) ||
+        idx_load_dir(dir, 1, &te, err, sizeof err)) {
+        fprintf(stderr, "bnorm: %s\n", err);
+        idx_free(&tr);
+        return -1;
+    }
+    if (need_train) pixel_stats(&tr, (size_t)o->train_limit, &ld->mean, &ld->std);
+    int rc = (need_train && to_data(&tr, (size_t)o->train_limit, ld->mean, ld->std, &ld->train)) ||
+             to_data(&te, (size_t)o->test_limit, ld->mean, ld->std, &ld->test);
+    idx_free(&tr), idx_free(&te);
+    if (rc) fprintf(stderr, "bnorm: out of memory loading the data\n");
+    return rc ? -1 : 0;
+}
+
+static nn_optim make_optim(const options *o, double lr) {
+    nn_optim opt = {NN_SGD, (float)lr, (float)o->momentum, 0.9f, 0.999f, 1e-8f};
+    if (!strcmp(o->optimizer, "adam")) opt.kind = NN_ADAM;
+    return opt;
+}
+
+static int cmd_train(int argc, char **argv, options *o) {
+    const char *pos[64];
+    int npos, r = parse_options(argc, argv, o, pos, &npos);
+    if (r) return r > 0 ? (usage_train(stdout), 0) : (usage_train(stderr), 2);
+    if (npos) {
+        fprintf(stderr, "bnorm train: unexpected argument '%s'\n", pos[0]);
+        return 2;
+    }
+    if (!o->lr_given) o->lr = strcmp(o->optimizer, "adam") ? 0.01 : 0.001;
+    loaded_data ld = {0};
+    if (load_data(o, &ld, 1)) return 1;
+    FILE *csv = NULL;
+    if (o->log && !(csv = fopen(o->log, "w"))) {
+        fprintf(stderr, "bnorm: cannot write %s\n", o->log);
+        return 1;
+    }
+    if (csv) nn_csv_header(csv);
+    int threads = resolve_threads(o->threads);
+    openblas_set_num_threads(threads);
+    nn_bn_place bn = o->no_bn ? NN_BN_NONE : o->bn_after ? NN_BN_AFTER_RELU : NN_BN_BEFORE_RELU;
+    nn_net net;
+    char err[512];
+    int max_batch = o->batch > EVAL_BATCH ? o->batch : EVAL_BATCH;
+    if (nn_build(&net, o->model, bn, ld.train.h, ld.train.w, 1, 10, max_batch, threads, err,
+                 sizeof err)) {
+        fprintf(stderr, "bnorm: %s\n", err);
+        return 1;
+    }
+    nn_init_params(&net, (uint64_t)o->seed);
+    printf("training %s (%s), %zu training and %zu test images, batch %d, %s lr %g, %d threads\n",
+           o->model, bn == NN_BN_NONE ? "no BN" : bn == NN_BN_AFTER_RELU ? "BN after ReLU" : "BN before ReLU",
+           ld.train.count, ld.test.count, o->batch, o->optimizer, o->lr, threads);
+    nn_train_config cfg = {o->epochs, o->batch, make_optim(o, o->lr), (uint64_t)o->seed,
+                           isatty(STDERR_FILENO), stdout, csv, o->model};
+    static nn_train_result res;
+    nn_train(&net, &ld.train, &ld.test, &cfg, &res);
+    if (csv) fclose(csv);
+    int rc = 0;
+    if (res.diverged) {
+        fprintf(stderr, "bnorm: training diverged (non-finite loss) in epoch %d\n", res.epochs_done);
+        rc = 1;
+    } else if (o->save) {
+        st_model_info info;
+        snprintf(info.arch, sizeof info.arch, "%s", o->model);
+        info.bn = bn, info.pixel_mean = ld.mean, info.pixel_std = ld.std;
+        if (st_save(o->save, &net, &info, err, sizeof err)) {
+            fprintf(stderr, "bnorm: %s\n", err);
+            rc = 1;
+        } else {
+            printf("saved %s\n", o->save);
+        }
+    }
+    nn_free(&net);
+    free_data(&ld.train), free_data(&ld.test);
+    return rc;
+}
+
+static int load_model(const char *path, int max_batch, int threads, nn_net *net,
+                      st_model_info *info) {
+    char err[1024];
+    if (st_load(path, net, info, max_batch, threads, err, sizeof err)) {
+        fprintf(stderr, "bnorm: %s\n", err);
+        return -1;
+    }
+    if (net->classes != 10 || net->in_c != 1 || net->in_h > 64 || net->in_w > 64) {
+        fprintf(stderr, "bnorm: %s: a model for %dx%dx%d inputs and %d classes; this tool "
+                        "handles 10-class grayscale images up to 64x64\n",
+                path, net->in_h, net->in_w, net->in_c, net->classes);
+        nn_free(net);
+        return -1;
+    }
+    return 0;
+}
+
+static int cmd_eval(int argc, char **argv, options *o) {
+    const char *pos[64];
+    int npos, r = parse_options(argc, argv, o, pos, &npos);
+    if (r) return r > 0 ? (usage_eval(stdout), 0) : (usage_eval(stderr), 2);
+    if (npos != 1) {
+        usage_eval(stderr);
+        return 2;
+    }
+    int threads = resolve_threads(o->threads);
+    openblas_set_num_threads(threads);
+    nn_net net;
+    st_model_info info;
+    if (load_model(pos[0], EVAL_BATCH, threads, &net, &info)) return 1;
+    loaded_data ld = {0};
+    ld.mean = info.pixel_mean, ld.std = info.pixel_std;
+    if (load_data(o, &ld, 0)) {
+        nn_free(&net);
+        return 1;
+    }
+    size_t n = ld.test.count;
+    int *batched = malloc(n * sizeof(int)), *single = malloc(n * sizeof(int));
+    double t0 = nn_now();
+    double acc = nn_evaluate(&net, &ld.test, batched);
+    double t1 = nn_now();
+    size_t px = (size_t)ld.test.h * ld.test.w, right1 = 0, disagree = 0;
+    for (size_t i = 0; i < n; i++) {
+        const float *logits = nn_forward(&net, ld.test.x + i * px, 1, 0);
+        single[i] = nn_argmax(logits, net.classes);
+        right1 += single[i] == ld.test.y[i];
+        disagree += single[i] != batched[i];
+    }
+    double t2 = nn_now();
+    printf("model %s: %s, %s\n", pos[0], info.arch,
+           info.bn == NN_BN_NONE ? "no BN" : info.bn == NN_BN_AFTER_RELU ? "BN after ReLU" : "BN before ReLU");
+    printf("test accuracy (test mode, batches of %d): %.2f%% on %zu images (%.1f us/image)\n",
+           EVAL_BATCH, 100.0 * acc, n, 1e6 * (t1 - t0) / (double)n);
+    printf("test accuracy (one sample at a time):    %.2f%% (%.1f us/image)\n",
+           100.0 * (double)right1 / (double)n, 1e6 * (t2 - t1) / (double)n);
+    printf("batched and single-sample predictions %s (%zu differ)\n",
+           disagree ? "DISAGREE" : "agree on every image", disagree);
+    int conf[10][10] = {{0}};
+    for (size_t i = 0; i < n; i++) conf[ld.test.y[i]][batched[i]]++;
+    printf("\nconfusion matrix (rows: true class, columns: predicted)\n%-12s", "");
+    for (int k = 0; k < 10; k++) printf(" %5d", k);
+    printf("\n");
+    for (int t = 0; t < 10; t++) {
+        printf("%d %-10s", t, CLASS_NAMES[t]);
+        for (int k = 0; k < 10; k++) printf(" %5d", conf[t][k]);
+        printf("\n");
+    }
+    free(batched), free(single), nn_free(&net);
+    free_data(&ld.test);
+    return disagree ? 1 : 0;
+}
+
+/* Reads a 28x28 grayscale image (PGM P5/P2 or PNG) into 0..255 values. */
+static int read_image(const char *path, int h, int w, float *px, char *err, size_t errlen) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "%s: cannot open", path);
+        return -1;
+    }
+    unsigned char sig[8] = {0};
+    size_t got = fread(sig, 1, 8, f);
+    fclose(f);
+    if (got == 8 && !png_sig_cmp(sig, 0, 8)) {
+        png_image img;
+        memset(&img, 0, sizeof img);
+        img.version = PNG_IMAGE_VERSION;
+        if (!png_image_begin_read_from_file(&img, path)) {
+            snprintf(err, errlen, "%s: bad PNG (%s)", path, img.message);
+            return -1;
+        }
+        if ((int)img.width != w || (int)img.height != h) {
+            snprintf(err, errlen, "%s: image is %ux%u, expected %dx%d", path, img.width,
+                     img.height, w, h);
+            png_image_free(&img);
+            return -1;
+        }
+        img.format = PNG_FORMAT_GRAY;
+        unsigned char buf[64 * 64];
+        if (!png_image_finish_read(&img, NULL, buf, 0, NULL)) {
+            snprintf(err, errlen, "%s: bad PNG (%s)", path, img.message);
+            return -1;
+        }
+        for (int i = 0; i < h * w; i++) px[i] = buf[i];
+        return 0;
+    }
+    f = fopen(path, "rb");
+    char magic[3] = {0};
+    int pw, ph, maxv;
+    if (fscanf(f, "%2s %d %d %d", magic, &pw, &ph, &maxv) != 4 ||
+        (strcmp(magic, "P5") && strcmp(magic, "P2")) || maxv <= 0 || maxv > 255) {
+        snprintf(err, errlen, "%s: not a PNG or 8-bit PGM image", path);
+        fclose(f);
+        return -1;
+    }
+    if (pw != w || ph != h) {
+        snprintf(err, errlen, "%s: image is %dx%d, expected %dx%d", path, pw, ph, w, h);
+        fclose(f);
+        return -1;
+    }
+    fgetc(f);
+    for (int i = 0; i < h * w; i++) {
+        int v;
+        if (magic[1] == '5')
+            v = fgetc(f);
+        else if (fscanf(f, "%d", &v) != 1)
+            v = EOF;
+        if (v == EOF || v > maxv) {
+            snprintf(err, errlen, "%s: truncated or invalid pixel data", path);
+            fclose(f);
+            return -1;
+        }
+        px[i] = (float)v * 255.0f / (float)maxv;
+    }
+    fclose(f);
+    return 0;
+}
+
+static void print_prediction(const char *what, const float *logits, int classes) {
+    int best = nn_argmax(logits, classes);
+    double sum = 0.0;
+    for (int k = 0; k < classes; k++) sum += exp((double)logits[k] - logits[best]);
+    printf("%s: %s (%.1f%%)\n", what, CLASS_NAMES[best], 100.0 / sum);
+    for (int k = 0; k < classes; k++)
+        printf("  %-12s %6.2f%%\n", CLASS_NAMES[k],
+               100.0 * exp((double)logits[k] - logits[best]) / sum);
+}
+
+static int cmd_predict(int argc, char **argv, options *o) {
+    const char *pos[64];
+    o->index = -1;
+    int npos, r = parse_options(argc, argv, o, pos, &npos);
+    if (r) return r > 0 ? (usage_predict(stdout), 0) : (usage_predict(stderr), 2);
+    if (npos < 1 || (npos == 1 && o->index < 0) || (npos > 1 && o->index >= 0)) {
+        usage_predict(stderr);
+        return 2;
+    }
+    nn_net net;
+    st_model_info info;
+    openblas_set_num_threads(1);
+    if (load_model(pos[0], 1, 1, &net, &info)) return 1;
+    float px[64 * 64];
+    int rc = 0, h = net.in_h, w = net.in_w;
+    if (o->index >= 0) {
+        loaded_data ld = {0};
+        ld.mean = info.pixel_mean, ld.std = info.pixel_std;
+        if (load_data(o, &ld, 0)) {
+            nn_free(&net);
+            return 1;
+        }
+        if ((size_t)o->index >= ld.test.count) {
+            fprintf(stderr, "bnorm: --index %d is beyond the %zu test images\n", o->index,
+                    ld.test.count);
+            rc = 1;
+        } else {
+            char what[64];
+            snprintf(what, sizeof what, "test image %d (true class: %s)", o->index,
+                     CLASS_NAMES[ld.test.y[o->index]]);
+            print_prediction(what, nn_forward(&net, ld.test.x + (size_t)o->index * h * w, 1, 0),
+                             net.classes);
+        }
+        free_data(&ld.test);
+    }
+    for (int i = 1; i < npos; i++) {
+        char err[512];
+        if (read_image(pos[i], h, w, px, err, sizeof err)) {
+            fprintf(stderr, "bnorm: %s\n", err);
+            rc = 1;
+            continue;
+        }
+        for (int k = 0; k < h * w; k++) px[k] = (px[k] / 255.0f - info.pixel_mean) / info.pixel_std;
+        print_prediction(pos[i], nn_forward(&net, px, 1, 0), net.classes);
+    }
+    nn_free(&net);
+    return rc;
+}
+
+/* First epoch (1-based) whose test accuracy reaches target, or 0. */
+static int epochs_to(const nn_train_result *r, double target) {
+    for (int e = 0; e < r->epochs_done; e++)
+        if (r->test_acc[e] >= target) return e + 1;
+    return 0;
+}
+
+static int cmd_compare(int argc, char **argv, options *o) {
+    const char *pos[64];
+    int npos, r = parse_options(argc, argv, o, pos, &npos);
+    if (r) return r > 0 ? (usage_compare(stdout), 0) : (usage_compare(stderr), 2);
+    if (npos) {
+        fprintf(stderr, "bnorm compare: unexpected argument '%s'\n", pos[0]);
+        return 2;
+    }
+    const char *out = o->out ? o->out : "bnorm-compare";
+    char csv_path[4096], svg_path[4096], tmp[4200], err[512];
+    if (mkdir_p(out, err, sizeof err)) {
+        fprintf(stderr, "bnorm: %s\n", err);
+        return 1;
+    }
+    snprintf(csv_path, sizeof csv_path, "%s/compare.csv", out);
+    snprintf(svg_path, sizeof svg_path, "%s/compare.svg", out);
+    loaded_data ld = {0};
+    if (load_data(o, &ld, 1)) return 1;
+    snprintf(tmp, sizeof tmp, "%s.tmp", csv_path);
+    FILE *csv = fopen(tmp, "w");
+    if (!csv) {
+        fprintf(stderr, "bnorm: cannot write %s\n", tmp);
+        return 1;
+    }
+    nn_csv_header(csv);
+    int threads = resolve_threads(o->threads);
+    openblas_set_num_threads(threads);
+    static nn_train_result res[4];
+    const char *names[4];
+    char labels[4][64];
+    double lrs[2] = {o->lr_given ? o->lr : 0.01, o->high_lr};
+    int max_batch = o->batch > EVAL_BATCH ? o->batch : EVAL_BATCH;
+    printf("compare: %s, %d epochs, batch %d, SGD momentum %.2f, lr %g and %g, %zu training "
+           "images, %d threads\n",
+           o->model, o->epochs, o->batch, o->momentum, lrs[0], lrs[1], ld.train.count, threads);
+    for (int run = 0; run < 4; run++) {
+        int bn = run % 2 == 0;
+        double lr = lrs[run / 2];
+        snprintf(labels[run], sizeof labels[run], "%s %s lr=%g", o->model, bn ? "BN" : "no-BN", lr);
+        names[run] = labels[run];
+        nn_net net;
+        if (nn_build(&net, o->model, bn ? NN_BN_BEFORE_RELU : NN_BN_NONE, ld.train.h, ld.train.w,
+                     1, 10, max_batch, threads, err, sizeof err)) {
+            fprintf(stderr, "bnorm: %s\n", err);
+            fclose(csv);
+            return 1;
+        }
+        nn_init_params(&net, (uint64_t)o->seed);
+        nn_train_config cfg = {o->epochs, o->batch, make_optim(o, lr), (uint64_t)o->seed,
+                               isatty(STDERR_FILENO), stdout, csv, labels[run]};
+        nn_train(&net, &ld.train, &ld.test, &cfg, &res[run]);
+        nn_free(&net);
+    }
+    int ok = fclose(csv) == 0 && rename(tmp, csv_path) == 0;
+    if (!ok) fprintf(stderr, "bnorm: cannot write %s\n", csv_path);
+
+    plot_series series[4];
+    for (int run = 0; run < 4; run++) {
+        series[run].name = names[run];
+        series[run].n = res[run].epochs_done;
+        series[run].y = res[run].test_acc;
+        series[run].diverged = res[run].diverged;
+    }
+    if (plot_svg(svg_path, "Test accuracy (test mode) per epoch", "epoch", "test accuracy", series,
+                 4, err, sizeof err)) {
+        fprintf(stderr, "bnorm: %s\n", err);
+        ok = 0;
+    }
+
+    printf("\nwhat batch norm bought\n%-26s %10s %12s %12s  %s\n", "run", "final acc",
+           "epochs->85%", "epochs->88%", "status");
+    for (int run = 0; run < 4; run++) {
+        const nn_train_result *rr = &res[run];
+        char e85[16] = "never", e88[16] = "never";
+        if (epochs_to(rr, 0.85)) snprintf(e85, sizeof e85, "%d", epochs_to(rr, 0.85));
+        if (epochs_to(rr, 0.88)) snprintf(e88, sizeof e88, "%d", epochs_to(rr, 0.88));
+        double final = rr->epochs_done ? rr->test_acc[rr->epochs_done - 1] : NAN;
+        printf("%-26s %9.2f%% %12s %12s  %s\n", names[run], 100.0 * final, e85, e88,
+               rr->diverged ? "DIVERGED (non-finite loss)" : "ok");
+    }
+    printf("\nlearning curves: %s\nper-epoch CSV:   %s\n", svg_path, csv_path);
+    free_data(&ld.train), free_data(&ld.test);
+    return ok ? 0 : 1;
+}
+
+int main(int argc, char **argv) {
+    options o = {"mlp", "sgd", NULL, NULL, NULL, NULL, 0, 0, 10, 64, 0, -1,
+                 0.01, 0.5, 0.9, 1, 0, 0, 0};
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "train")) return cmd_train(argc - 2, argv + 2, &o);
+    if (!strcmp(cmd, "eval")) return cmd_eval(argc - 2, argv + 2, &o);
+    if (!strcmp(cmd, "predict")) return cmd_predict(argc - 2, argv + 2, &o);
+    if (!strcmp(cmd, "compare")) return cmd_compare(argc - 2, argv + 2, &o);
+    fprintf(stderr, "bnorm: unknown command '%s'\n", cmd);
+    usage(stderr);
+    return 2;
+}
