@@ -1,0 +1,69 @@
+/* The whole network's gradient against central finite differences, for the
+ * MLP and the CNN with BN before ReLU, after ReLU and without BN: every
+ * layer's backward pass (dense, conv, max-pool, ReLU, batch norm, softmax
+ * cross-entropy) lies on the path to the first layer's weights. */
+#include <math.h>
+#include <stdlib.h>
+
+#include "check.h"
+#include "nn.h"
+#include "oracle.h"
+
+#define BATCH 6
+
+static double loss_at(nn_net *net, const float *x, const uint8_t *y) {
+    nn_forward(net, x, BATCH, 1);
+    return nn_loss(net, y, BATCH, NULL);
+}
+
+static void check_net(const char *arch, nn_bn_place bn, test_rng *rng) {
+    nn_net net;
+    char err[256];
+    int hw = 8;
+    CHECK(nn_build(&net, arch, bn, hw, hw, 1, 10, BATCH, 1, err, sizeof err) == 0, "%s", err);
+    nn_init_params(&net, 5);
+    for (int i = 0; i < net.n_tensors; i++) /* non-trivial gamma and beta */
+        if (net.tensors[i].trainable && net.tensors[i].rank == 1)
+            for (size_t k = 0; k < net.tensors[i].size; k++)
+                net.tensors[i].value[k] += (float)(0.3 * rng_normal(rng));
+    float x[BATCH * 64];
+    uint8_t y[BATCH];
+    for (int i = 0; i < BATCH * hw * hw; i++) x[i] = (float)rng_normal(rng);
+    for (int i = 0; i < BATCH; i++) y[i] = (uint8_t)(i * 3 % 10);
+    loss_at(&net, x, y);
+    nn_backward(&net, x, BATCH);
+    /* Per tensor, the derivative along a random direction: sampling single
+     * entries drowns in float rounding, a direction sums enough signal. */
+    for (int t = 0; t < net.n_tensors; t++) {
+        nn_tensor *T = &net.tensors[t];
+        if (!T->trainable) continue;
+        float *keep = malloc(T->size * sizeof(float)), *dir = malloc(T->size * sizeof(float));
+        double ana = 0.0, scale = 0.0;
+        for (size_t k = 0; k < T->size; k++) {
+            keep[k] = T->value[k];
+            dir[k] = (float)rng_normal(rng);
+            ana += (double)T->grad[k] * dir[k];
+            scale += fabs((double)T->grad[k] * dir[k]);
+        }
+        double h = 1e-4;
+        for (size_t k = 0; k < T->size; k++) T->value[k] = keep[k] + (float)h * dir[k];
+        double lp = loss_at(&net, x, y);
+        for (size_t k = 0; k < T->size; k++) T->value[k] = keep[k] - (float)h * dir[k];
+        double lm = loss_at(&net, x, y);
+        for (size_t k = 0; k < T->size; k++) T->value[k] = keep[k];
+        double num = (lp - lm) / (2.0 * h);
+        CHECK(fabs(num - ana) <= 1e-2 * scale + 1e-5,
+              "%s bn=%d %s: analytic %.6g, finite differences %.6g (scale %.3g)", arch, bn,
+              T->name, ana, num, scale);
+        free(keep), free(dir);
+    }
+    nn_free(&net);
+}
+
+int main(void) {
+    test_rng rng = {31337};
+    const char *archs[] = {"mlp", "cnn"};
+    for (int a = 0; a < 2; a++)
+        for (int bn = 0; bn < 3; bn++) check_net(archs[a], (nn_bn_place)bn, &rng);
+    return check_finish();
+}
