@@ -7,7 +7,7 @@
 
 #define IDX_MAGIC_LABELS 0x00000801u
 #define IDX_MAGIC_IMAGES 0x00000803u
-#define IDX_MAX_BYTES ((size_t)1 << 31)
+#define IDX_MAX_BYTES    ((size_t)1 << 31)
 
 static uint32_t be32(const uint8_t *p) {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
@@ -52,8 +52,8 @@ static uint8_t *read_all(const char *path, size_t *len, char *err, size_t errlen
 }
 
 /* Checks the header and returns the item count and item dims. */
-static int parse_header(const char *path, const uint8_t *buf, size_t len, uint32_t magic,
-                        int ndims, uint32_t *dims, char *err, size_t errlen) {
+static int parse_header(const char *path, const uint8_t *buf, size_t len, uint32_t magic, int ndims,
+                        uint32_t *dims, char *err, size_t errlen) {
     size_t hdr = 4 + 4 * (size_t)ndims;
     if (len < hdr) {
         snprintf(err, errlen, "%s: truncated header (%zu bytes)", path, len);
@@ -145,7 +145,9 @@ int idx_load_dir(const char *dir, int test, idx_set *set, char *err, size_t errl
             return idx_load(ip, lp, set, err, errlen);
         }
     }
-    snprintf(err, errlen, "%s: no %s-images-idx3-ubyte[.gz] (install dataset-fashion-mnist or "
-             "pass --data DIR)", dir, stem);
+    snprintf(err, errlen,
+             "%s: no %s-images-idx3-ubyte[.gz] (install dataset-fashion-mnist or "
+             "pass --data DIR)",
+             dir, stem);
     return -1;
 }

@@ -38,7 +38,8 @@ int st_save(const char *path, const nn_net *net, const st_model_info *info, char
         offset += t->size * 4;
     }
     len += (size_t)snprintf(hdr + len, cap - len, "}");
-    while (len % 8) hdr[len++] = ' '; /* data starts 8-byte aligned */
+    while (len % 8)
+        hdr[len++] = ' '; /* data starts 8-byte aligned */
 
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
@@ -49,7 +50,8 @@ int st_save(const char *path, const nn_net *net, const st_model_info *info, char
         return -1;
     }
     uint8_t le[8];
-    for (int b = 0; b < 8; b++) le[b] = (uint8_t)((uint64_t)len >> (8 * b));
+    for (int b = 0; b < 8; b++)
+        le[b] = (uint8_t)((uint64_t)len >> (8 * b));
     int ok = fwrite(le, 1, 8, f) == 8 && fwrite(hdr, 1, len, f) == len;
     /* The stack's floats are little-endian on every platform it builds for. */
     for (int i = 0; ok && i < net->n_tensors; i++)
@@ -160,7 +162,8 @@ int st_load(const char *path, nn_net *net, st_model_info *info, int max_batch, i
         goto done;
     }
     uint64_t hlen = 0;
-    for (int b = 0; b < 8; b++) hlen |= (uint64_t)le[b] << (8 * b);
+    for (int b = 0; b < 8; b++)
+        hlen |= (uint64_t)le[b] << (8 * b);
     if (hlen < 2 || hlen > ST_MAX_HEADER || hlen > (uint64_t)fsize - 8) {
         snprintf(err, errlen, "%s: header length %llu does not fit a %ld-byte file", path,
                  (unsigned long long)hlen, fsize);
@@ -236,8 +239,8 @@ int st_load(const char *path, nn_net *net, st_model_info *info, int max_batch, i
         if (!strcmp(bn, bn_names[i])) place = (nn_bn_place)i, known = 1;
     if (!known || in_h <= 0 || in_w <= 0 || in_c <= 0 || classes <= 1 || in_h > 4096 ||
         in_w > 4096 || in_c > 64 || classes > 4096 || !(pstd > 0.0f)) {
-        snprintf(err, errlen, "%s: __metadata__ lacks a valid arch/bn/in_h/in_w/in_c/classes/pixel_std",
-                 path);
+        snprintf(err, errlen,
+                 "%s: __metadata__ lacks a valid arch/bn/in_h/in_w/in_c/classes/pixel_std", path);
         goto done;
     }
     if (nn_build(net, arch, place, in_h, in_w, in_c, classes, max_batch, threads, err, errlen))
@@ -259,7 +262,8 @@ int st_load(const char *path, nn_net *net, st_model_info *info, int max_batch, i
             goto done;
         }
         int shape_ok = e->rank == t->rank;
-        for (int d = 0; shape_ok && d < t->rank; d++) shape_ok = e->shape[d] == (uint64_t)t->shape[d];
+        for (int d = 0; shape_ok && d < t->rank; d++)
+            shape_ok = e->shape[d] == (uint64_t)t->shape[d];
         if (!shape_ok) {
             snprintf(err, errlen, "%s: tensor %s has the wrong shape for a %s network", path,
                      t->name, arch);
@@ -267,8 +271,10 @@ int st_load(const char *path, nn_net *net, st_model_info *info, int max_batch, i
         }
         if (e->n_offsets != 2 || e->offsets[0] > e->offsets[1] || e->offsets[1] > dlen ||
             e->offsets[1] - e->offsets[0] != (uint64_t)t->size * 4) {
-            snprintf(err, errlen, "%s: tensor %s has data_offsets outside the data or of the "
-                     "wrong length", path, t->name);
+            snprintf(err, errlen,
+                     "%s: tensor %s has data_offsets outside the data or of the "
+                     "wrong length",
+                     path, t->name);
             goto done;
         }
         memcpy(t->value, data + e->offsets[0], t->size * 4);

@@ -16,7 +16,8 @@ static nn_tensor *add_tensor(nn_net *net, const char *name, int rank, const int6
     snprintf(t->name, sizeof t->name, "%s", name);
     t->rank = rank;
     t->size = 1;
-    for (int i = 0; i < rank; i++) t->shape[i] = shape[i], t->size *= (size_t)shape[i];
+    for (int i = 0; i < rank; i++)
+        t->shape[i] = shape[i], t->size *= (size_t)shape[i];
     t->trainable = trainable;
     return t;
 }
@@ -135,7 +136,8 @@ int nn_build(nn_net *net, const char *arch, nn_bn_place bn, int in_h, int in_w, 
     }
     add_dense(net, classes, 1);
 
-    for (int i = 0; i < net->n_tensors; i++) net->arena_size += 4 * net->tensors[i].size;
+    for (int i = 0; i < net->n_tensors; i++)
+        net->arena_size += 4 * net->tensors[i].size;
     net->arena = calloc(net->arena_size, sizeof(float));
     size_t largest = (size_t)in_h * in_w * in_c, ws_need = 0;
     for (int i = 0; i < net->n_layers && net->arena; i++) {
@@ -202,7 +204,8 @@ void nn_init_params(nn_net *net, uint64_t seed) {
                 l->weight->value[k] = std * (float)nn_rng_normal(&rng);
         }
         if (l->gamma) {
-            for (int c = 0; c < l->out_c; c++) l->gamma->value[c] = 1.0f, l->run_var->value[c] = 1.0f;
+            for (int c = 0; c < l->out_c; c++)
+                l->gamma->value[c] = 1.0f, l->run_var->value[c] = 1.0f;
             l->bn_steps = 0;
         }
     }
@@ -241,20 +244,23 @@ static void col2im(const float *col, int n, int h, int w, int c, float *din) {
                         if (sy < 0 || sy >= h || sx < 0 || sx >= w) continue;
                         float *dst = din + (((size_t)b * h + sy) * w + sx) * c;
                         const float *src = row + (ky * 3 + kx) * c;
-                        for (int k = 0; k < c; k++) dst[k] += src[k];
+                        for (int k = 0; k < c; k++)
+                            dst[k] += src[k];
                     }
             }
 }
 
 static void add_bias(float *out, const float *bias, size_t rows, int c) {
     for (size_t r = 0; r < rows; r++)
-        for (int k = 0; k < c; k++) out[r * c + k] += bias[k];
+        for (int k = 0; k < c; k++)
+            out[r * c + k] += bias[k];
 }
 
 static void bias_grad(const float *g, size_t rows, int c, float *db) {
     memset(db, 0, (size_t)c * sizeof(float));
     for (size_t r = 0; r < rows; r++)
-        for (int k = 0; k < c; k++) db[k] += g[r * c + k];
+        for (int k = 0; k < c; k++)
+            db[k] += g[r * c + k];
 }
 
 static void maxpool_forward(nn_layer *l, const float *in, int n) {
@@ -302,9 +308,9 @@ const float *nn_forward(nn_net *net, const float *x, int n, int training) {
             break;
         case NN_CONV3X3:
             im2col(in, n, l->in_h, l->in_w, l->in_c, l->col);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, l->out_c,
-                        9 * l->in_c, 1.0f, l->col, 9 * l->in_c, l->weight->value, l->out_c, 0.0f,
-                        l->out, l->out_c);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, l->out_c, 9 * l->in_c,
+                        1.0f, l->col, 9 * l->in_c, l->weight->value, l->out_c, 0.0f, l->out,
+                        l->out_c);
             if (l->bias) add_bias(l->out, l->bias->value, rows, l->out_c);
             break;
         case NN_MAXPOOL2: maxpool_forward(l, in, n); break;
@@ -344,14 +350,18 @@ double nn_loss(nn_net *net, const uint8_t *labels, int n, int *correct) {
         const float *z = logits + (size_t)b * K;
         float *p = net->probs + (size_t)b * K;
         float zmax = z[0];
-        for (int k = 1; k < K; k++) zmax = z[k] > zmax ? z[k] : zmax;
+        for (int k = 1; k < K; k++)
+            zmax = z[k] > zmax ? z[k] : zmax;
         double sum = 0.0;
-        for (int k = 0; k < K; k++) sum += exp((double)z[k] - zmax);
-        for (int k = 0; k < K; k++) p[k] = (float)(exp((double)z[k] - zmax) / sum);
+        for (int k = 0; k < K; k++)
+            sum += exp((double)z[k] - zmax);
+        for (int k = 0; k < K; k++)
+            p[k] = (float)(exp((double)z[k] - zmax) / sum);
         loss += -((double)z[labels[b]] - zmax - log(sum));
         right += nn_argmax(z, K) == labels[b];
         float *g = net->grad_a + (size_t)b * K;
-        for (int k = 0; k < K; k++) g[k] = (p[k] - (k == labels[b] ? 1.0f : 0.0f)) / (float)n;
+        for (int k = 0; k < K; k++)
+            g[k] = (p[k] - (k == labels[b] ? 1.0f : 0.0f)) / (float)n;
     }
     if (correct) *correct = right;
     return loss / n;
@@ -366,8 +376,8 @@ void nn_backward(nn_net *net, const float *x, int n) {
         size_t rows = (size_t)n * l->out_h * l->out_w;
         switch (l->kind) {
         case NN_DENSE:
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)l->in_size, l->out_c, n,
-                        1.0f, in, (int)l->in_size, g, l->out_c, 0.0f, l->weight->grad, l->out_c);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)l->in_size, l->out_c, n, 1.0f,
+                        in, (int)l->in_size, g, l->out_c, 0.0f, l->weight->grad, l->out_c);
             if (l->bias) bias_grad(g, (size_t)n, l->out_c, l->bias->grad);
             if (need_din)
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, (int)l->in_size, l->out_c,

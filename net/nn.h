@@ -33,8 +33,8 @@ typedef struct {
 typedef struct {
     nn_kind kind;
     int in_h, in_w, in_c, out_h, out_w, out_c;
-    size_t in_size, out_size; /* floats per sample */
-    nn_tensor *weight, *bias;  /* dense, conv (bias NULL when BN follows) */
+    size_t in_size, out_size;                     /* floats per sample */
+    nn_tensor *weight, *bias;                     /* dense, conv (bias NULL when BN follows) */
     nn_tensor *gamma, *beta, *run_mean, *run_var; /* batchnorm */
     uint64_t bn_steps;                            /* batches folded into the running stats */
     float *save_mean, *save_invstd;               /* batchnorm [out_c] */
@@ -65,7 +65,7 @@ typedef struct {
 typedef struct {
     nn_optimizer kind;
     float lr;
-    float momentum; /* SGD */
+    float momentum;          /* SGD */
     float beta1, beta2, eps; /* Adam */
 } nn_optim;
 

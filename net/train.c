@@ -36,7 +36,8 @@ static void progress_bar(const char *label, int epoch, int epochs, size_t done, 
                          double loss) {
     int width = 30, fill = (int)((double)width * (double)done / (double)total);
     fprintf(stderr, "\r%s epoch %d/%d [", label, epoch, epochs);
-    for (int i = 0; i < width; i++) fputc(i < fill ? '=' : ' ', stderr);
+    for (int i = 0; i < width; i++)
+        fputc(i < fill ? '=' : ' ', stderr);
     fprintf(stderr, "] %3d%% loss %.4f", (int)(100.0 * (double)done / (double)total), loss);
     fflush(stderr);
 }
@@ -50,7 +51,8 @@ void nn_train(nn_net *net, const nn_data *train, const nn_data *test, const nn_t
     uint8_t *yb = malloc((size_t)cfg->batch);
     nn_rng rng;
     nn_rng_seed(&rng, cfg->seed * 7919u + 17u);
-    for (size_t i = 0; i < N; i++) order[i] = i;
+    for (size_t i = 0; i < N; i++)
+        order[i] = i;
     int epochs = cfg->epochs < NN_MAX_EPOCHS ? cfg->epochs : NN_MAX_EPOCHS;
     for (int e = 0; e < epochs && !res->diverged; e++) {
         double t0 = nn_now(), loss_sum = 0.0;
@@ -90,10 +92,12 @@ void nn_train(nn_net *net, const nn_data *train, const nn_data *test, const nn_t
         res->epochs_done = e + 1;
         if (res->diverged) res->train_loss[e] = NAN;
         if (cfg->log)
-            fprintf(cfg->log,
-                    "%s epoch %2d  train loss %-8.4f train acc %6.2f%%  test acc %6.2f%%  %.1fs%s\n",
-                    cfg->label, e + 1, res->train_loss[e], 100.0 * res->train_acc[e],
-                    100.0 * res->test_acc[e], secs, res->diverged ? "  DIVERGED (non-finite loss)" : "");
+            fprintf(
+                cfg->log,
+                "%s epoch %2d  train loss %-8.4f train acc %6.2f%%  test acc %6.2f%%  %.1fs%s\n",
+                cfg->label, e + 1, res->train_loss[e], 100.0 * res->train_acc[e],
+                100.0 * res->test_acc[e], secs,
+                res->diverged ? "  DIVERGED (non-finite loss)" : "");
         if (cfg->csv)
             fprintf(cfg->csv, "%s,%d,%.6g,%.6g,%.6g,%.3f,%d\n", cfg->label, e + 1,
                     res->train_loss[e], res->train_acc[e], res->test_acc[e], secs, res->diverged);

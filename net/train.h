@@ -21,9 +21,9 @@ typedef struct {
     int epochs, batch;
     nn_optim opt;
     uint64_t seed;
-    int progress;     /* draw a progress bar (a terminal is attached) */
-    FILE *log;        /* per-epoch lines for people; may be NULL */
-    FILE *csv;        /* per-epoch CSV rows; may be NULL */
+    int progress;      /* draw a progress bar (a terminal is attached) */
+    FILE *log;         /* per-epoch lines for people; may be NULL */
+    FILE *csv;         /* per-epoch CSV rows; may be NULL */
     const char *label; /* run name in logs and CSV */
 } nn_train_config;
 

@@ -28,8 +28,10 @@ static void check_net(const char *arch, nn_bn_place bn, test_rng *rng) {
                 net.tensors[i].value[k] += (float)(0.3 * rng_normal(rng));
     float x[BATCH * 64];
     uint8_t y[BATCH];
-    for (int i = 0; i < BATCH * hw * hw; i++) x[i] = (float)rng_normal(rng);
-    for (int i = 0; i < BATCH; i++) y[i] = (uint8_t)(i * 3 % 10);
+    for (int i = 0; i < BATCH * hw * hw; i++)
+        x[i] = (float)rng_normal(rng);
+    for (int i = 0; i < BATCH; i++)
+        y[i] = (uint8_t)(i * 3 % 10);
     loss_at(&net, x, y);
     nn_backward(&net, x, BATCH);
     /* Per tensor, the derivative along a random direction: sampling single
@@ -46,15 +48,18 @@ static void check_net(const char *arch, nn_bn_place bn, test_rng *rng) {
             scale += fabs((double)T->grad[k] * dir[k]);
         }
         double h = 1e-4;
-        for (size_t k = 0; k < T->size; k++) T->value[k] = keep[k] + (float)h * dir[k];
+        for (size_t k = 0; k < T->size; k++)
+            T->value[k] = keep[k] + (float)h * dir[k];
         double lp = loss_at(&net, x, y);
-        for (size_t k = 0; k < T->size; k++) T->value[k] = keep[k] - (float)h * dir[k];
+        for (size_t k = 0; k < T->size; k++)
+            T->value[k] = keep[k] - (float)h * dir[k];
         double lm = loss_at(&net, x, y);
-        for (size_t k = 0; k < T->size; k++) T->value[k] = keep[k];
+        for (size_t k = 0; k < T->size; k++)
+            T->value[k] = keep[k];
         double num = (lp - lm) / (2.0 * h);
         CHECK(fabs(num - ana) <= 1e-2 * scale + 1e-5,
-              "%s bn=%d %s: analytic %.6g, finite differences %.6g (scale %.3g)", arch, bn,
-              T->name, ana, num, scale);
+              "%s bn=%d %s: analytic %.6g, finite differences %.6g (scale %.3g)", arch, bn, T->name,
+              ana, num, scale);
         free(keep), free(dir);
     }
     nn_free(&net);
@@ -64,6 +69,7 @@ int main(void) {
     test_rng rng = {31337};
     const char *archs[] = {"mlp", "cnn"};
     for (int a = 0; a < 2; a++)
-        for (int bn = 0; bn < 3; bn++) check_net(archs[a], (nn_bn_place)bn, &rng);
+        for (int bn = 0; bn < 3; bn++)
+            check_net(archs[a], (nn_bn_place)bn, &rng);
     return check_finish();
 }

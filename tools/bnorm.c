@@ -28,14 +28,15 @@ typedef struct {
 } options;
 
 static void usage_train(FILE *f) {
-    fprintf(f, "usage: bnorm train [--model mlp|cnn] [--no-bn] [--bn-after-activation]\n"
-               "                   [--epochs N] [--batch N] [--lr X] [--optimizer sgd|adam]\n"
-               "                   [--momentum X] [--seed N] [--threads N] [--save FILE]\n"
-               "                   [--log FILE.csv] [--data DIR] [--train-limit N] [--test-limit N]\n"
-               "Trains with mini-batches and reports, per epoch, the training loss and accuracy\n"
-               "and the test accuracy in test mode (running statistics).\n"
-               "Defaults: mlp, BN before each ReLU, 10 epochs, batch 64, SGD lr 0.01 momentum 0.9\n"
-               "(Adam: lr 0.001), seed 1, threads = all cores, data " IDX_DEFAULT_DIR ".\n");
+    fprintf(f,
+            "usage: bnorm train [--model mlp|cnn] [--no-bn] [--bn-after-activation]\n"
+            "                   [--epochs N] [--batch N] [--lr X] [--optimizer sgd|adam]\n"
+            "                   [--momentum X] [--seed N] [--threads N] [--save FILE]\n"
+            "                   [--log FILE.csv] [--data DIR] [--train-limit N] [--test-limit N]\n"
+            "Trains with mini-batches and reports, per epoch, the training loss and accuracy\n"
+            "and the test accuracy in test mode (running statistics).\n"
+            "Defaults: mlp, BN before each ReLU, 10 epochs, batch 64, SGD lr 0.01 momentum 0.9\n"
+            "(Adam: lr 0.001), seed 1, threads = all cores, data " IDX_DEFAULT_DIR ".\n");
 }
 static void usage_eval(FILE *f) {
     fprintf(f, "usage: bnorm eval FILE [--data DIR] [--threads N] [--test-limit N]\n"
@@ -109,22 +110,38 @@ static int parse_options(int argc, char **argv, options *o, const char **pos, in
         }
         i++;
         int bad = 0;
-        if (!strcmp(a, "--model")) o->model = v;
-        else if (!strcmp(a, "--optimizer")) o->optimizer = v;
-        else if (!strcmp(a, "--save")) o->save = v;
-        else if (!strcmp(a, "--log")) o->log = v;
-        else if (!strcmp(a, "--data")) o->data = v;
-        else if (!strcmp(a, "--out")) o->out = v;
-        else if (!strcmp(a, "--epochs")) bad = parse_int(v, 1, NN_MAX_EPOCHS, &n), o->epochs = (int)n;
-        else if (!strcmp(a, "--batch")) bad = parse_int(v, 2, 4096, &n), o->batch = (int)n;
-        else if (!strcmp(a, "--threads")) bad = parse_int(v, 0, 1024, &n), o->threads = (int)n;
-        else if (!strcmp(a, "--index")) bad = parse_int(v, 0, 1 << 30, &n), o->index = (int)n;
-        else if (!strcmp(a, "--seed")) bad = parse_int(v, 0, 1LL << 62, &o->seed);
-        else if (!strcmp(a, "--train-limit")) bad = parse_int(v, 2, 1LL << 40, &o->train_limit);
-        else if (!strcmp(a, "--test-limit")) bad = parse_int(v, 1, 1LL << 40, &o->test_limit);
-        else if (!strcmp(a, "--lr")) bad = parse_double(v, 1e-9, 100.0, &o->lr), o->lr_given = 1;
-        else if (!strcmp(a, "--high-lr")) bad = parse_double(v, 1e-9, 100.0, &o->high_lr);
-        else if (!strcmp(a, "--momentum")) bad = parse_double(v, 0.0, 0.9999, &d), o->momentum = d;
+        if (!strcmp(a, "--model"))
+            o->model = v;
+        else if (!strcmp(a, "--optimizer"))
+            o->optimizer = v;
+        else if (!strcmp(a, "--save"))
+            o->save = v;
+        else if (!strcmp(a, "--log"))
+            o->log = v;
+        else if (!strcmp(a, "--data"))
+            o->data = v;
+        else if (!strcmp(a, "--out"))
+            o->out = v;
+        else if (!strcmp(a, "--epochs"))
+            bad = parse_int(v, 1, NN_MAX_EPOCHS, &n), o->epochs = (int)n;
+        else if (!strcmp(a, "--batch"))
+            bad = parse_int(v, 2, 4096, &n), o->batch = (int)n;
+        else if (!strcmp(a, "--threads"))
+            bad = parse_int(v, 0, 1024, &n), o->threads = (int)n;
+        else if (!strcmp(a, "--index"))
+            bad = parse_int(v, 0, 1 << 30, &n), o->index = (int)n;
+        else if (!strcmp(a, "--seed"))
+            bad = parse_int(v, 0, 1LL << 62, &o->seed);
+        else if (!strcmp(a, "--train-limit"))
+            bad = parse_int(v, 2, 1LL << 40, &o->train_limit);
+        else if (!strcmp(a, "--test-limit"))
+            bad = parse_int(v, 1, 1LL << 40, &o->test_limit);
+        else if (!strcmp(a, "--lr"))
+            bad = parse_double(v, 1e-9, 100.0, &o->lr), o->lr_given = 1;
+        else if (!strcmp(a, "--high-lr"))
+            bad = parse_double(v, 1e-9, 100.0, &o->high_lr);
+        else if (!strcmp(a, "--momentum"))
+            bad = parse_double(v, 0.0, 0.9999, &d), o->momentum = d;
         else {
             fprintf(stderr, "bnorm: unknown option %s\n", a);
             return -1;
@@ -163,7 +180,8 @@ static int to_data(const idx_set *s, size_t limit, float mean, float std, nn_dat
     d->x = malloc(d->count * px * sizeof(float));
     d->y = malloc(d->count);
     if (!d->x || !d->y) return -1;
-    for (size_t i = 0; i < d->count * px; i++) d->x[i] = ((float)s->pixels[i] / 255.0f - mean) / std;
+    for (size_t i = 0; i < d->count * px; i++)
+        d->x[i] = ((float)s->pixels[i] / 255.0f - mean) / std;
     memcpy(d->y, s->labels, d->count);
     return 0;
 }
@@ -177,9 +195,11 @@ static void free_data(nn_data *d) {
 static void pixel_stats(const idx_set *s, size_t limit, float *mean, float *std) {
     size_t n = (limit && limit < s->count ? limit : s->count) * (size_t)s->rows * s->cols;
     double sum = 0.0, sq = 0.0;
-    for (size_t i = 0; i < n; i++) sum += s->pixels[i] / 255.0;
+    for (size_t i = 0; i < n; i++)
+        sum += s->pixels[i] / 255.0;
     double mu = sum / (double)n;
-    for (size_t i = 0; i < n; i++) sq += (s->pixels[i] / 255.0 - mu) * (s->pixels[i] / 255.0 - mu);
+    for (size_t i = 0; i < n; i++)
+        sq += (s->pixels[i] / 255.0 - mu) * (s->pixels[i] / 255.0 - mu);
     *mean = (float)mu;
     *std = (float)sqrt(sq / (double)n);
     if (!(*std > 0.0f)) *std = 1.0f;
@@ -244,16 +264,21 @@ static int cmd_train(int argc, char **argv, options *o) {
     }
     nn_init_params(&net, (uint64_t)o->seed);
     printf("training %s (%s), %zu training and %zu test images, batch %d, %s lr %g, %d threads\n",
-           o->model, bn == NN_BN_NONE ? "no BN" : bn == NN_BN_AFTER_RELU ? "BN after ReLU" : "BN before ReLU",
+           o->model,
+           bn == NN_BN_NONE         ? "no BN"
+           : bn == NN_BN_AFTER_RELU ? "BN after ReLU"
+                                    : "BN before ReLU",
            ld.train.count, ld.test.count, o->batch, o->optimizer, o->lr, threads);
-    nn_train_config cfg = {o->epochs, o->batch, make_optim(o, o->lr), (uint64_t)o->seed,
-                           isatty(STDERR_FILENO), stdout, csv, o->model};
+    nn_train_config cfg = {
+        o->epochs, o->batch, make_optim(o, o->lr), (uint64_t)o->seed, isatty(STDERR_FILENO), stdout,
+        csv,       o->model};
     static nn_train_result res;
     nn_train(&net, &ld.train, &ld.test, &cfg, &res);
     if (csv) fclose(csv);
     int rc = 0;
     if (res.diverged) {
-        fprintf(stderr, "bnorm: training diverged (non-finite loss) in epoch %d\n", res.epochs_done);
+        fprintf(stderr, "bnorm: training diverged (non-finite loss) in epoch %d\n",
+                res.epochs_done);
         rc = 1;
     } else if (o->save) {
         st_model_info info;
@@ -279,8 +304,9 @@ static int load_model(const char *path, int max_batch, int threads, nn_net *net,
         return -1;
     }
     if (net->classes != 10 || net->in_c != 1 || net->in_h > 64 || net->in_w > 64) {
-        fprintf(stderr, "bnorm: %s: a model for %dx%dx%d inputs and %d classes; this tool "
-                        "handles 10-class grayscale images up to 64x64\n",
+        fprintf(stderr,
+                "bnorm: %s: a model for %dx%dx%d inputs and %d classes; this tool "
+                "handles 10-class grayscale images up to 64x64\n",
                 path, net->in_h, net->in_w, net->in_c, net->classes);
         nn_free(net);
         return -1;
@@ -321,7 +347,9 @@ static int cmd_eval(int argc, char **argv, options *o) {
     }
     double t2 = nn_now();
     printf("model %s: %s, %s\n", pos[0], info.arch,
-           info.bn == NN_BN_NONE ? "no BN" : info.bn == NN_BN_AFTER_RELU ? "BN after ReLU" : "BN before ReLU");
+           info.bn == NN_BN_NONE         ? "no BN"
+           : info.bn == NN_BN_AFTER_RELU ? "BN after ReLU"
+                                         : "BN before ReLU");
     printf("test accuracy (test mode, batches of %d): %.2f%% on %zu images (%.1f us/image)\n",
            EVAL_BATCH, 100.0 * acc, n, 1e6 * (t1 - t0) / (double)n);
     printf("test accuracy (one sample at a time):    %.2f%% (%.1f us/image)\n",
@@ -329,13 +357,16 @@ static int cmd_eval(int argc, char **argv, options *o) {
     printf("batched and single-sample predictions %s (%zu differ)\n",
            disagree ? "DISAGREE" : "agree on every image", disagree);
     int conf[10][10] = {{0}};
-    for (size_t i = 0; i < n; i++) conf[ld.test.y[i]][batched[i]]++;
+    for (size_t i = 0; i < n; i++)
+        conf[ld.test.y[i]][batched[i]]++;
     printf("\nconfusion matrix (rows: true class, columns: predicted)\n%-12s", "");
-    for (int k = 0; k < 10; k++) printf(" %5d", k);
+    for (int k = 0; k < 10; k++)
+        printf(" %5d", k);
     printf("\n");
     for (int t = 0; t < 10; t++) {
         printf("%d %-10s", t, CLASS_NAMES[t]);
-        for (int k = 0; k < 10; k++) printf(" %5d", conf[t][k]);
+        for (int k = 0; k < 10; k++)
+            printf(" %5d", conf[t][k]);
         printf("\n");
     }
     free(batched), free(single), nn_free(&net);
@@ -362,8 +393,8 @@ static int read_image(const char *path, int h, int w, float *px, char *err, size
             return -1;
         }
         if ((int)img.width != w || (int)img.height != h) {
-            snprintf(err, errlen, "%s: image is %ux%u, expected %dx%d", path, img.width,
-                     img.height, w, h);
+            snprintf(err, errlen, "%s: image is %ux%u, expected %dx%d", path, img.width, img.height,
+                     w, h);
             png_image_free(&img);
             return -1;
         }
@@ -373,7 +404,8 @@ static int read_image(const char *path, int h, int w, float *px, char *err, size
             snprintf(err, errlen, "%s: bad PNG (%s)", path, img.message);
             return -1;
         }
-        for (int i = 0; i < h * w; i++) px[i] = buf[i];
+        for (int i = 0; i < h * w; i++)
+            px[i] = buf[i];
         return 0;
     }
     f = fopen(path, "rb");
@@ -411,7 +443,8 @@ static int read_image(const char *path, int h, int w, float *px, char *err, size
 static void print_prediction(const char *what, const float *logits, int classes) {
     int best = nn_argmax(logits, classes);
     double sum = 0.0;
-    for (int k = 0; k < classes; k++) sum += exp((double)logits[k] - logits[best]);
+    for (int k = 0; k < classes; k++)
+        sum += exp((double)logits[k] - logits[best]);
     printf("%s: %s (%.1f%%)\n", what, CLASS_NAMES[best], 100.0 / sum);
     for (int k = 0; k < classes; k++)
         printf("  %-12s %6.2f%%\n", CLASS_NAMES[k],
@@ -460,7 +493,8 @@ static int cmd_predict(int argc, char **argv, options *o) {
             rc = 1;
             continue;
         }
-        for (int k = 0; k < h * w; k++) px[k] = (px[k] / 255.0f - info.pixel_mean) / info.pixel_std;
+        for (int k = 0; k < h * w; k++)
+            px[k] = (px[k] / 255.0f - info.pixel_mean) / info.pixel_std;
         print_prediction(pos[i], nn_forward(&net, px, 1, 0), net.classes);
     }
     nn_free(&net);
@@ -515,15 +549,16 @@ static int cmd_compare(int argc, char **argv, options *o) {
         snprintf(labels[run], sizeof labels[run], "%s %s lr=%g", o->model, bn ? "BN" : "no-BN", lr);
         names[run] = labels[run];
         nn_net net;
-        if (nn_build(&net, o->model, bn ? NN_BN_BEFORE_RELU : NN_BN_NONE, ld.train.h, ld.train.w,
-                     1, 10, max_batch, threads, err, sizeof err)) {
+        if (nn_build(&net, o->model, bn ? NN_BN_BEFORE_RELU : NN_BN_NONE, ld.train.h, ld.train.w, 1,
+                     10, max_batch, threads, err, sizeof err)) {
             fprintf(stderr, "bnorm: %s\n", err);
             fclose(csv);
             return 1;
         }
         nn_init_params(&net, (uint64_t)o->seed);
-        nn_train_config cfg = {o->epochs, o->batch, make_optim(o, lr), (uint64_t)o->seed,
-                               isatty(STDERR_FILENO), stdout, csv, labels[run]};
+        nn_train_config cfg = {
+            o->epochs, o->batch, make_optim(o, lr), (uint64_t)o->seed, isatty(STDERR_FILENO),
+            stdout,    csv,      labels[run]};
         nn_train(&net, &ld.train, &ld.test, &cfg, &res[run]);
         nn_free(&net);
     }
@@ -560,8 +595,8 @@ static int cmd_compare(int argc, char **argv, options *o) {
 }
 
 int main(int argc, char **argv) {
-    options o = {"mlp", "sgd", NULL, NULL, NULL, NULL, 0, 0, 10, 64, 0, -1,
-                 0.01, 0.5, 0.9, 1, 0, 0, 0};
+    options o = {"mlp", "sgd", NULL, NULL, NULL, NULL, 0, 0, 10, 64,
+                 0,     -1,    0.01, 0.5,  0.9,  1,    0, 0, 0};
     if (argc < 2) {
         usage(stderr);
         return 2;

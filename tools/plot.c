@@ -33,10 +33,12 @@ int plot_svg(const char *path, const char *title, const char *xlabel, const char
         snprintf(err, errlen, "%s: cannot create (%s)", tmp, strerror(errno));
         return -1;
     }
-#define PX(x) (L + ((x) - 1) * (W - L - R) / (xmax > 1 ? xmax - 1 : 1))
-#define PY(y) (H - B - ((y) - ymin) * (H - T - B) / (ymax - ymin))
-    fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%g\" height=\"%g\" "
-               "font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n",
+#define PX(x) (L + ((x)-1) * (W - L - R) / (xmax > 1 ? xmax - 1 : 1))
+#define PY(y) (H - B - ((y)-ymin) * (H - T - B) / (ymax - ymin))
+    fprintf(f,
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%g\" height=\"%g\" "
+            "font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%%\" height=\"100%%\" "
+            "fill=\"white\"/>\n",
             W, H);
     fprintf(f, "<text x=\"%g\" y=\"22\" font-size=\"15\" text-anchor=\"middle\">%s</text>\n",
             (W - R + L) / 2, title);
@@ -56,7 +58,9 @@ int plot_svg(const char *path, const char *title, const char *xlabel, const char
             H - B);
     fprintf(f, "<text x=\"%g\" y=\"%g\" text-anchor=\"middle\">%s</text>\n", (W - R + L) / 2,
             H - 12, xlabel);
-    fprintf(f, "<text x=\"16\" y=\"%g\" text-anchor=\"middle\" transform=\"rotate(-90 16 %g)\">%s</text>\n",
+    fprintf(f,
+            "<text x=\"16\" y=\"%g\" text-anchor=\"middle\" transform=\"rotate(-90 16 "
+            "%g)\">%s</text>\n",
             (H - B + T) / 2, (H - B + T) / 2, ylabel);
     for (int s = 0; s < count; s++) {
         const char *c = COLORS[s % 6];
@@ -69,8 +73,9 @@ int plot_svg(const char *path, const char *title, const char *xlabel, const char
                 fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"/>\n", PX(i + 1),
                         PY(series[s].y[i]), c);
         double ly = T + 20 + 22 * s;
-        fprintf(f, "<line x1=\"%g\" x2=\"%g\" y1=\"%g\" y2=\"%g\" stroke=\"%s\" stroke-width=\"3\"/>\n",
-                W - R + 15, W - R + 40, ly, ly, c);
+        fprintf(
+            f, "<line x1=\"%g\" x2=\"%g\" y1=\"%g\" y2=\"%g\" stroke=\"%s\" stroke-width=\"3\"/>\n",
+            W - R + 15, W - R + 40, ly, ly, c);
         fprintf(f, "<text x=\"%g\" y=\"%g\">%s%s</text>\n", W - R + 46, ly + 4, series[s].name,
                 series[s].diverged ? " (diverged)" : "");
     }
