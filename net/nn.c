@@ -108,7 +108,10 @@ static bnorm_shape bn_shape(const nn_layer *l, int n) {
 
 static bnorm_params bn_params(const nn_net *net) {
     bnorm_params p = bnorm_params_default(); /* decay 0.9 = PyTorch momentum 0.1 */
-    p.threads = net->threads;
+    /* A batch's activations are small (64 x 256 floats): a second OpenMP team
+     * costs more than it saves and fights OpenBLAS's spinning threads. */
+    (void)net;
+    p.threads = 1;
     return p;
 }
 
