@@ -17,7 +17,8 @@
 static const char *CLASS_NAMES[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                                       "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
 
-#define EVAL_BATCH 500
+#define EVAL_BATCH     500
+#define MAX_POSITIONAL 256
 
 typedef struct {
     const char *model, *optimizer, *save, *log, *data, *out;
@@ -93,6 +94,10 @@ static int parse_options(int argc, char **argv, options *o, const char **pos, in
         double d;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) return 1;
         if (strncmp(a, "--", 2) != 0) {
+            if (*npos == MAX_POSITIONAL) {
+                fprintf(stderr, "bnorm: more than %d arguments\n", MAX_POSITIONAL);
+                return -1;
+            }
             pos[(*npos)++] = a;
             continue;
         }
@@ -235,7 +240,7 @@ static nn_optim make_optim(const options *o, double lr) {
 }
 
 static int cmd_train(int argc, char **argv, options *o) {
-    const char *pos[64];
+    const char *pos[MAX_POSITIONAL];
     int npos, r = parse_options(argc, argv, o, pos, &npos);
     if (r) return r > 0 ? (usage_train(stdout), 0) : (usage_train(stderr), 2);
     if (npos) {
@@ -315,7 +320,7 @@ static int load_model(const char *path, int max_batch, int threads, nn_net *net,
 }
 
 static int cmd_eval(int argc, char **argv, options *o) {
-    const char *pos[64];
+    const char *pos[MAX_POSITIONAL];
     int npos, r = parse_options(argc, argv, o, pos, &npos);
     if (r) return r > 0 ? (usage_eval(stdout), 0) : (usage_eval(stderr), 2);
     if (npos != 1) {
@@ -452,7 +457,7 @@ static void print_prediction(const char *what, const float *logits, int classes)
 }
 
 static int cmd_predict(int argc, char **argv, options *o) {
-    const char *pos[64];
+    const char *pos[MAX_POSITIONAL];
     o->index = -1;
     int npos, r = parse_options(argc, argv, o, pos, &npos);
     if (r) return r > 0 ? (usage_predict(stdout), 0) : (usage_predict(stderr), 2);
@@ -509,7 +514,7 @@ static int epochs_to(const nn_train_result *r, double target) {
 }
 
 static int cmd_compare(int argc, char **argv, options *o) {
-    const char *pos[64];
+    const char *pos[MAX_POSITIONAL];
     int npos, r = parse_options(argc, argv, o, pos, &npos);
     if (r) return r > 0 ? (usage_compare(stdout), 0) : (usage_compare(stderr), 2);
     if (npos) {
