@@ -106,12 +106,11 @@ static bnorm_shape bn_shape(const nn_layer *l, int n) {
     return bnorm_shape_nhwc(n, l->out_h, l->out_w, l->out_c);
 }
 
-static bnorm_params bn_params(const nn_net *net) {
+static bnorm_params bn_params(const nn_net *net, const nn_layer *l, int n) {
     bnorm_params p = bnorm_params_default(); /* decay 0.9 = PyTorch momentum 0.1 */
-    /* A batch's activations are small (64 x 256 floats): a second OpenMP team
-     * costs more than it saves and fights OpenBLAS's spinning threads. */
-    (void)net;
-    p.threads = 1;
+    /* A dense layer's batch (64 x 256 floats) is done before a thread team
+     * would have started; a conv layer's (64 x 28 x 28 x 32) is worth splitting. */
+    p.threads = (size_t)n * l->out_size >= 65536 ? net->threads : 1;
     return p;
 }
 
@@ -159,7 +158,7 @@ int nn_build(nn_net *net, const char *arch, nn_bn_place bn, int in_h, int in_w, 
             l->save_invstd = malloc((size_t)l->out_c * sizeof(float));
             if (!l->save_mean || !l->save_invstd) goto oom;
             bnorm_shape s = bn_shape(l, max_batch);
-            bnorm_params p = bn_params(net);
+            bnorm_params p = bn_params(net, l, max_batch);
             size_t need;
             if (bnorm_workspace_size(&s, &p, &need) != BNORM_OK) goto oom;
             if (need > ws_need) ws_need = need;
@@ -215,6 +214,13 @@ void nn_init_params(nn_net *net, uint64_t seed) {
     net->adam_t = 0;
 }
 
+/* The network parallelises over slices of the batch itself and calls OpenBLAS
+ * single-threaded from each slice: OpenBLAS's own threads would spin between
+ * the many small GEMMs while our element-wise layers run, and two thread teams
+ * on two cores fight each other. Slice s of T covers samples [n*s/T, n*(s+1)/T). */
+static int slice_count(const nn_net *net, int n) { return n < net->threads ? n : net->threads; }
+static int slice_begin(int n, int T, int s) { return (int)((int64_t)n * s / T); }
+
 /* col[(n*H + y)*W + x][(ky*3 + kx)*C + c] = in[n][y+ky-1][x+kx-1][c], zero outside. */
 static void im2col(const float *in, int n, int h, int w, int c, float *col) {
     for (int b = 0; b < n; b++)
@@ -225,11 +231,14 @@ static void im2col(const float *in, int n, int h, int w, int c, float *col) {
                     for (int kx = 0; kx < 3; kx++) {
                         int sy = y + ky - 1, sx = x + kx - 1;
                         float *dst = row + (ky * 3 + kx) * c;
-                        if (sy < 0 || sy >= h || sx < 0 || sx >= w)
-                            memset(dst, 0, (size_t)c * sizeof(float));
-                        else
-                            memcpy(dst, in + (((size_t)b * h + sy) * w + sx) * c,
-                                   (size_t)c * sizeof(float));
+                        if (sy < 0 || sy >= h || sx < 0 || sx >= w) {
+                            for (int k = 0; k < c; k++)
+                                dst[k] = 0.0f;
+                        } else {
+                            const float *src = in + (((size_t)b * h + sy) * w + sx) * c;
+                            for (int k = 0; k < c; k++)
+                                dst[k] = src[k];
+                        }
                     }
             }
 }
@@ -266,28 +275,31 @@ static void bias_grad(const float *g, size_t rows, int c, float *db) {
             db[k] += g[r * c + k];
 }
 
-static void maxpool_forward(nn_layer *l, const float *in, int n) {
+/* Samples [b0, b1) of a 2x2 max-pool. */
+static void maxpool_forward(nn_layer *l, const float *in, int b0, int b1) {
     int H = l->in_h, W = l->in_w, C = l->in_c, oh = l->out_h, ow = l->out_w;
-    for (int b = 0; b < n; b++)
+    for (int b = b0; b < b1; b++)
         for (int y = 0; y < oh; y++)
-            for (int x = 0; x < ow; x++)
+            for (int x = 0; x < ow; x++) {
+                size_t o = (((size_t)b * oh + y) * ow + x) * C;
+                const float *p[4];
+                for (int k = 0; k < 4; k++)
+                    p[k] = in + (((size_t)b * H + 2 * y + k / 2) * W + 2 * x + k % 2) * C;
                 for (int c = 0; c < C; c++) {
-                    size_t o = (((size_t)b * oh + y) * ow + x) * C + c;
-                    float best = -INFINITY;
+                    float best = p[0][c];
                     uint8_t arg = 0;
-                    for (int k = 0; k < 4; k++) {
-                        float v = in[(((size_t)b * H + 2 * y + k / 2) * W + 2 * x + k % 2) * C + c];
-                        if (v > best || k == 0) best = v, arg = (uint8_t)k;
-                    }
-                    l->out[o] = best;
-                    l->argmax[o] = arg;
+                    for (int k = 1; k < 4; k++)
+                        if (p[k][c] > best) best = p[k][c], arg = (uint8_t)k;
+                    l->out[o + c] = best;
+                    l->argmax[o + c] = arg;
                 }
+            }
 }
 
-static void maxpool_backward(const nn_layer *l, const float *g, int n, float *din) {
+static void maxpool_backward(const nn_layer *l, const float *g, int b0, int b1, float *din) {
     int H = l->in_h, W = l->in_w, C = l->in_c, oh = l->out_h, ow = l->out_w;
-    memset(din, 0, (size_t)n * l->in_size * sizeof(float));
-    for (int b = 0; b < n; b++)
+    memset(din + (size_t)b0 * l->in_size, 0, (size_t)(b1 - b0) * l->in_size * sizeof(float));
+    for (int b = b0; b < b1; b++)
         for (int y = 0; y < oh; y++)
             for (int x = 0; x < ow; x++)
                 for (int c = 0; c < C; c++) {
@@ -297,33 +309,50 @@ static void maxpool_backward(const nn_layer *l, const float *g, int n, float *di
                 }
 }
 
+/* The forward of a non-BN layer on samples [b0, b1). */
+static void layer_forward_slice(nn_layer *l, const float *in, int b0, int b1) {
+    int n = b1 - b0;
+    size_t pix = (size_t)l->out_h * l->out_w;
+    switch (l->kind) {
+    case NN_DENSE: {
+        float *out = l->out + (size_t)b0 * l->out_c;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, l->out_c, (int)l->in_size, 1.0f,
+                    in + (size_t)b0 * l->in_size, (int)l->in_size, l->weight->value, l->out_c,
+                    0.0f, out, l->out_c);
+        if (l->bias) add_bias(out, l->bias->value, (size_t)n, l->out_c);
+        break;
+    }
+    case NN_CONV3X3: {
+        float *col = l->col + (size_t)b0 * pix * 9 * l->in_c;
+        float *out = l->out + (size_t)b0 * l->out_size;
+        im2col(in + (size_t)b0 * l->in_size, n, l->in_h, l->in_w, l->in_c, col);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(n * pix), l->out_c,
+                    9 * l->in_c, 1.0f, col, 9 * l->in_c, l->weight->value, l->out_c, 0.0f, out,
+                    l->out_c);
+        if (l->bias) add_bias(out, l->bias->value, (size_t)n * pix, l->out_c);
+        break;
+    }
+    case NN_MAXPOOL2: maxpool_forward(l, in, b0, b1); break;
+    case NN_RELU:
+        for (size_t k = (size_t)b0 * l->out_size; k < (size_t)b1 * l->out_size; k++)
+            l->out[k] = in[k] > 0.0f ? in[k] : 0.0f;
+        break;
+    case NN_BATCHNORM: break; /* whole-batch statistics: see nn_forward */
+    }
+}
+
 const float *nn_forward(nn_net *net, const float *x, int n, int training) {
     const float *in = x;
+    int T = slice_count(net, n);
     for (int i = 0; i < net->n_layers; i++) {
         nn_layer *l = &net->layers[i];
-        size_t rows = (size_t)n * l->out_h * l->out_w;
-        switch (l->kind) {
-        case NN_DENSE:
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, l->out_c, (int)l->in_size,
-                        1.0f, in, (int)l->in_size, l->weight->value, l->out_c, 0.0f, l->out,
-                        l->out_c);
-            if (l->bias) add_bias(l->out, l->bias->value, (size_t)n, l->out_c);
-            break;
-        case NN_CONV3X3:
-            im2col(in, n, l->in_h, l->in_w, l->in_c, l->col);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, l->out_c, 9 * l->in_c,
-                        1.0f, l->col, 9 * l->in_c, l->weight->value, l->out_c, 0.0f, l->out,
-                        l->out_c);
-            if (l->bias) add_bias(l->out, l->bias->value, rows, l->out_c);
-            break;
-        case NN_MAXPOOL2: maxpool_forward(l, in, n); break;
-        case NN_RELU:
-            for (size_t k = 0; k < (size_t)n * l->out_size; k++)
-                l->out[k] = in[k] > 0.0f ? in[k] : 0.0f;
-            break;
-        case NN_BATCHNORM: {
+        if (l->kind != NN_BATCHNORM) {
+#pragma omp parallel for num_threads(T) schedule(static) if (T > 1)
+            for (int s = 0; s < T; s++)
+                layer_forward_slice(l, in, slice_begin(n, T, s), slice_begin(n, T, s + 1));
+        } else {
             bnorm_shape s = bn_shape(l, n);
-            bnorm_params p = bn_params(net);
+            bnorm_params p = bn_params(net, l, n);
             bnorm_status st;
             if (training) {
                 bnorm_running_stats run = {l->run_mean->value, l->run_var->value, l->bn_steps};
@@ -337,8 +366,6 @@ const float *nn_forward(nn_net *net, const float *x, int n, int training) {
                                              net->bn_ws, net->bn_ws_size);
             }
             if (st != BNORM_OK) return NULL;
-            break;
-        }
         }
         in = l->out;
     }
@@ -370,47 +397,71 @@ double nn_loss(nn_net *net, const uint8_t *labels, int n, int *correct) {
     return loss / n;
 }
 
+/* Slice s of T of a non-BN layer's backward. Phase 0: the weight gradient of
+ * the slice's output columns (a split that needs no reduction between
+ * slices). Phase 1: the input gradient of the slice's samples. A conv's phase
+ * 1 overwrites the im2col buffer that every slice's phase 0 reads, so the
+ * phases run one after the other; phase -1 runs both for the other kinds. */
+static void layer_backward_slice(nn_layer *l, const float *in, const float *g, float *din,
+                                 int need_din, int n, int T, int s, int phase) {
+    int b0 = slice_begin(n, T, s), b1 = slice_begin(n, T, s + 1), nb = b1 - b0;
+    int c0 = slice_begin(l->out_c, T, s), c1 = slice_begin(l->out_c, T, s + 1);
+    size_t pix = (size_t)l->out_h * l->out_w, rows = (size_t)n * pix;
+    switch (l->kind) {
+    case NN_DENSE:
+        if (phase <= 0 && c1 > c0)
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)l->in_size, c1 - c0, n,
+                        1.0f, in, (int)l->in_size, g + c0, l->out_c, 0.0f, l->weight->grad + c0,
+                        l->out_c);
+        if (phase != 0 && need_din && nb)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, (int)l->in_size, l->out_c,
+                        1.0f, g + (size_t)b0 * l->out_c, l->out_c, l->weight->value, l->out_c,
+                        0.0f, din + (size_t)b0 * l->in_size, (int)l->in_size);
+        break;
+    case NN_CONV3X3: {
+        int K = 9 * l->in_c;
+        if (phase == 0 && c1 > c0)
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, c1 - c0, (int)rows, 1.0f,
+                        l->col, K, g + c0, l->out_c, 0.0f, l->weight->grad + c0, l->out_c);
+        if (phase == 1 && need_din && nb) {
+            float *col = l->col + (size_t)b0 * pix * K;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(nb * pix), K, l->out_c,
+                        1.0f, g + (size_t)b0 * pix * l->out_c, l->out_c, l->weight->value,
+                        l->out_c, 0.0f, col, K);
+            col2im(col, nb, l->in_h, l->in_w, l->in_c, din + (size_t)b0 * l->in_size);
+        }
+        break;
+    }
+    case NN_MAXPOOL2: maxpool_backward(l, g, b0, b1, din); break;
+    case NN_RELU:
+        for (size_t k = (size_t)b0 * l->out_size; k < (size_t)b1 * l->out_size; k++)
+            din[k] = l->out[k] > 0.0f ? g[k] : 0.0f;
+        break;
+    case NN_BATCHNORM: break;
+    }
+}
+
 void nn_backward(nn_net *net, const float *x, int n) {
     float *g = net->grad_a, *din = net->grad_b;
+    int T = slice_count(net, n);
     for (int i = net->n_layers - 1; i >= 0; i--) {
         nn_layer *l = &net->layers[i];
         const float *in = i ? net->layers[i - 1].out : x;
         int need_din = i > 0;
-        size_t rows = (size_t)n * l->out_h * l->out_w;
-        switch (l->kind) {
-        case NN_DENSE:
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)l->in_size, l->out_c, n, 1.0f,
-                        in, (int)l->in_size, g, l->out_c, 0.0f, l->weight->grad, l->out_c);
-            if (l->bias) bias_grad(g, (size_t)n, l->out_c, l->bias->grad);
-            if (need_din)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, (int)l->in_size, l->out_c,
-                            1.0f, g, l->out_c, l->weight->value, l->out_c, 0.0f, din,
-                            (int)l->in_size);
-            break;
-        case NN_CONV3X3:
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, 9 * l->in_c, l->out_c, (int)rows,
-                        1.0f, l->col, 9 * l->in_c, g, l->out_c, 0.0f, l->weight->grad, l->out_c);
-            if (l->bias) bias_grad(g, rows, l->out_c, l->bias->grad);
-            if (need_din) {
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, 9 * l->in_c,
-                            l->out_c, 1.0f, g, l->out_c, l->weight->value, l->out_c, 0.0f, l->col,
-                            9 * l->in_c);
-                col2im(l->col, n, l->in_h, l->in_w, l->in_c, din);
+        if (l->kind != NN_BATCHNORM) {
+            int first = l->kind == NN_CONV3X3 ? 0 : -1, last = l->kind == NN_CONV3X3 ? 1 : -1;
+            for (int phase = first; phase <= last; phase++) {
+#pragma omp parallel for num_threads(T) schedule(static) if (T > 1)
+                for (int s = 0; s < T; s++)
+                    layer_backward_slice(l, in, g, din, need_din, n, T, s, phase);
             }
-            break;
-        case NN_MAXPOOL2: maxpool_backward(l, g, n, din); break;
-        case NN_RELU:
-            for (size_t k = 0; k < (size_t)n * l->out_size; k++)
-                din[k] = l->out[k] > 0.0f ? g[k] : 0.0f;
-            break;
-        case NN_BATCHNORM: {
+            if (l->bias) bias_grad(g, (size_t)n * l->out_h * l->out_w, l->out_c, l->bias->grad);
+        } else {
             bnorm_shape s = bn_shape(l, n);
-            bnorm_params p = bn_params(net);
+            bnorm_params p = bn_params(net, l, n);
             bnorm_backward_training(&s, &p, in, g, l->gamma->value, l->save_mean, l->save_invstd,
                                     din, l->gamma->grad, l->beta->grad, net->bn_ws,
                                     net->bn_ws_size);
-            break;
-        }
         }
         float *t = g;
         g = din;
@@ -422,20 +473,26 @@ void nn_step(nn_net *net, const nn_optim *opt) {
     if (opt->kind == NN_ADAM) net->adam_t++;
     double c1 = 1.0 - pow(opt->beta1, (double)net->adam_t);
     double c2 = 1.0 - pow(opt->beta2, (double)net->adam_t);
+    float lr_t = (float)(opt->lr * sqrt(c2) / c1), eps_t = opt->eps * (float)sqrt(c2);
+    /* Element-wise, so every thread takes its share of every tensor and none
+     * waits for another: a serial update here leaves the other thread
+     * spinning against it for a tenth of the step. */
+#pragma omp parallel num_threads(net->threads) if (net->threads > 1)
     for (int i = 0; i < net->n_tensors; i++) {
         nn_tensor *t = &net->tensors[i];
         if (!t->trainable) continue;
         if (opt->kind == NN_SGD) {
+#pragma omp for schedule(static) nowait
             for (size_t k = 0; k < t->size; k++) {
                 t->m[k] = opt->momentum * t->m[k] + t->grad[k];
                 t->value[k] -= opt->lr * t->m[k];
             }
         } else {
-            float lr_t = (float)(opt->lr * sqrt(c2) / c1);
+#pragma omp for schedule(static) nowait
             for (size_t k = 0; k < t->size; k++) {
                 t->m[k] = opt->beta1 * t->m[k] + (1.0f - opt->beta1) * t->grad[k];
                 t->v[k] = opt->beta2 * t->v[k] + (1.0f - opt->beta2) * t->grad[k] * t->grad[k];
-                t->value[k] -= lr_t * t->m[k] / (sqrtf(t->v[k]) + opt->eps * (float)sqrt(c2));
+                t->value[k] -= lr_t * t->m[k] / (sqrtf(t->v[k]) + eps_t);
             }
         }
     }

@@ -7,6 +7,12 @@
  * Tensors are channels-last: a batch of images is [N][H][W][C], a batch of
  * feature vectors [N][C]. All parameters, gradients and optimizer state live
  * in one arena owned by the network. Not part of the installed library.
+ *
+ * Threads: the network splits each batch into `threads` slices run by OpenMP
+ * and calls OpenBLAS from each slice, so OpenBLAS should be single-threaded
+ * (openblas_set_num_threads(1)). Results depend on the thread count only
+ * through the order of a few float sums; the same seed and thread count
+ * give the same numbers.
  */
 #ifndef NN_H
 #define NN_H

@@ -65,11 +65,60 @@ static void check_net(const char *arch, nn_bn_place bn, test_rng *rng) {
     nn_free(&net);
 }
 
+/* The batch split over threads: 1 thread against 3 and 4 on a batch of 6
+ * (slices of 2 and of 1-2 samples; columns of the weight gradients split
+ * unevenly too). Logits and every gradient agree up to float rounding. */
+static void check_slices(const char *arch, test_rng *rng) {
+    nn_net one, many;
+    char err[256];
+    int hw = 8;
+    float x[BATCH * 64];
+    uint8_t y[BATCH];
+    for (int i = 0; i < BATCH * hw * hw; i++)
+        x[i] = (float)rng_normal(rng);
+    for (int i = 0; i < BATCH; i++)
+        y[i] = (uint8_t)(i * 7 % 10);
+    CHECK(nn_build(&one, arch, NN_BN_BEFORE_RELU, hw, hw, 1, 10, BATCH, 1, err, sizeof err) == 0,
+          "%s", err);
+    nn_init_params(&one, 9);
+    const float *z1 = nn_forward(&one, x, BATCH, 1);
+    nn_loss(&one, y, BATCH, NULL);
+    nn_backward(&one, x, BATCH);
+    for (int threads = 3; threads <= 4; threads++) {
+        CHECK(nn_build(&many, arch, NN_BN_BEFORE_RELU, hw, hw, 1, 10, BATCH, threads, err,
+                       sizeof err) == 0,
+              "%s", err);
+        nn_init_params(&many, 9);
+        const float *zt = nn_forward(&many, x, BATCH, 1);
+        nn_loss(&many, y, BATCH, NULL);
+        nn_backward(&many, x, BATCH);
+        double worst = 0.0;
+        for (int k = 0; k < BATCH * 10; k++)
+            worst = fmax(worst, fabs((double)z1[k] - zt[k]) / (1.0 + fabs((double)z1[k])));
+        CHECK(worst < 1e-5, "%s %d threads: logits differ by %.3g", arch, threads, worst);
+        for (int t = 0; t < one.n_tensors; t++) {
+            const nn_tensor *a = &one.tensors[t], *b = &many.tensors[t];
+            if (!a->trainable) continue;
+            double amax = 0.0, diff = 0.0;
+            for (size_t k = 0; k < a->size; k++) {
+                amax = fmax(amax, fabs((double)a->grad[k]));
+                diff = fmax(diff, fabs((double)a->grad[k] - b->grad[k]));
+            }
+            CHECK(amax > 0.0 && diff <= 1e-5 * amax, "%s %d threads: %s gradient differs by %.3g of %.3g",
+                  arch, threads, a->name, diff, amax);
+        }
+        nn_free(&many);
+    }
+    nn_free(&one);
+}
+
 int main(void) {
     test_rng rng = {31337};
     const char *archs[] = {"mlp", "cnn"};
     for (int a = 0; a < 2; a++)
         for (int bn = 0; bn < 3; bn++)
             check_net(archs[a], (nn_bn_place)bn, &rng);
+    for (int a = 0; a < 2; a++)
+        check_slices(archs[a], &rng);
     return check_finish();
 }

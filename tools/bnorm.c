@@ -257,7 +257,7 @@ static int cmd_train(int argc, char **argv, options *o) {
     }
     if (csv) nn_csv_header(csv);
     int threads = resolve_threads(o->threads);
-    openblas_set_num_threads(threads);
+    openblas_set_num_threads(1); /* the network splits batches itself */
     nn_bn_place bn = o->no_bn ? NN_BN_NONE : o->bn_after ? NN_BN_AFTER_RELU : NN_BN_BEFORE_RELU;
     nn_net net;
     char err[512];
@@ -328,7 +328,7 @@ static int cmd_eval(int argc, char **argv, options *o) {
         return 2;
     }
     int threads = resolve_threads(o->threads);
-    openblas_set_num_threads(threads);
+    openblas_set_num_threads(1); /* the network splits batches itself */
     nn_net net;
     st_model_info info;
     if (load_model(pos[0], EVAL_BATCH, threads, &net, &info)) return 1;
@@ -539,7 +539,7 @@ static int cmd_compare(int argc, char **argv, options *o) {
     }
     nn_csv_header(csv);
     int threads = resolve_threads(o->threads);
-    openblas_set_num_threads(threads);
+    openblas_set_num_threads(1); /* the network splits batches itself */
     static nn_train_result res[4];
     const char *names[4];
     char labels[4][64];
