@@ -9,6 +9,10 @@
 
 #include "rng.h"
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 static nn_tensor *add_tensor(nn_net *net, const char *name, int rank, const int64_t *shape,
                              int trainable) {
     nn_tensor *t = &net->tensors[net->n_tensors++];
@@ -142,12 +146,14 @@ int nn_build(nn_net *net, const char *arch, nn_bn_place bn, int in_h, int in_w, 
         net->arena_size += 4 * net->tensors[i].size;
     net->arena = calloc(net->arena_size, sizeof(float));
     size_t largest = (size_t)in_h * in_w * in_c, ws_need = 0;
+    int has_conv = 0;
     for (int i = 0; i < net->n_layers && net->arena; i++) {
         nn_layer *l = &net->layers[i];
         if (l->out_size > largest) largest = l->out_size;
         l->out = malloc((size_t)max_batch * l->out_size * sizeof(float));
         if (!l->out) goto oom;
         if (l->kind == NN_CONV3X3) {
+            has_conv = 1;
             l->col = malloc((size_t)max_batch * l->out_h * l->out_w * 9 * l->in_c * sizeof(float));
             if (!l->col) goto oom;
         }
@@ -177,6 +183,17 @@ int nn_build(nn_net *net, const char *arch, nn_bn_place bn, int in_h, int in_w, 
     net->bn_ws_size = ws_need;
     net->bn_ws = ws_need ? malloc(ws_need) : NULL;
     if (!net->grad_a || !net->grad_b || !net->probs || (ws_need && !net->bn_ws)) goto oom;
+    if (threads > 1 && !has_conv) {
+        size_t one = 64;
+        for (int i = 0; i < net->n_layers; i++) {
+            bnorm_shape s = bnorm_shape_nc(1, net->layers[i].out_c);
+            bnorm_params p = bnorm_params_default();
+            size_t need;
+            if (bnorm_workspace_size(&s, &p, &need) == BNORM_OK && need > one) one = need;
+        }
+        net->one_ws_size = (one + 63) / 64 * 64;
+        if (!(net->one_ws = malloc((size_t)threads * net->one_ws_size))) goto oom;
+    }
     return 0;
 oom:
     snprintf(err, errlen, "out of memory building the %s network", arch);
@@ -190,6 +207,7 @@ void nn_free(nn_net *net) {
         free(l->out), free(l->col), free(l->argmax), free(l->save_mean), free(l->save_invstd);
     }
     free(net->arena), free(net->grad_a), free(net->grad_b), free(net->probs), free(net->bn_ws);
+    free(net->one_ws);
     memset(net, 0, sizeof *net);
 }
 
@@ -316,9 +334,13 @@ static void layer_forward_slice(nn_layer *l, const float *in, int b0, int b1) {
     switch (l->kind) {
     case NN_DENSE: {
         float *out = l->out + (size_t)b0 * l->out_c;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, l->out_c, (int)l->in_size, 1.0f,
-                    in + (size_t)b0 * l->in_size, (int)l->in_size, l->weight->value, l->out_c,
-                    0.0f, out, l->out_c);
+        if (n == 1) /* sgemm would first pack all of W; sgemv streams it once */
+            cblas_sgemv(CblasRowMajor, CblasTrans, (int)l->in_size, l->out_c, 1.0f,
+                        l->weight->value, l->out_c, in + (size_t)b0 * l->in_size, 1, 0.0f, out, 1);
+        else
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, l->out_c, (int)l->in_size,
+                        1.0f, in + (size_t)b0 * l->in_size, (int)l->in_size, l->weight->value,
+                        l->out_c, 0.0f, out, l->out_c);
         if (l->bias) add_bias(out, l->bias->value, (size_t)n, l->out_c);
         break;
     }
@@ -341,7 +363,84 @@ static void layer_forward_slice(nn_layer *l, const float *in, int b0, int b1) {
     }
 }
 
+/* y[c0..c1) = x . W[:, c0..c1) for one sample, W [K][ldw] row-major. Here
+ * rather than cblas_sgemv because OpenBLAS's sgemv takes a global lock to
+ * allocate its buffer, and threads calling it at once wait on each other.
+ * Blocks of 64 outputs stay in registers while W streams past once; one
+ * copy per instruction set, chosen when the program loads. */
+#define GEMV_BLOCK 128
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"))) static void
+gemv_columns(const float *w, int ldw, const float *x, int K, int c0, int c1, float *y) {
+    for (int j0 = c0; j0 < c1; j0 += GEMV_BLOCK) {
+        int width = c1 - j0 < GEMV_BLOCK ? c1 - j0 : GEMV_BLOCK;
+        float acc[GEMV_BLOCK] = {0};
+        if (width == GEMV_BLOCK) {
+            for (int k = 0; k < K; k++) {
+                const float *row = w + (size_t)k * ldw + j0;
+                for (int j = 0; j < GEMV_BLOCK; j++)
+                    acc[j] += x[k] * row[j];
+            }
+        } else {
+            for (int k = 0; k < K; k++) {
+                const float *row = w + (size_t)k * ldw + j0;
+                for (int j = 0; j < width; j++)
+                    acc[j] += x[k] * row[j];
+            }
+        }
+        for (int j = 0; j < width; j++)
+            y[j0 + j] = acc[j];
+    }
+}
+
+/* One sample in test mode through dense, BN and ReLU layers: the threads
+ * split every layer's units, so that each core streams its part of the
+ * weights from its own cache, in one parallel region. BN in test mode and
+ * ReLU act unit by unit, so a thread carries its units through them without
+ * waiting; only a dense layer, which reads all of its input, waits. */
+static int forward_one_by_units(nn_net *net, const float *x) {
+    int failed = 0;
+#pragma omp parallel num_threads(net->threads)
+    {
+        int s = 0, u = 1;
+#ifdef _OPENMP
+        s = omp_get_thread_num(), u = omp_get_num_threads();
+#endif
+        void *ws = (char *)net->one_ws + (size_t)s * net->one_ws_size;
+        const float *in = x;
+        for (int i = 0; i < net->n_layers; i++) {
+            nn_layer *l = &net->layers[i];
+            int c0 = slice_begin(l->out_c, u, s), c1 = slice_begin(l->out_c, u, s + 1);
+            if (l->kind == NN_DENSE) {
+                if (i > 0) {
+#pragma omp barrier
+                }
+                gemv_columns(l->weight->value, l->out_c, in, (int)l->in_size, c0, c1, l->out);
+                if (l->bias)
+                    for (int c = c0; c < c1; c++)
+                        l->out[c] += l->bias->value[c];
+            } else if (l->kind == NN_RELU) {
+                for (int c = c0; c < c1; c++)
+                    l->out[c] = in[c] > 0.0f ? in[c] : 0.0f;
+            } else if (c1 > c0) {
+                bnorm_shape sh = bnorm_shape_nc(1, c1 - c0);
+                bnorm_params p = bnorm_params_default();
+                if (bnorm_forward_inference(&sh, &p, in + c0, l->gamma->value + c0,
+                                            l->beta->value + c0, l->run_mean->value + c0,
+                                            l->run_var->value + c0, l->out + c0, ws,
+                                            net->one_ws_size) != BNORM_OK) {
+#pragma omp atomic write
+                    failed = 1;
+                }
+            }
+            in = l->out;
+        }
+    }
+    return failed ? -1 : 0;
+}
+
 const float *nn_forward(nn_net *net, const float *x, int n, int training) {
+    if (n == 1 && !training && net->one_ws)
+        return forward_one_by_units(net, x) ? NULL : net->layers[net->n_layers - 1].out;
     const float *in = x;
     int T = slice_count(net, n);
     for (int i = 0; i < net->n_layers; i++) {

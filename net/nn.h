@@ -65,6 +65,8 @@ typedef struct {
     float *probs;           /* [max_batch * classes] softmax output */
     void *bn_ws;            /* libbnorm workspace */
     size_t bn_ws_size;
+    void *one_ws; /* dense-only nets, threads > 1: one BN workspace per thread */
+    size_t one_ws_size;
     uint64_t adam_t;
 } nn_net;
 
