@@ -509,13 +509,13 @@ static void layer_backward_slice(nn_layer *l, const float *in, const float *g, f
     switch (l->kind) {
     case NN_DENSE:
         if (phase <= 0 && c1 > c0)
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)l->in_size, c1 - c0, n,
-                        1.0f, in, (int)l->in_size, g + c0, l->out_c, 0.0f, l->weight->grad + c0,
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)l->in_size, c1 - c0, n, 1.0f,
+                        in, (int)l->in_size, g + c0, l->out_c, 0.0f, l->weight->grad + c0,
                         l->out_c);
         if (phase != 0 && need_din && nb)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, (int)l->in_size, l->out_c,
-                        1.0f, g + (size_t)b0 * l->out_c, l->out_c, l->weight->value, l->out_c,
-                        0.0f, din + (size_t)b0 * l->in_size, (int)l->in_size);
+                        1.0f, g + (size_t)b0 * l->out_c, l->out_c, l->weight->value, l->out_c, 0.0f,
+                        din + (size_t)b0 * l->in_size, (int)l->in_size);
         break;
     case NN_CONV3X3: {
         int K = 9 * l->in_c;
@@ -524,9 +524,9 @@ static void layer_backward_slice(nn_layer *l, const float *in, const float *g, f
                         l->col, K, g + c0, l->out_c, 0.0f, l->weight->grad + c0, l->out_c);
         if (phase == 1 && need_din && nb) {
             float *col = l->col + (size_t)b0 * pix * K;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(nb * pix), K, l->out_c,
-                        1.0f, g + (size_t)b0 * pix * l->out_c, l->out_c, l->weight->value,
-                        l->out_c, 0.0f, col, K);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(nb * pix), K, l->out_c, 1.0f,
+                        g + (size_t)b0 * pix * l->out_c, l->out_c, l->weight->value, l->out_c, 0.0f,
+                        col, K);
             col2im(col, nb, l->in_h, l->in_w, l->in_c, din + (size_t)b0 * l->in_size);
         }
         break;

@@ -4,6 +4,7 @@
  * cross-entropy) lies on the path to the first layer's weights. */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "check.h"
 #include "nn.h"
@@ -104,8 +105,21 @@ static void check_slices(const char *arch, test_rng *rng) {
                 amax = fmax(amax, fabs((double)a->grad[k]));
                 diff = fmax(diff, fabs((double)a->grad[k] - b->grad[k]));
             }
-            CHECK(amax > 0.0 && diff <= 1e-5 * amax, "%s %d threads: %s gradient differs by %.3g of %.3g",
-                  arch, threads, a->name, diff, amax);
+            CHECK(amax > 0.0 && diff <= 1e-5 * amax,
+                  "%s %d threads: %s gradient differs by %.3g of %.3g", arch, threads, a->name,
+                  diff, amax);
+        }
+        /* Test mode, one sample at a time (units split across threads in a
+         * dense network) against the whole batch on one thread. */
+        float zb[BATCH * 10];
+        memcpy(zb, nn_forward(&one, x, BATCH, 0), sizeof zb);
+        for (int b = 0; b < BATCH; b++) {
+            const float *z = nn_forward(&many, x + b * hw * hw, 1, 0);
+            double off = 0.0;
+            for (int k = 0; k < 10; k++)
+                off = fmax(off, fabs((double)z[k] - zb[b * 10 + k]) / (1.0 + fabs(zb[b * 10 + k])));
+            CHECK(off < 1e-5, "%s %d threads: sample %d alone differs by %.3g", arch, threads, b,
+                  off);
         }
         nn_free(&many);
     }
