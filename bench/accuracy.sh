@@ -35,7 +35,7 @@ run_row() { # label, model, lr, epochs, extra flags...
         last=$(awk -F, 'NR > 1 { a = $5; d = $7 } END { print (d == 1 ? "diverged" : a) }' "$csv")
         [ "$last" = diverged ] && diverged=$((diverged + 1))
         accs="$accs $last"
-        reach85="$reach85 $(awk -F, 'NR > 1 && $5 >= 0.85 && !e { e = $2 } END { print e ? e : "-" }' "$csv")"
+        reach85="$reach85 $(awk -F, 'NR > 1 && $7 == 0 && $5 >= 0.85 && !e { e = $2 } END { print e ? e : "-" }' "$csv")"
     done
     echo "$accs" | awk -v l="$label" -v d="$diverged" -v r="$reach85" '{
         s = 0; k = 0; line = "";

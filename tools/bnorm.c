@@ -250,10 +250,17 @@ static int cmd_train(int argc, char **argv, options *o) {
     if (!o->lr_given) o->lr = strcmp(o->optimizer, "adam") ? 0.01 : 0.001;
     loaded_data ld = {0};
     if (load_data(o, &ld, 1)) return 1;
+    /* The log is written beside its final name and renamed into place at the
+     * end, so that a reader never sees half of it. */
     FILE *csv = NULL;
-    if (o->log && !(csv = fopen(o->log, "w"))) {
-        fprintf(stderr, "bnorm: cannot write %s\n", o->log);
-        return 1;
+    char log_tmp[4200] = "";
+    if (o->log) {
+        snprintf(log_tmp, sizeof log_tmp, "%s.tmp", o->log);
+        if (!(csv = fopen(log_tmp, "w"))) {
+            fprintf(stderr, "bnorm: cannot write %s\n", o->log);
+            free_data(&ld.train), free_data(&ld.test);
+            return 1;
+        }
     }
     if (csv) nn_csv_header(csv);
     int threads = resolve_threads(o->threads);
@@ -265,6 +272,8 @@ static int cmd_train(int argc, char **argv, options *o) {
     if (nn_build(&net, o->model, bn, ld.train.h, ld.train.w, 1, 10, max_batch, threads, err,
                  sizeof err)) {
         fprintf(stderr, "bnorm: %s\n", err);
+        if (csv) fclose(csv), remove(log_tmp);
+        free_data(&ld.train), free_data(&ld.test);
         return 1;
     }
     nn_init_params(&net, (uint64_t)o->seed);
@@ -279,13 +288,17 @@ static int cmd_train(int argc, char **argv, options *o) {
         csv,       o->model};
     static nn_train_result res;
     nn_train(&net, &ld.train, &ld.test, &cfg, &res);
-    if (csv) fclose(csv);
     int rc = 0;
+    if (csv && (fclose(csv) != 0 || rename(log_tmp, o->log) != 0)) {
+        fprintf(stderr, "bnorm: cannot write %s\n", o->log);
+        remove(log_tmp);
+        rc = 1;
+    }
     if (res.diverged) {
         fprintf(stderr, "bnorm: training diverged (non-finite loss) in epoch %d\n",
                 res.epochs_done);
         rc = 1;
-    } else if (o->save) {
+    } else if (o->save && rc == 0) {
         st_model_info info;
         snprintf(info.arch, sizeof info.arch, "%s", o->model);
         info.bn = bn, info.pixel_mean = ld.mean, info.pixel_std = ld.std;

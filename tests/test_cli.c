@@ -1,0 +1,195 @@
+/* The bnorm command end to end on a tiny generated dataset (IDX, gzip):
+ * every subcommand's exit code, --help, bad options and bad files, the files
+ * it writes (model, CSV, plot) and that it leaves no partial file behind. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "check.h"
+
+static const char *bnorm;
+static char dir[256], out_path[300], err_path[300];
+static char out_text[65536], err_text[65536], last_args[2048];
+
+static void slurp(const char *path, char *buf, size_t cap) {
+    FILE *f = fopen(path, "rb");
+    size_t n = f ? fread(buf, 1, cap - 1, f) : 0;
+    buf[n] = 0;
+    if (f) fclose(f);
+}
+
+/* Runs bnorm with the given arguments; returns its exit status and leaves
+ * its stdout and stderr in out_text and err_text. */
+static int run(const char *fmt, ...) {
+    char cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_args, sizeof last_args, fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof cmd, "'%s' %s >'%s' 2>'%s'", bnorm, last_args, out_path, err_path);
+    int st = system(cmd);
+    slurp(out_path, out_text, sizeof out_text);
+    slurp(err_path, err_text, sizeof err_text);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+#define EXPECT(status, stream, needle, ...)                                                        \
+    do {                                                                                           \
+        int got_ = run(__VA_ARGS__);                                                               \
+        CHECK(got_ == (status), "bnorm %s: exit %d, expected %d; stderr: %s", last_args, got_,     \
+              (status), err_text);                                                                 \
+        CHECK(strstr(stream, needle) != NULL, "bnorm %s: no '%s' in: %s", last_args, needle,       \
+              stream);                                                                             \
+    } while (0)
+
+static void put32(unsigned char *p, unsigned v) {
+    p[0] = (unsigned char)(v >> 24), p[1] = (unsigned char)(v >> 16);
+    p[2] = (unsigned char)(v >> 8), p[3] = (unsigned char)v;
+}
+
+/* count 28x28 images of 10 classes: class k is a bright bar at row 2k + 3
+ * with noise, so that a network learns it in an epoch or two. */
+static void make_set(const char *stem, unsigned count, unsigned seed) {
+    char path[512];
+    size_t n = 16 + (size_t)count * 784;
+    unsigned char *img = calloc(n, 1), *lab = calloc(8 + count, 1);
+    put32(img, 0x803), put32(img + 4, count), put32(img + 8, 28), put32(img + 12, 28);
+    put32(lab, 0x801), put32(lab + 4, count);
+    for (unsigned i = 0; i < count; i++) {
+        unsigned k = (i * 7 + seed) % 10;
+        lab[8 + i] = (unsigned char)k;
+        unsigned char *p = img + 16 + (size_t)i * 784;
+        for (int j = 0; j < 784; j++) {
+            seed = seed * 1103515245u + 12345u;
+            p[j] = (unsigned char)((seed >> 16) % 40);
+        }
+        for (int x = 4; x < 24; x++)
+            p[(2 * k + 3) * 28 + x] = 250, p[(2 * k + 4) * 28 + x] = 200;
+    }
+    snprintf(path, sizeof path, "%s/%s-images-idx3-ubyte.gz", dir, stem);
+    gzFile f = gzopen(path, "wb");
+    gzwrite(f, img, (unsigned)n);
+    gzclose(f);
+    snprintf(path, sizeof path, "%s/%s-labels-idx1-ubyte.gz", dir, stem);
+    f = gzopen(path, "wb");
+    gzwrite(f, lab, 8 + count);
+    gzclose(f);
+    free(img), free(lab);
+}
+
+static int exists(const char *fmt, const char *arg) {
+    char path[512];
+    struct stat sb;
+    snprintf(path, sizeof path, fmt, arg);
+    return stat(path, &sb) == 0 && sb.st_size > 0;
+}
+
+static int count_lines(const char *path) {
+    slurp(path, out_text, sizeof out_text);
+    int n = 0;
+    for (char *p = out_text; *p; p++)
+        n += *p == '\n';
+    return n;
+}
+
+int main(int argc, char **argv) {
+    if (argc != 2) {
+        fprintf(stderr, "usage: %s PATH/TO/bnorm\n", argv[0]);
+        return 2;
+    }
+    bnorm = argv[1];
+    snprintf(dir, sizeof dir, "/tmp/bnorm-cli-%ld", (long)getpid());
+    mkdir(dir, 0700);
+    snprintf(out_path, sizeof out_path, "%s/stdout", dir);
+    snprintf(err_path, sizeof err_path, "%s/stderr", dir);
+    make_set("train", 600, 1);
+    make_set("t10k", 100, 2);
+
+    /* Help and usage errors: 0 for --help, 2 for misuse, text on the right stream. */
+    EXPECT(0, out_text, "usage: bnorm <command>", "--help");
+    EXPECT(2, err_text, "usage: bnorm <command>", "%s", "");
+    EXPECT(2, err_text, "unknown command 'frobnicate'", "frobnicate");
+    EXPECT(0, out_text, "usage: bnorm train", "train --help");
+    EXPECT(0, out_text, "usage: bnorm eval", "eval --help");
+    EXPECT(0, out_text, "usage: bnorm predict", "predict --help");
+    EXPECT(0, out_text, "usage: bnorm compare", "compare --help");
+    EXPECT(2, err_text, "invalid value 'abc' for --epochs", "train --epochs abc");
+    EXPECT(2, err_text, "invalid value '0' for --epochs", "train --epochs 0");
+    EXPECT(2, err_text, "invalid value '1' for --batch", "train --batch 1");
+    EXPECT(2, err_text, "--model must be mlp or cnn", "train --model rnn");
+    EXPECT(2, err_text, "--optimizer must be sgd or adam", "train --optimizer lbfgs");
+    EXPECT(2, err_text, "unknown option --frob", "train --frob 1");
+    EXPECT(2, err_text, "--lr needs a value", "train --lr");
+    EXPECT(2, err_text, "exclude each other", "train --no-bn --bn-after-activation");
+    EXPECT(2, err_text, "unexpected argument", "train extra");
+    EXPECT(2, err_text, "usage: bnorm eval", "eval");
+
+    /* Bad data and bad files: exit 1 with a message that names them. */
+    EXPECT(1, err_text, "/nonexistent-dir", "train --data /nonexistent-dir --epochs 1");
+    EXPECT(1, err_text, "missing.safetensors", "eval %s/missing.safetensors --data %s", dir, dir);
+
+    /* Training, saved model and CSV log; the model directory holds nothing else. */
+    EXPECT(0, out_text, "epoch  2",
+           "train --data %s --epochs 2 --batch 32 --threads 2 --save %s/m.st --log %s/log.csv", dir,
+           dir, dir);
+    CHECK(exists("%s/m.st", dir), "no model file");
+    CHECK(count_lines(strcat(strcpy(err_text, dir), "/log.csv")) == 3, "log: %s", out_text);
+    EXPECT(0, out_text, "agree on every image", "eval %s/m.st --data %s", dir, dir);
+    EXPECT(0, out_text, "confusion matrix", "eval %s/m.st --data %s --threads 1", dir, dir);
+    EXPECT(0, out_text, "class", "predict %s/m.st --index 3 --data %s", dir, dir);
+    EXPECT(1, err_text, "beyond the 100 test images", "predict %s/m.st --index 100 --data %s", dir,
+           dir);
+
+    /* Images from files: a PGM of the right size, one of the wrong size, a non-image. */
+    char path[512];
+    snprintf(path, sizeof path, "%s/bar.pgm", dir);
+    FILE *f = fopen(path, "wb");
+    fprintf(f, "P5\n28 28\n255\n");
+    for (int j = 0; j < 784; j++)
+        fputc(j / 28 == 9 || j / 28 == 10 ? 240 : 10, f);
+    fclose(f);
+    EXPECT(0, out_text, "bar.pgm", "predict %s/m.st %s", dir, path);
+    snprintf(path, sizeof path, "%s/small.pgm", dir);
+    f = fopen(path, "wb");
+    fprintf(f, "P5\n14 14\n255\n");
+    for (int j = 0; j < 196; j++)
+        fputc(0, f);
+    fclose(f);
+    EXPECT(1, err_text, "small.pgm", "predict %s/m.st %s", dir, path);
+    EXPECT(1, err_text, "log.csv", "predict %s/m.st %s/log.csv", dir, dir);
+
+    /* A damaged model: the first 100 bytes of a good one. */
+    snprintf(path, sizeof path, "%s/cut.st", dir);
+    slurp(strcat(strcpy(out_text, dir), "/m.st"), err_text, 101);
+    f = fopen(path, "wb");
+    fwrite(err_text, 1, 100, f);
+    fclose(f);
+    EXPECT(1, err_text, "cut.st", "eval %s --data %s", path, dir);
+
+    /* Saving into a directory that does not exist fails cleanly. */
+    EXPECT(1, err_text, "nowhere", "train --data %s --epochs 1 --save %s/nowhere/m.st", dir, dir);
+
+    /* compare: CSV with every run's epochs and an SVG plot. */
+    EXPECT(0, out_text, "what batch norm bought", "compare --data %s --epochs 2 --out %s/cmp", dir,
+           dir);
+    CHECK(exists("%s/cmp/compare.svg", dir), "no plot");
+    CHECK(count_lines(strcat(strcpy(err_text, dir), "/cmp/compare.csv")) >= 5, "compare CSV: %s",
+          out_text);
+
+    /* No temporary files left anywhere. */
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "ls -a %s %s/cmp | grep -c -e '\\.tmp' -e '~' > %s/leftover", dir,
+             dir, dir);
+    if (system(cmd) == -1) CHECK(0, "ls failed");
+    slurp(strcat(strcpy(path, dir), "/leftover"), out_text, sizeof out_text);
+    CHECK(atoi(out_text) == 0, "temporary files left behind");
+
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) == -1) CHECK(0, "cleanup failed");
+    return check_finish();
+}
