@@ -13,6 +13,18 @@
 
 #define LANES 16
 
+/* Runtime dispatch: the loops below that touch tensor data are compiled
+ * three times (AVX-512, AVX2 + FMA, and baseline x86-64) and the loader picks
+ * the best copy for the CPU it runs on, so one build runs everywhere and is
+ * fast where it can be. The library is built with -ffp-contract=off, so the
+ * copies round identically and results do not depend on the CPU either. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(BNORM_NO_DISPATCH)
+#define BN_DISPATCH                                                                                \
+    __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), noinline))
+#else
+#define BN_DISPATCH
+#endif
+
 #ifdef _OPENMP
 #define PARALLEL_FOR(threads)                                                                      \
     _Pragma("omp parallel for schedule(static) num_threads(threads) if (threads > 1)")
@@ -29,7 +41,7 @@ static double lanes_total(const float *acc) {
 }
 
 /* sum(p[i] - k) over one contiguous run, accumulated in LANES floats. */
-static double run_sum_shifted(const float *p, size_t len, float k) {
+BN_DISPATCH static double run_sum_shifted(const float *p, size_t len, float k) {
     float acc[LANES] = {0};
     size_t i = 0;
     for (; i + LANES <= len; i += LANES)
@@ -41,7 +53,8 @@ static double run_sum_shifted(const float *p, size_t len, float k) {
 }
 
 /* sum(e) and sum(e^2) for e = p[i] - k over one contiguous run. */
-static void run_sums_centered(const float *p, size_t len, float k, double *s1, double *s2) {
+BN_DISPATCH static void run_sums_centered(const float *p, size_t len, float k, double *s1,
+                                          double *s2) {
     float a1[LANES] = {0}, a2[LANES] = {0};
     size_t i = 0;
     for (; i + LANES <= len; i += LANES)
@@ -60,8 +73,8 @@ static void run_sums_centered(const float *p, size_t len, float k, double *s1, d
 }
 
 /* sum(dy) and sum(dy * (x - mean)) over one contiguous run. */
-static void run_sums_backward(const float *x, const float *dy, size_t len, float mean, double *s0,
-                              double *s1) {
+BN_DISPATCH static void run_sums_backward(const float *x, const float *dy, size_t len, float mean,
+                                          double *s0, double *s1) {
     float a0[LANES] = {0}, a1[LANES] = {0};
     size_t i = 0;
     for (; i + LANES <= len; i += LANES)
@@ -125,8 +138,8 @@ static void plane_chunk_stats(const bn_view *v, const float *x, size_t f, const 
 
 /* Chunk statistics of one ROWS tile: rows [r0, r1), features [f0, f1).
  * Lanes run across features, so each feature sums its rows in order. */
-static void rows_tile_stats(const bn_view *v, const float *x, size_t r0, size_t r1, size_t f0,
-                            size_t f1, double *mean, double *m2) {
+BN_DISPATCH static void rows_tile_stats(const bn_view *v, const float *x, size_t r0, size_t r1,
+                                        size_t f0, size_t f1, double *mean, double *m2) {
     float k[BN_FEATURE_BLOCK], acc[BN_FEATURE_BLOCK], center[BN_FEATURE_BLOCK];
     float s1[BN_FEATURE_BLOCK], s2[BN_FEATURE_BLOCK];
     const size_t w = f1 - f0, F = v->features;
@@ -218,27 +231,47 @@ void bn_fast_batch_stats(const bn_view *v, const float *x, bn_workspace *ws, int
     }
 }
 
+BN_DISPATCH static void normalize_row(const float *x, float *y, size_t F, const float *mean,
+                                      const float *lo, const float *a, const float *b) {
+    for (size_t j = 0; j < F; j++)
+        y[j] = ((x[j] - mean[j]) - lo[j]) * a[j] + b[j];
+}
+
+BN_DISPATCH static void normalize_run(const float *x, float *y, size_t len, float mean, float lo,
+                                      float a, float b) {
+    for (size_t i = 0; i < len; i++)
+        y[i] = ((x[i] - mean) - lo) * a + b;
+}
+
 void bn_fast_normalize(const bn_view *v, const float *x, const bn_workspace *ws, float *y,
                        int threads) {
     const size_t F = v->features, S = v->s;
     const float *mean = ws->mean, *lo = ws->mean_lo, *a = ws->a, *b = ws->b;
     if (v->kind == BN_VIEW_ROWS) {
         PARALLEL_FOR(threads)
-        for (long r = 0; r < (long)v->n; r++) {
-            const float *xr = x + (size_t)r * F;
-            float *yr = y + (size_t)r * F;
-            for (size_t j = 0; j < F; j++)
-                yr[j] = ((xr[j] - mean[j]) - lo[j]) * a[j] + b[j];
-        }
+        for (long r = 0; r < (long)v->n; r++)
+            normalize_row(x + (size_t)r * F, y + (size_t)r * F, F, mean, lo, a, b);
     } else {
         PARALLEL_FOR(threads)
         for (long p = 0; p < (long)(v->n * F); p++) {
             size_t f = (size_t)p % F;
-            const float *xp = x + (size_t)p * S;
-            float *yp = y + (size_t)p * S;
-            const float mf = mean[f], lf = lo[f], af = a[f], bf = b[f];
-            for (size_t i = 0; i < S; i++)
-                yp[i] = ((xp[i] - mf) - lf) * af + bf;
+            normalize_run(x + (size_t)p * S, y + (size_t)p * S, S, mean[f], lo[f], a[f], b[f]);
+        }
+    }
+}
+
+/* Per feature j < w of a tile of `rows` rows with stride F: sum(dy) and
+ * sum(dy * (x - mean)), each feature summing its rows in order. */
+BN_DISPATCH static void rows_tile_backward_sums(const float *x, const float *dy, size_t rows,
+                                                size_t F, size_t w, const float *mean, float *a0,
+                                                float *a1) {
+    memset(a0, 0, w * sizeof(float));
+    memset(a1, 0, w * sizeof(float));
+    for (size_t r = 0; r < rows; r++) {
+        const float *xr = x + r * F, *dr = dy + r * F;
+        for (size_t j = 0; j < w; j++) {
+            a0[j] += dr[j];
+            a1[j] += dr[j] * (xr[j] - mean[j]);
         }
     }
 }
@@ -257,16 +290,8 @@ void bn_fast_backward_sums(const bn_view *v, const float *x, const float *dy, bn
             size_t f1 = f0 + BN_FEATURE_BLOCK < F ? f0 + BN_FEATURE_BLOCK : F, w = f1 - f0;
             size_t r0 = rb * ch.rows_per_block;
             size_t r1 = r0 + ch.rows_per_block < v->n ? r0 + ch.rows_per_block : v->n;
-            const float *mean = ws->mean + f0;
-            memset(a0, 0, w * sizeof(float));
-            memset(a1, 0, w * sizeof(float));
-            for (size_t r = r0; r < r1; r++) {
-                const float *xr = x + r * F + f0, *dr = dy + r * F + f0;
-                for (size_t j = 0; j < w; j++) {
-                    a0[j] += dr[j];
-                    a1[j] += dr[j] * (xr[j] - mean[j]);
-                }
-            }
+            rows_tile_backward_sums(x + r0 * F + f0, dy + r0 * F + f0, r1 - r0, F, w, ws->mean + f0,
+                                    a0, a1);
             for (size_t j = 0; j < w; j++) {
                 ws->part0[rb * F + f0 + j] = a0[j];
                 ws->part1[rb * F + f0 + j] = a1[j];
@@ -308,6 +333,28 @@ void bn_fast_backward_sums(const bn_view *v, const float *x, const float *dy, bn
     }
 }
 
+BN_DISPATCH static void scale_row(const float *dy, float *dx, size_t F, const float *a) {
+    for (size_t j = 0; j < F; j++)
+        dx[j] = a[j] * dy[j];
+}
+
+BN_DISPATCH static void dx_row(const float *x, const float *dy, float *dx, size_t F,
+                               const float *mean, const float *a, const float *b, const float *c) {
+    for (size_t j = 0; j < F; j++)
+        dx[j] = a[j] * dy[j] + b[j] * (x[j] - mean[j]) + c[j];
+}
+
+BN_DISPATCH static void scale_run(const float *dy, float *dx, size_t len, float a) {
+    for (size_t i = 0; i < len; i++)
+        dx[i] = a * dy[i];
+}
+
+BN_DISPATCH static void dx_run(const float *x, const float *dy, float *dx, size_t len, float mean,
+                               float a, float b, float c) {
+    for (size_t i = 0; i < len; i++)
+        dx[i] = a * dy[i] + b * (x[i] - mean) + c;
+}
+
 void bn_fast_backward_dx(const bn_view *v, const float *x, const float *dy, const bn_workspace *ws,
                          int frozen, float *dx, int threads) {
     const size_t F = v->features, S = v->s;
@@ -315,28 +362,20 @@ void bn_fast_backward_dx(const bn_view *v, const float *x, const float *dy, cons
     if (v->kind == BN_VIEW_ROWS) {
         PARALLEL_FOR(threads)
         for (long r = 0; r < (long)v->n; r++) {
-            const float *xr = x + (size_t)r * F, *dr = dy + (size_t)r * F;
-            float *out = dx + (size_t)r * F;
+            size_t o = (size_t)r * F;
             if (frozen)
-                for (size_t j = 0; j < F; j++)
-                    out[j] = a[j] * dr[j];
+                scale_row(dy + o, dx + o, F, a);
             else
-                for (size_t j = 0; j < F; j++)
-                    out[j] = a[j] * dr[j] + b[j] * (xr[j] - mean[j]) + c[j];
+                dx_row(x + o, dy + o, dx + o, F, mean, a, b, c);
         }
     } else {
         PARALLEL_FOR(threads)
         for (long p = 0; p < (long)(v->n * F); p++) {
-            size_t f = (size_t)p % F;
-            const float *xp = x + (size_t)p * S, *dp = dy + (size_t)p * S;
-            float *out = dx + (size_t)p * S;
-            const float mf = mean[f], af = a[f], bf = b[f], cf = c[f];
+            size_t f = (size_t)p % F, o = (size_t)p * S;
             if (frozen)
-                for (size_t i = 0; i < S; i++)
-                    out[i] = af * dp[i];
+                scale_run(dy + o, dx + o, S, a[f]);
             else
-                for (size_t i = 0; i < S; i++)
-                    out[i] = af * dp[i] + bf * (xp[i] - mf) + cf;
+                dx_run(x + o, dy + o, dx + o, S, mean[f], a[f], b[f], c[f]);
         }
     }
 }

@@ -1,0 +1,387 @@
+/* bench_bn: libbnorm's kernels side by side with oneDNN's batch_normalization
+ * primitive and PyTorch's batch norm (through bench/torch_bn.py), on the same
+ * shapes and layouts, with the same run's copy bandwidth as the roofline.
+ *
+ *   bench_bn [--quick] [--threads LIST] [--csv FILE] [--no-torch] [--torch SCRIPT]
+ *
+ * Per case and thread count: median time over repeats after warm-up, the
+ * effective bandwidth under the traffic model (inference 2 tensor sizes,
+ * training forward 3, backward 5), its ratio to the copy bandwidth, and
+ * ours / peer. Not a test: the numbers depend on the machine and its load. */
+#define _POSIX_C_SOURCE 200809L
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#ifdef BNORM_BENCH_DNNL
+#include <oneapi/dnnl/dnnl.h>
+#endif
+
+#include "bnorm.h"
+
+enum { OP_FWD_TRAIN, OP_INFER, OP_BWD, OP_BWD_FROZEN, N_OPS };
+static const char *op_names[N_OPS] = {"train-fwd", "infer", "bwd", "bwd-frozen"};
+static const int op_traffic[N_OPS] = {3, 2, 5, 3}; /* tensor sizes moved */
+
+typedef struct {
+    const char *name;
+    int64_t n, c, h, w;
+    bnorm_layout layout;
+} bench_case;
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static int repeats_for(size_t bytes) { return bytes > (64u << 20) ? 15 : 40; }
+
+#define TIME_MEDIAN(result, reps, body)                                                            \
+    do {                                                                                           \
+        double t_[64];                                                                             \
+        for (int w_ = 0; w_ < 3; w_++) {                                                           \
+            body;                                                                                  \
+        }                                                                                          \
+        for (int r_ = 0; r_ < (reps); r_++) {                                                      \
+            double t0_ = now();                                                                    \
+            body;                                                                                  \
+            t_[r_] = now() - t0_;                                                                  \
+        }                                                                                          \
+        qsort(t_, (size_t)(reps), sizeof(double), cmp_double);                                     \
+        (result) = t_[(reps) / 2];                                                                 \
+    } while (0)
+
+static void copy_once(float *dst, const float *src, size_t count, int threads) {
+    (void)threads;
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (long i = 0; i < (long)count; i++)
+        dst[i] = src[i];
+}
+
+/* The roofline: a plain copy of the largest tensor (beyond the last-level
+ * cache), read once and written once. */
+static double copy_gbps(float *dst, const float *src, size_t count, int threads) {
+    double t;
+    TIME_MEDIAN(t, 15, copy_once(dst, src, count, threads));
+    return 2.0 * (double)count * sizeof(float) / t / 1e9;
+}
+
+static void fill(float *p, size_t n, unsigned seed) {
+#pragma omp parallel for schedule(static)
+    for (long i = 0; i < (long)n; i++) {
+        uint32_t s = (uint32_t)i * 2654435761u + seed;
+        s ^= s >> 13, s *= 0x5bd1e995u, s ^= s >> 15;
+        p[i] = (float)(s & 0xffff) / 65536.0f * 2.0f - 0.5f;
+    }
+}
+
+/* ---- ours ---- */
+static void bench_ours(const bench_case *bc, int threads, float *x, float *y, float *dy, float *dx,
+                       double out[N_OPS]) {
+    bnorm_shape s = bc->layout == BNORM_LAYOUT_NC ? bnorm_shape_nc(bc->n, bc->c)
+                    : bc->layout == BNORM_LAYOUT_CHANNELS_LAST
+                        ? bnorm_shape_nhwc(bc->n, bc->h, bc->w, bc->c)
+                        : bnorm_shape_nchw(bc->n, bc->c, bc->h, bc->w);
+    bnorm_params p = bnorm_params_default();
+    p.threads = threads;
+    size_t wsz = 0;
+    bnorm_workspace_size(&s, &p, &wsz);
+    void *ws = malloc(wsz);
+    size_t C = (size_t)bc->c, bytes = (size_t)bc->n * C * bc->h * bc->w * 4;
+    float *f = malloc(8 * C * sizeof(float));
+    float *gamma = f, *beta = f + C, *mean = f + 2 * C, *invstd = f + 3 * C, *rm = f + 4 * C,
+          *rv = f + 5 * C, *dg = f + 6 * C, *db = f + 7 * C;
+    for (size_t k = 0; k < C; k++)
+        gamma[k] = 1.0f + 0.01f * (float)(k % 7), beta[k] = 0.1f, rm[k] = 0.0f, rv[k] = 1.0f;
+    bnorm_running_stats run = {rm, rv, 0};
+    int reps = repeats_for(bytes);
+    TIME_MEDIAN(out[OP_FWD_TRAIN], reps,
+                bnorm_forward_training(&s, &p, x, gamma, beta, y, mean, invstd, &run, ws, wsz));
+    TIME_MEDIAN(out[OP_INFER], reps,
+                bnorm_forward_inference(&s, &p, x, gamma, beta, rm, rv, y, ws, wsz));
+    TIME_MEDIAN(out[OP_BWD], reps,
+                bnorm_backward_training(&s, &p, x, dy, gamma, mean, invstd, dx, dg, db, ws, wsz));
+    TIME_MEDIAN(out[OP_BWD_FROZEN], reps,
+                bnorm_backward_inference(&s, &p, x, dy, gamma, rm, rv, dx, dg, db, ws, wsz));
+    free(ws), free(f);
+}
+
+/* ---- oneDNN ---- */
+#ifdef BNORM_BENCH_DNNL
+#define DNNL_OK(call)                                                                              \
+    do {                                                                                           \
+        if ((call) != dnnl_success) {                                                              \
+            fprintf(stderr, "bench_bn: oneDNN call failed: %s\n", #call);                          \
+            goto fail;                                                                             \
+        }                                                                                          \
+    } while (0)
+
+static dnnl_engine_t engine;
+static dnnl_stream_t stream;
+
+/* tag: the oneDNN layout of the data; NC cases are given as (N, C, 1, 1)
+ * channels-last, the form oneDNN handles best. */
+static int bench_dnnl(const bench_case *bc, dnnl_format_tag_t tag, float *x, float *y, float *dy,
+                      float *dx, double out[N_OPS]) {
+    dnnl_dims_t dims = {bc->n, bc->c, bc->h, bc->w};
+    dnnl_memory_desc_t md, cmd;
+    dnnl_primitive_desc_t fwd_pd = NULL, inf_pd = NULL, bwd_pd = NULL, bwf_pd = NULL;
+    dnnl_primitive_t fwd = NULL, inf = NULL, bwd = NULL, bwf = NULL;
+    dnnl_memory_t m[16] = {0};
+    int ok = 0;
+    size_t C = (size_t)bc->c, bytes = (size_t)bc->n * C * bc->h * bc->w * 4;
+    float *f = malloc(8 * C * sizeof(float));
+    for (size_t k = 0; k < 8 * C; k++)
+        f[k] = k < C ? 1.0f : (k >= 5 * C && k < 6 * C ? 1.0f : 0.0f);
+    float *blocked[4] = {0};
+    DNNL_OK(dnnl_memory_desc_init_by_tag(&md, 4, dims, dnnl_f32, tag));
+    dnnl_dims_t cdims = {bc->c};
+    DNNL_OK(dnnl_memory_desc_init_by_tag(&cmd, 1, cdims, dnnl_f32, dnnl_a));
+    /* A blocked layout has its own size (channels padded to 16): own buffers. */
+    size_t md_bytes = dnnl_memory_desc_get_size(&md);
+    float *bufs[4] = {x, y, dy, dx};
+    if (md_bytes != bytes)
+        for (int i = 0; i < 4; i++) {
+            blocked[i] = aligned_alloc(64, (md_bytes + 63) / 64 * 64);
+            fill(blocked[i], md_bytes / 4, 7u + (unsigned)i);
+            bufs[i] = blocked[i];
+        }
+    unsigned flags = dnnl_use_scale | dnnl_use_shift;
+    dnnl_batch_normalization_desc_t d;
+    DNNL_OK(
+        dnnl_batch_normalization_forward_desc_init(&d, dnnl_forward_training, &md, 1e-5f, flags));
+    DNNL_OK(dnnl_primitive_desc_create(&fwd_pd, &d, NULL, engine, NULL));
+    DNNL_OK(dnnl_batch_normalization_forward_desc_init(&d, dnnl_forward_inference, &md, 1e-5f,
+                                                       flags | dnnl_use_global_stats));
+    DNNL_OK(dnnl_primitive_desc_create(&inf_pd, &d, NULL, engine, NULL));
+    DNNL_OK(dnnl_batch_normalization_backward_desc_init(&d, dnnl_backward, &md, &md, 1e-5f, flags));
+    DNNL_OK(dnnl_primitive_desc_create(&bwd_pd, &d, NULL, engine, fwd_pd));
+    DNNL_OK(dnnl_batch_normalization_backward_desc_init(&d, dnnl_backward, &md, &md, 1e-5f,
+                                                        flags | dnnl_use_global_stats));
+    DNNL_OK(dnnl_primitive_desc_create(&bwf_pd, &d, NULL, engine, fwd_pd));
+    DNNL_OK(dnnl_primitive_create(&fwd, fwd_pd));
+    DNNL_OK(dnnl_primitive_create(&inf, inf_pd));
+    DNNL_OK(dnnl_primitive_create(&bwd, bwd_pd));
+    DNNL_OK(dnnl_primitive_create(&bwf, bwf_pd));
+    for (int i = 0; i < 4; i++)
+        DNNL_OK(dnnl_memory_create(&m[i], &md, engine, bufs[i]));
+    for (int i = 0; i < 8; i++)
+        DNNL_OK(dnnl_memory_create(&m[4 + i], &cmd, engine, f + (size_t)i * C));
+    /* m: 0 x, 1 y, 2 dy, 3 dx, 4 scale, 5 shift, 6 mean, 7 var, 8 diff scale, 9 diff shift */
+    dnnl_exec_arg_t fa[] = {{DNNL_ARG_SRC, m[0]},   {DNNL_ARG_DST, m[1]},
+                            {DNNL_ARG_SCALE, m[4]}, {DNNL_ARG_SHIFT, m[5]},
+                            {DNNL_ARG_MEAN, m[6]},  {DNNL_ARG_VARIANCE, m[7]}};
+    dnnl_exec_arg_t ba[] = {{DNNL_ARG_SRC, m[0]},        {DNNL_ARG_DIFF_DST, m[2]},
+                            {DNNL_ARG_SCALE, m[4]},      {DNNL_ARG_MEAN, m[6]},
+                            {DNNL_ARG_VARIANCE, m[7]},   {DNNL_ARG_DIFF_SRC, m[3]},
+                            {DNNL_ARG_DIFF_SCALE, m[8]}, {DNNL_ARG_DIFF_SHIFT, m[9]}};
+    int reps = repeats_for(bytes);
+    TIME_MEDIAN(out[OP_FWD_TRAIN], reps, {
+        dnnl_primitive_execute(fwd, stream, 6, fa);
+        dnnl_stream_wait(stream);
+    });
+    TIME_MEDIAN(out[OP_INFER], reps, {
+        dnnl_primitive_execute(inf, stream, 6, fa);
+        dnnl_stream_wait(stream);
+    });
+    TIME_MEDIAN(out[OP_BWD], reps, {
+        dnnl_primitive_execute(bwd, stream, 8, ba);
+        dnnl_stream_wait(stream);
+    });
+    TIME_MEDIAN(out[OP_BWD_FROZEN], reps, {
+        dnnl_primitive_execute(bwf, stream, 8, ba);
+        dnnl_stream_wait(stream);
+    });
+    ok = 1;
+fail:
+    for (int i = 0; i < 16; i++)
+        if (m[i]) dnnl_memory_destroy(m[i]);
+    dnnl_primitive_t ps[] = {fwd, inf, bwd, bwf};
+    dnnl_primitive_desc_t pds[] = {fwd_pd, inf_pd, bwd_pd, bwf_pd};
+    for (int i = 0; i < 4; i++) {
+        if (ps[i]) dnnl_primitive_destroy(ps[i]);
+        if (pds[i]) dnnl_primitive_desc_destroy(pds[i]);
+    }
+    for (int i = 0; i < 4; i++)
+        free(blocked[i]);
+    free(f);
+    return ok ? 0 : -1;
+}
+#endif
+
+/* ---- PyTorch, through its script: one line per case, thread count and op ---- */
+typedef struct {
+    char key[96];
+    double ms;
+} torch_result;
+static torch_result torch_results[512];
+static int n_torch;
+
+static void run_torch(const char *script, const bench_case *cases, int n_cases, const int *threads,
+                      int n_threads) {
+    char cmd[8192];
+    /* glibc keeps freed blocks up to 32 MiB for reuse: fewer page faults on
+     * the outputs PyTorch allocates per call. */
+    int len = snprintf(cmd, sizeof cmd,
+                       "OPENBLAS_NUM_THREADS=1 MALLOC_MMAP_THRESHOLD_=33554432 "
+                       "MALLOC_TRIM_THRESHOLD_=4294967296 python3 '%s' --threads",
+                       script);
+    for (int t = 0; t < n_threads; t++)
+        len += snprintf(cmd + len, sizeof cmd - (size_t)len, "%s%d", t ? "," : " ", threads[t]);
+    for (int i = 0; i < n_cases; i++)
+        len += snprintf(cmd + len, sizeof cmd - (size_t)len, " %s:%lld,%lld,%lld,%lld:%s",
+                        cases[i].name, (long long)cases[i].n, (long long)cases[i].c,
+                        (long long)cases[i].h, (long long)cases[i].w,
+                        cases[i].layout == BNORM_LAYOUT_CHANNELS_FIRST ? "nchw" : "nhwc");
+    FILE *p = popen(cmd, "r");
+    if (!p) return;
+    char line[512];
+    while (fgets(line, sizeof line, p) && n_torch < 512) {
+        torch_result *r = &torch_results[n_torch];
+        if (sscanf(line, "%95s %lf", r->key, &r->ms) == 2) n_torch++;
+    }
+    if (pclose(p) != 0)
+        fprintf(stderr, "bench_bn: the PyTorch peer failed (python3-torch installed?)\n");
+}
+
+static double torch_ms(const char *name, int threads, int op) {
+    char key[96];
+    snprintf(key, sizeof key, "%s/%d/%s", name, threads, op_names[op]);
+    for (int i = 0; i < n_torch; i++)
+        if (!strcmp(torch_results[i].key, key)) return torch_results[i].ms;
+    return NAN;
+}
+
+int main(int argc, char **argv) {
+    int quick = 0, use_torch = 1, threads[8] = {1, 2}, n_threads = 2;
+    const char *csv_path = "bench_bn.csv", *script = BNORM_BENCH_TORCH_SCRIPT;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--quick"))
+            quick = 1;
+        else if (!strcmp(argv[i], "--no-torch"))
+            use_torch = 0;
+        else if (!strcmp(argv[i], "--csv") && i + 1 < argc)
+            csv_path = argv[++i];
+        else if (!strcmp(argv[i], "--torch") && i + 1 < argc)
+            script = argv[++i];
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
+            n_threads = 0;
+            for (char *t = strtok(argv[++i], ","); t && n_threads < 8; t = strtok(NULL, ","))
+                threads[n_threads++] = atoi(t) > 0 ? atoi(t) : 1;
+        } else {
+            fprintf(stderr,
+                    "usage: %s [--quick] [--threads 1,2] [--csv FILE] [--no-torch] "
+                    "[--torch SCRIPT]\n",
+                    argv[0]);
+            return 2;
+        }
+    }
+    bench_case all[] = {
+        {"32x64x56x56-nchw", 32, 64, 56, 56, BNORM_LAYOUT_CHANNELS_FIRST},
+        {"32x64x56x56-nhwc", 32, 64, 56, 56, BNORM_LAYOUT_CHANNELS_LAST},
+        {"256x256x14x14-nchw", 256, 256, 14, 14, BNORM_LAYOUT_CHANNELS_FIRST},
+        {"256x256x14x14-nhwc", 256, 256, 14, 14, BNORM_LAYOUT_CHANNELS_LAST},
+        {"64x128x56x56-nchw", 64, 128, 56, 56, BNORM_LAYOUT_CHANNELS_FIRST},
+        {"64x128x56x56-nhwc", 64, 128, 56, 56, BNORM_LAYOUT_CHANNELS_LAST},
+        {"1024x4096-nc", 1024, 4096, 1, 1, BNORM_LAYOUT_NC},
+    };
+    int n_cases = quick ? 2 : (int)(sizeof all / sizeof all[0]);
+    if (quick) all[1] = all[6];
+    size_t max_elems = 0;
+    for (int i = 0; i < n_cases; i++) {
+        size_t e = (size_t)(all[i].n * all[i].c * all[i].h * all[i].w);
+        if (e > max_elems) max_elems = e;
+    }
+    float *x = aligned_alloc(64, max_elems * 4), *y = aligned_alloc(64, max_elems * 4);
+    float *dy = aligned_alloc(64, max_elems * 4), *dx = aligned_alloc(64, max_elems * 4);
+    if (!x || !y || !dy || !dx) {
+        fprintf(stderr, "bench_bn: out of memory\n");
+        return 1;
+    }
+    fill(x, max_elems, 1), fill(y, max_elems, 2), fill(dy, max_elems, 3), fill(dx, max_elems, 4);
+
+#ifdef BNORM_BENCH_DNNL
+    if (dnnl_engine_create(&engine, dnnl_cpu, 0) != dnnl_success ||
+        dnnl_stream_create(&stream, engine, dnnl_stream_default_flags) != dnnl_success) {
+        fprintf(stderr, "bench_bn: cannot start oneDNN\n");
+        return 1;
+    }
+    const char *dnnl_state = "oneDNN batch_normalization primitive";
+#else
+    const char *dnnl_state = "oneDNN not built in (install libdnnl-dev and reconfigure)";
+#endif
+    if (use_torch) run_torch(script, all, n_cases, threads, n_threads);
+
+    FILE *csv = fopen(csv_path, "w");
+    if (!csv) {
+        fprintf(stderr, "bench_bn: cannot write %s\n", csv_path);
+        return 1;
+    }
+    fprintf(csv, "case,threads,op,impl,ms,gbps,copy_gbps\n");
+    printf("peers: %s; PyTorch %s\n", dnnl_state,
+           n_torch ? "F.batch_norm via bench/torch_bn.py" : "not run");
+    printf("traffic model (tensor sizes moved): train-fwd 3, infer 2, bwd 5, bwd-frozen 3\n");
+    printf(
+        "GB/s = model bytes / median time; %%copy = GB/s over the same run's copy bandwidth\n\n");
+    for (int ti = 0; ti < n_threads; ti++) {
+        int t = threads[ti];
+#ifdef _OPENMP
+        omp_set_num_threads(t);
+#endif
+        double copy = copy_gbps(y, x, max_elems, t);
+        printf("== %d thread%s, copy %.1f GB/s\n", t, t > 1 ? "s" : "", copy);
+        printf("%-20s %-10s %8s %7s %6s | %8s %8s %8s | %8s %6s %8s\n", "case", "op", "ours ms",
+               "GB/s", "%copy", "oneDNN", "ratio", "blocked", "torch", "ratio", "");
+        for (int i = 0; i < n_cases; i++) {
+            const bench_case *bc = &all[i];
+            double ours[N_OPS], dn[N_OPS], blk[N_OPS];
+            size_t bytes = (size_t)(bc->n * bc->c * bc->h * bc->w) * 4;
+            bench_ours(bc, t, x, y, dy, dx, ours);
+            for (int o = 0; o < N_OPS; o++)
+                dn[o] = blk[o] = NAN;
+#ifdef BNORM_BENCH_DNNL
+            dnnl_format_tag_t tag =
+                bc->layout == BNORM_LAYOUT_CHANNELS_FIRST ? dnnl_nchw : dnnl_nhwc;
+            if (bench_dnnl(bc, tag, x, y, dy, dx, dn)) dn[0] = NAN;
+            if (bc->layout == BNORM_LAYOUT_CHANNELS_FIRST && bc->c % 16 == 0)
+                bench_dnnl(bc, dnnl_nChw16c, x, y, dy, dx, blk);
+#endif
+            for (int o = 0; o < N_OPS; o++) {
+                double gbps = op_traffic[o] * (double)bytes / ours[o] / 1e9;
+                double tm = torch_ms(bc->name, t, o);
+                printf("%-20s %-10s %8.3f %7.1f %5.0f%% | %8.3f %8.2f %8.3f | %8.3f %6.2f\n",
+                       bc->name, op_names[o], 1e3 * ours[o], gbps, 100.0 * gbps / copy, 1e3 * dn[o],
+                       ours[o] / dn[o], 1e3 * blk[o], tm, 1e3 * ours[o] / tm);
+                fprintf(csv, "%s,%d,%s,bnorm,%.4f,%.2f,%.2f\n", bc->name, t, op_names[o],
+                        1e3 * ours[o], gbps, copy);
+                if (!isnan(dn[o]))
+                    fprintf(csv, "%s,%d,%s,onednn,%.4f,%.2f,%.2f\n", bc->name, t, op_names[o],
+                            1e3 * dn[o], op_traffic[o] * (double)bytes / dn[o] / 1e9, copy);
+                if (!isnan(blk[o]))
+                    fprintf(csv, "%s,%d,%s,onednn-nChw16c,%.4f,%.2f,%.2f\n", bc->name, t,
+                            op_names[o], 1e3 * blk[o], op_traffic[o] * (double)bytes / blk[o] / 1e9,
+                            copy);
+                if (!isnan(tm))
+                    fprintf(csv, "%s,%d,%s,pytorch,%.4f,%.2f,%.2f\n", bc->name, t, op_names[o], tm,
+                            op_traffic[o] * (double)bytes / (tm * 1e-3) / 1e9, copy);
+            }
+        }
+        printf("\n");
+    }
+    printf("ratio = ours / peer time (below 1: ours is faster); blocked = oneDNN nChw16c ms\n");
+    fclose(csv);
+    printf("wrote %s\n", csv_path);
+    free(x), free(y), free(dy), free(dx);
+    return 0;
+}
