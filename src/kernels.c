@@ -19,8 +19,7 @@
  * fast where it can be. The library is built with -ffp-contract=off, so the
  * copies round identically and results do not depend on the CPU either. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(BNORM_NO_DISPATCH)
-#define BN_DISPATCH                                                                                \
-    __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), noinline))
+#define BN_DISPATCH __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define BN_DISPATCH
 #endif
