@@ -130,6 +130,11 @@ static void bench_ours(const bench_case *bc, int threads, float *x, float *y, fl
 static dnnl_engine_t engine;
 static dnnl_stream_t stream;
 
+static void dnnl_run(dnnl_primitive_t prim, int nargs, const dnnl_exec_arg_t *args) {
+    dnnl_primitive_execute(prim, stream, nargs, args);
+    dnnl_stream_wait(stream);
+}
+
 /* tag: the oneDNN layout of the data; NC cases are given as (N, C, 1, 1)
  * channels-last, the form oneDNN handles best. */
 static int bench_dnnl(const bench_case *bc, dnnl_format_tag_t tag, float *x, float *y, float *dy,
@@ -187,22 +192,10 @@ static int bench_dnnl(const bench_case *bc, dnnl_format_tag_t tag, float *x, flo
                             {DNNL_ARG_VARIANCE, m[7]},   {DNNL_ARG_DIFF_SRC, m[3]},
                             {DNNL_ARG_DIFF_SCALE, m[8]}, {DNNL_ARG_DIFF_SHIFT, m[9]}};
     int reps = repeats_for(bytes);
-    TIME_MEDIAN(out[OP_FWD_TRAIN], reps, {
-        dnnl_primitive_execute(fwd, stream, 6, fa);
-        dnnl_stream_wait(stream);
-    });
-    TIME_MEDIAN(out[OP_INFER], reps, {
-        dnnl_primitive_execute(inf, stream, 6, fa);
-        dnnl_stream_wait(stream);
-    });
-    TIME_MEDIAN(out[OP_BWD], reps, {
-        dnnl_primitive_execute(bwd, stream, 8, ba);
-        dnnl_stream_wait(stream);
-    });
-    TIME_MEDIAN(out[OP_BWD_FROZEN], reps, {
-        dnnl_primitive_execute(bwf, stream, 8, ba);
-        dnnl_stream_wait(stream);
-    });
+    TIME_MEDIAN(out[OP_FWD_TRAIN], reps, dnnl_run(fwd, 6, fa));
+    TIME_MEDIAN(out[OP_INFER], reps, dnnl_run(inf, 6, fa));
+    TIME_MEDIAN(out[OP_BWD], reps, dnnl_run(bwd, 8, ba));
+    TIME_MEDIAN(out[OP_BWD_FROZEN], reps, dnnl_run(bwf, 8, ba));
     ok = 1;
 fail:
     for (int i = 0; i < 16; i++)
