@@ -130,9 +130,14 @@ static void bench_ours(const bench_case *bc, int threads, float *x, float *y, fl
 static dnnl_engine_t engine;
 static dnnl_stream_t stream;
 
+static int dnnl_failed;
 static void dnnl_run(dnnl_primitive_t prim, int nargs, const dnnl_exec_arg_t *args) {
-    dnnl_primitive_execute(prim, stream, nargs, args);
-    dnnl_stream_wait(stream);
+    dnnl_status_t st = dnnl_primitive_execute(prim, stream, nargs, args);
+    if (st == dnnl_success) st = dnnl_stream_wait(stream);
+    if (st != dnnl_success && !dnnl_failed) {
+        fprintf(stderr, "bench_bn: a oneDNN primitive failed (status %d)\n", (int)st);
+        dnnl_failed = 1;
+    }
 }
 
 /* tag: the oneDNN layout of the data; NC cases are given as (N, C, 1, 1)
@@ -187,15 +192,15 @@ static int bench_dnnl(const bench_case *bc, dnnl_format_tag_t tag, float *x, flo
     dnnl_exec_arg_t fa[] = {{DNNL_ARG_SRC, m[0]},   {DNNL_ARG_DST, m[1]},
                             {DNNL_ARG_SCALE, m[4]}, {DNNL_ARG_SHIFT, m[5]},
                             {DNNL_ARG_MEAN, m[6]},  {DNNL_ARG_VARIANCE, m[7]}};
-    dnnl_exec_arg_t ba[] = {{DNNL_ARG_SRC, m[0]},        {DNNL_ARG_DIFF_DST, m[2]},
-                            {DNNL_ARG_SCALE, m[4]},      {DNNL_ARG_MEAN, m[6]},
-                            {DNNL_ARG_VARIANCE, m[7]},   {DNNL_ARG_DIFF_SRC, m[3]},
-                            {DNNL_ARG_DIFF_SCALE, m[8]}, {DNNL_ARG_DIFF_SHIFT, m[9]}};
+    dnnl_exec_arg_t ba[] = {
+        {DNNL_ARG_SRC, m[0]},      {DNNL_ARG_DIFF_DST, m[2]},   {DNNL_ARG_SCALE, m[4]},
+        {DNNL_ARG_SHIFT, m[5]},    {DNNL_ARG_MEAN, m[6]},       {DNNL_ARG_VARIANCE, m[7]},
+        {DNNL_ARG_DIFF_SRC, m[3]}, {DNNL_ARG_DIFF_SCALE, m[8]}, {DNNL_ARG_DIFF_SHIFT, m[9]}};
     int reps = repeats_for(bytes);
     TIME_MEDIAN(out[OP_FWD_TRAIN], reps, dnnl_run(fwd, 6, fa));
     TIME_MEDIAN(out[OP_INFER], reps, dnnl_run(inf, 6, fa));
-    TIME_MEDIAN(out[OP_BWD], reps, dnnl_run(bwd, 8, ba));
-    TIME_MEDIAN(out[OP_BWD_FROZEN], reps, dnnl_run(bwf, 8, ba));
+    TIME_MEDIAN(out[OP_BWD], reps, dnnl_run(bwd, 9, ba));
+    TIME_MEDIAN(out[OP_BWD_FROZEN], reps, dnnl_run(bwf, 9, ba));
     ok = 1;
 fail:
     for (int i = 0; i < 16; i++)
@@ -224,12 +229,14 @@ static int n_torch;
 static void run_torch(const char *script, const bench_case *cases, int n_cases, const int *threads,
                       int n_threads) {
     char cmd[8192];
+    /* Debian's python3-torch lives beside the system interpreter. */
+    const char *python = getenv("BNORM_PYTHON") ? getenv("BNORM_PYTHON") : "/usr/bin/python3";
     /* glibc keeps freed blocks up to 32 MiB for reuse: fewer page faults on
      * the outputs PyTorch allocates per call. */
     int len = snprintf(cmd, sizeof cmd,
                        "OPENBLAS_NUM_THREADS=1 MALLOC_MMAP_THRESHOLD_=33554432 "
-                       "MALLOC_TRIM_THRESHOLD_=4294967296 python3 '%s' --threads",
-                       script);
+                       "MALLOC_TRIM_THRESHOLD_=4294967296 '%s' '%s' --threads",
+                       python, script);
     for (int t = 0; t < n_threads; t++)
         len += snprintf(cmd + len, sizeof cmd - (size_t)len, "%s%d", t ? "," : " ", threads[t]);
     for (int i = 0; i < n_cases; i++)

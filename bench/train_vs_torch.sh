@@ -45,7 +45,7 @@ if [ -z "$skip_cnn" ]; then
         >/dev/null
     ours_cnn_bn=$(min_epoch "$work/cnn_bn.csv")
 fi
-ours_single=$($bnorm eval "$work/mlp.safetensors" --threads 1 |
+ours_single=$($bnorm eval "$work/mlp.safetensors" --threads $threads |
     sed -n 's/.*one sample at a time.*(\([0-9.]*\) us\/image).*/\1/p')
 
 echo "== PyTorch"
