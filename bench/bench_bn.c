@@ -2,7 +2,8 @@
  * primitive and PyTorch's batch norm (through bench/torch_bn.py), on the same
  * shapes and layouts, with the same run's copy bandwidth as the roofline.
  *
- *   bench_bn [--quick] [--threads LIST] [--csv FILE] [--no-torch] [--torch SCRIPT]
+ *   bench_bn [--quick] [--case SUBSTR] [--threads LIST] [--csv FILE] [--no-torch]
+ *            [--torch SCRIPT]
  *
  * Per case and thread count: median time over repeats after warm-up, the
  * effective bandwidth under the traffic model (inference 2 tensor sizes,
@@ -265,10 +266,13 @@ static double torch_ms(const char *name, int threads, int op) {
 
 int main(int argc, char **argv) {
     int quick = 0, use_torch = 1, threads[8] = {1, 2}, n_threads = 2;
+    const char *only = NULL;
     const char *csv_path = "bench_bn.csv", *script = BNORM_BENCH_TORCH_SCRIPT;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick"))
             quick = 1;
+        else if (!strcmp(argv[i], "--case") && i + 1 < argc)
+            only = argv[++i];
         else if (!strcmp(argv[i], "--no-torch"))
             use_torch = 0;
         else if (!strcmp(argv[i], "--csv") && i + 1 < argc)
@@ -281,7 +285,7 @@ int main(int argc, char **argv) {
                 threads[n_threads++] = atoi(t) > 0 ? atoi(t) : 1;
         } else {
             fprintf(stderr,
-                    "usage: %s [--quick] [--threads 1,2] [--csv FILE] [--no-torch] "
+                    "usage: %s [--quick] [--case SUBSTR] [--threads 1,2] [--csv FILE] [--no-torch] "
                     "[--torch SCRIPT]\n",
                     argv[0]);
             return 2;
@@ -298,6 +302,16 @@ int main(int argc, char **argv) {
     };
     int n_cases = quick ? 2 : (int)(sizeof all / sizeof all[0]);
     if (quick) all[1] = all[6];
+    if (only) {
+        int kept = 0;
+        for (int i = 0; i < n_cases; i++)
+            if (strstr(all[i].name, only)) all[kept++] = all[i];
+        n_cases = kept;
+        if (!kept) {
+            fprintf(stderr, "bench_bn: no case matches '%s'\n", only);
+            return 2;
+        }
+    }
     size_t max_elems = 0;
     for (int i = 0; i < n_cases; i++) {
         size_t e = (size_t)(all[i].n * all[i].c * all[i].h * all[i].w);

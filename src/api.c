@@ -189,6 +189,28 @@ static void set_affine(bn_workspace *ws, size_t f, double mean, double invstd, c
     ws->b[f] = beta ? beta[f] : 0.0f;
 }
 
+/* What the forward coefficients of a feature need beyond its statistics. */
+typedef struct {
+    const float *gamma, *beta; /* NULL when not used */
+    double eps, factor, var_scale;
+    float *save_mean, *save_invstd;
+    bnorm_running_stats *running;
+} forward_ctx;
+
+static void forward_coefficients(const void *ctx, bn_workspace *ws, size_t f) {
+    const forward_ctx *c = ctx;
+    double mean = ws->stat0[f], var = ws->stat1[f];
+    double invstd = 1.0 / sqrt(var + c->eps);
+    set_affine(ws, f, mean, invstd, c->gamma, c->beta);
+    c->save_mean[f] = (float)mean;
+    c->save_invstd[f] = (float)invstd;
+    if (c->running) {
+        float *rm = c->running->mean, *rv = c->running->var;
+        rm[f] = (float)((1.0 - c->factor) * (double)rm[f] + c->factor * mean);
+        rv[f] = (float)((1.0 - c->factor) * (double)rv[f] + c->factor * var * c->var_scale);
+    }
+}
+
 bnorm_status bnorm_forward_training(const bnorm_shape *shape, const bnorm_params *params,
                                     const float *x, const float *gamma, const float *beta, float *y,
                                     float *save_mean, float *save_invstd,
@@ -206,37 +228,28 @@ bnorm_status bnorm_forward_training(const bnorm_shape *shape, const bnorm_params
     if ((st = check_workspace(&v, workspace, workspace_size)) != BNORM_OK) return st;
 
     bn_workspace ws = bn_workspace_carve(&v, workspace);
-    const int threads = resolve_threads(params);
-    if (use_reference(params))
-        bn_ref_batch_stats(&v, x, &ws);
-    else
-        bn_fast_batch_stats(&v, x, &ws, threads);
-
-    const double eps = params->eps;
     const double m = (double)v.m;
-    double factor = 1.0 - (double)params->decay;
+    forward_ctx ctx = {use_scale ? gamma : NULL,
+                       use_shift ? beta : NULL,
+                       params->eps,
+                       1.0 - (double)params->decay,
+                       (params->flags & BNORM_RUNNING_VAR_BIASED) ? 1.0 : m / (m - 1.0),
+                       save_mean,
+                       save_invstd,
+                       running};
     if (running && (params->flags & BNORM_RUNNING_CUMULATIVE))
-        factor = 1.0 / ((double)running->count + 1.0);
-    const double var_scale = (params->flags & BNORM_RUNNING_VAR_BIASED) ? 1.0 : m / (m - 1.0);
+        ctx.factor = 1.0 / ((double)running->count + 1.0);
 
-    for (size_t f = 0; f < v.features; f++) {
-        double mean = ws.stat0[f], var = ws.stat1[f];
-        double invstd = 1.0 / sqrt(var + eps);
-        set_affine(&ws, f, mean, invstd, use_scale ? gamma : NULL, use_shift ? beta : NULL);
-        save_mean[f] = (float)mean;
-        save_invstd[f] = (float)invstd;
-        if (running) {
-            running->mean[f] = (float)((1.0 - factor) * (double)running->mean[f] + factor * mean);
-            running->var[f] =
-                (float)((1.0 - factor) * (double)running->var[f] + factor * var * var_scale);
-        }
+    if (use_reference(params)) {
+        bn_ref_batch_stats(&v, x, &ws);
+        for (size_t f = 0; f < v.features; f++)
+            forward_coefficients(&ctx, &ws, f);
+        bn_ref_normalize(&v, x, &ws, y);
+    } else {
+        bn_fast_forward_training(&v, x, &ws, forward_coefficients, &ctx, y,
+                                 resolve_threads(params));
     }
     if (running) running->count++;
-
-    if (use_reference(params))
-        bn_ref_normalize(&v, x, &ws, y);
-    else
-        bn_fast_normalize(&v, x, &ws, y, threads);
     return BNORM_OK;
 }
 
@@ -265,6 +278,32 @@ bnorm_status bnorm_forward_inference(const bnorm_shape *shape, const bnorm_param
     return BNORM_OK;
 }
 
+/* What the backward coefficients of a feature need beyond its two sums. */
+typedef struct {
+    const float *gamma; /* NULL when not used */
+    const float *stat;  /* save_invstd, or the frozen variance */
+    int frozen;
+    double eps, m;
+    float *dgamma, *dbeta; /* NULL when not used */
+} backward_ctx;
+
+static double backward_invstd(const backward_ctx *c, size_t f) {
+    return c->frozen ? 1.0 / sqrt((double)c->stat[f] + c->eps) : (double)c->stat[f];
+}
+
+static void backward_coefficients(const void *ctx, bn_workspace *ws, size_t f) {
+    const backward_ctx *c = ctx;
+    double invstd = backward_invstd(c, f);
+    double g = c->gamma ? (double)c->gamma[f] : 1.0;
+    double sum_dy = ws->stat0[f];
+    double sum_dy_xhat = ws->stat1[f] * invstd;
+    ws->a[f] = (float)(g * invstd);
+    ws->b[f] = (float)(-g * invstd * invstd * sum_dy_xhat / c->m);
+    ws->c[f] = (float)(-g * invstd * sum_dy / c->m);
+    if (c->dgamma) c->dgamma[f] = (float)sum_dy_xhat;
+    if (c->dbeta) c->dbeta[f] = (float)sum_dy;
+}
+
 /* The body of both backward passes. stat is save_invstd (training) or the
  * frozen variance (inference); frozen statistics contribute no gradient
  * through mean and variance, so dx reduces to dy * gamma * invstd. */
@@ -284,33 +323,25 @@ static bnorm_status backward(const bnorm_shape *shape, const bnorm_params *param
     if ((st = check_workspace(&v, workspace, workspace_size)) != BNORM_OK) return st;
 
     bn_workspace ws = bn_workspace_carve(&v, workspace);
-    const int threads = resolve_threads(params);
+    backward_ctx ctx = {
+        use_scale ? gamma : NULL, stat, frozen, params->eps, (double)v.m, use_scale ? dgamma : NULL,
+        use_shift ? dbeta : NULL};
     for (size_t f = 0; f < v.features; f++) {
         ws.mean[f] = mean[f];
         ws.mean_lo[f] = 0.0f;
+        /* The frozen scale, known before any sum: dx comes out of the same
+         * pass as the sums. backward_coefficients sets the same value. */
+        ws.a[f] = (float)((ctx.gamma ? (double)ctx.gamma[f] : 1.0) * backward_invstd(&ctx, f));
     }
-    if (use_reference(params))
+    if (use_reference(params)) {
         bn_ref_backward_sums(&v, x, dy, &ws);
-    else
-        bn_fast_backward_sums(&v, x, dy, &ws, threads);
-
-    const double eps = params->eps;
-    const double m = (double)v.m;
-    for (size_t f = 0; f < v.features; f++) {
-        double invstd = frozen ? 1.0 / sqrt((double)stat[f] + eps) : (double)stat[f];
-        double g = use_scale ? (double)gamma[f] : 1.0;
-        double sum_dy = ws.stat0[f];
-        double sum_dy_xhat = ws.stat1[f] * invstd;
-        ws.a[f] = (float)(g * invstd);
-        ws.b[f] = (float)(-g * invstd * invstd * sum_dy_xhat / m);
-        ws.c[f] = (float)(-g * invstd * sum_dy / m);
-        if (use_scale) dgamma[f] = (float)sum_dy_xhat;
-        if (use_shift) dbeta[f] = (float)sum_dy;
-    }
-    if (use_reference(params))
+        for (size_t f = 0; f < v.features; f++)
+            backward_coefficients(&ctx, &ws, f);
         bn_ref_backward_dx(&v, x, dy, &ws, frozen, dx);
-    else
-        bn_fast_backward_dx(&v, x, dy, &ws, frozen, dx, threads);
+    } else {
+        bn_fast_backward(&v, x, dy, &ws, frozen, backward_coefficients, &ctx, dx,
+                         resolve_threads(params));
+    }
     return BNORM_OK;
 }
 

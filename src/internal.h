@@ -30,12 +30,14 @@ typedef struct {
  * depends on the view only, never on the thread count, which is what makes
  * results bit-identical for any number of threads.
  *   ROWS    a chunk is a block of `rows_per_block` rows; tiles of that block
- *           and `BN_FEATURE_BLOCK` features are the units of parallel work.
+ *           and `BN_FEATURE_BLOCK` features are the units of parallel work
+ *           (a tile's accumulators fit in registers).
  *   PLANES  a chunk is `planes_per_chunk` whole planes of one feature, or,
  *           for large planes, one of `segments` equal parts of a plane.
  */
-#define BN_FEATURE_BLOCK 512
-#define BN_CHUNK_VALUES  4096
+#define BN_FEATURE_BLOCK  64
+#define BN_ROWS_PER_BLOCK 256
+#define BN_CHUNK_VALUES   4096
 
 typedef struct {
     size_t chunks;           /* chunks per feature */
@@ -63,24 +65,38 @@ typedef struct {
 size_t bn_workspace_bytes(const bn_view *v);
 bn_workspace bn_workspace_carve(const bn_view *v, void *base);
 
-/* Batch statistics into ws->stat0 (mean) and ws->stat1 (biased variance). */
-void bn_ref_batch_stats(const bn_view *v, const float *x, bn_workspace *ws);
-void bn_fast_batch_stats(const bn_view *v, const float *x, bn_workspace *ws, int threads);
+/*
+ * Called once per feature f as soon as its sums are in ws->stat0[f] and
+ * ws->stat1[f]: fills that feature's coefficients (forward: mean, mean_lo,
+ * a, b; backward: a, b, c) and whatever per-feature outputs the caller
+ * keeps. It may run on any thread, for different features at once.
+ */
+typedef void (*bn_coefficients_fn)(const void *ctx, bn_workspace *ws, size_t f);
 
+/* The scalar reference, one thread, double accumulation. */
+void bn_ref_batch_stats(const bn_view *v, const float *x, bn_workspace *ws);
 /* y = ((x - mean[f]) - mean_lo[f]) * a[f] + b[f] */
 void bn_ref_normalize(const bn_view *v, const float *x, const bn_workspace *ws, float *y);
-void bn_fast_normalize(const bn_view *v, const float *x, const bn_workspace *ws, float *y,
-                       int threads);
-
 /* ws->stat0 = sum(dy), ws->stat1 = sum(dy * (x - ws->mean[f])), per feature. */
 void bn_ref_backward_sums(const bn_view *v, const float *x, const float *dy, bn_workspace *ws);
-void bn_fast_backward_sums(const bn_view *v, const float *x, const float *dy, bn_workspace *ws,
-                           int threads);
-
 /* dx = a[f] * dy + b[f] * (x - mean[f]) + c[f]; when frozen, dx = a[f] * dy. */
 void bn_ref_backward_dx(const bn_view *v, const float *x, const float *dy, const bn_workspace *ws,
                         int frozen, float *dx);
-void bn_fast_backward_dx(const bn_view *v, const float *x, const float *dy, const bn_workspace *ws,
-                         int frozen, float *dx, int threads);
+
+/* The fast kernels: the same results within rounding, identical for any
+ * thread count. */
+void bn_fast_batch_stats(const bn_view *v, const float *x, bn_workspace *ws, int threads);
+void bn_fast_normalize(const bn_view *v, const float *x, const bn_workspace *ws, float *y,
+                       int threads);
+/* Statistics, coefficients for every feature, then y. */
+void bn_fast_forward_training(const bn_view *v, const float *x, bn_workspace *ws,
+                              bn_coefficients_fn coefficients, const void *ctx, float *y,
+                              int threads);
+/* The two sums, coefficients for every feature, then dx. With `frozen`,
+ * ws->a must hold every feature's scale beforehand: dx = a * dy comes out
+ * of the same pass as the sums. */
+void bn_fast_backward(const bn_view *v, const float *x, const float *dy, bn_workspace *ws,
+                      int frozen, bn_coefficients_fn coefficients, const void *ctx, float *dx,
+                      int threads);
 
 #endif

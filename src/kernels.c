@@ -1,92 +1,179 @@
-/* The fast kernels: chunked, multi-threaded, written as loops the compiler
- * vectorizes.
+/* The fast kernels: chunked, multi-threaded, written with 16-lane vector
+ * types so that every loop keeps its accumulators in registers.
  *
  * Statistics are exact without a second trip through memory: each chunk is
  * small enough to stay in cache, so it is read twice from cache (a shifted
  * sum for an approximate mean, then deviations from that mean: the corrected
  * two-pass algorithm), and chunk results are merged in double with Chan's
  * formula. The chunks and the merge order depend on the shape only, which
- * makes the results independent of the thread count. */
+ * makes the results independent of the thread count.
+ *
+ * Passes over memory: training forward reads x for the statistics and again
+ * to normalize; in the channels-first view a channel's planes are few enough
+ * to stay in L2 between the two, so the second read hits cache. Backward
+ * likewise reads (x, dy) once for its two sums and, per channel, again from
+ * cache for dx. With frozen statistics dx = a * dy does not depend on the
+ * sums, so the sums and dx come out of a single pass. */
 #include <string.h>
 
 #include "internal.h"
 
-#define LANES 16
-
 /* Runtime dispatch: the loops below that touch tensor data are compiled
- * three times (AVX-512, AVX2 + FMA, and baseline x86-64) and the loader picks
- * the best copy for the CPU it runs on, so one build runs everywhere and is
- * fast where it can be. The library is built with -ffp-contract=off, so the
- * copies round identically and results do not depend on the CPU either. */
+ * three times (AVX-512, AVX2, and baseline x86-64) and the loader picks the
+ * best copy for the CPU it runs on, so one build runs everywhere and is fast
+ * where it can be. The library is built with -ffp-contract=off, and every
+ * reduction has a fixed order of lanes, so the copies round identically and
+ * results do not depend on the CPU either. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(BNORM_NO_DISPATCH)
 #define BN_DISPATCH __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define BN_DISPATCH
 #endif
+#define BN_INLINE static inline __attribute__((always_inline))
 
 #ifdef _OPENMP
 #define PARALLEL_FOR(threads)                                                                      \
     _Pragma("omp parallel for schedule(static) num_threads(threads) if (threads > 1)")
+#define PARALLEL_FOR_DYNAMIC(threads)                                                              \
+    _Pragma("omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1)")
 #else
 #define PARALLEL_FOR(threads)
+#define PARALLEL_FOR_DYNAMIC(threads)
 #endif
 
-/* A fixed-order sum of the lane accumulators. */
-static double lanes_total(const float *acc) {
-    double t = 0.0;
-    for (int j = 0; j < LANES; j++)
-        t += acc[j];
-    return t;
-}
+/* 16 floats: one AVX-512 register, two AVX2 registers or four SSE ones,
+ * whichever copy of a function is running. Loads and stores are unaligned. */
+#define VL 16
+typedef float vf __attribute__((vector_size(64), aligned(4), __may_alias__));
+#define LD(p)            (*(const vf *)(const void *)(p))
+#define ST(p, v)         (*(vf *)(void *)(p) = (v))
+#define SPLAT(s)         ((vf){0} + (s))
+#define TO_LANES(dst, v) memcpy((dst), &(v), sizeof(vf))
 
-/* sum(p[i] - k) over one contiguous run, accumulated in LANES floats. */
+/* The lanes of v summed in a fixed order, in double. */
+#define LANE_SUM(v, out)                                                                           \
+    do {                                                                                           \
+        float t_[VL];                                                                              \
+        TO_LANES(t_, v);                                                                           \
+        double s_ = 0.0;                                                                           \
+        for (int j_ = 0; j_ < VL; j_++)                                                            \
+            s_ += t_[j_];                                                                          \
+        (out) = s_;                                                                                \
+    } while (0)
+
+/* A channel is processed whole (statistics, then normalize or dx from cache)
+ * when its bytes, over every tensor the second pass reads, fit in this. */
+#define BN_FUSE_BYTES (2u << 20)
+
+/* ---------------------------------------------------------------------------
+ * Contiguous runs (the channels-first view: one plane, or part of one)
+ * ------------------------------------------------------------------------- */
+
+/* sum(p[i] - k) over one run. */
 BN_DISPATCH static double run_sum_shifted(const float *p, size_t len, float k) {
-    float acc[LANES] = {0};
+    const vf vk = SPLAT(k);
+    vf a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
     size_t i = 0;
-    for (; i + LANES <= len; i += LANES)
-        for (int j = 0; j < LANES; j++)
-            acc[j] += p[i + j] - k;
-    for (int j = 0; i < len; i++, j++)
-        acc[j] += p[i] - k;
-    return lanes_total(acc);
+    for (; i + 4 * VL <= len; i += 4 * VL) {
+        a0 += LD(p + i) - vk;
+        a1 += LD(p + i + VL) - vk;
+        a2 += LD(p + i + 2 * VL) - vk;
+        a3 += LD(p + i + 3 * VL) - vk;
+    }
+    for (; i + VL <= len; i += VL)
+        a0 += LD(p + i) - vk;
+    a0 = (a0 + a1) + (a2 + a3);
+    double s;
+    LANE_SUM(a0, s);
+    for (; i < len; i++)
+        s += (double)(p[i] - k);
+    return s;
 }
 
-/* sum(e) and sum(e^2) for e = p[i] - k over one contiguous run. */
+/* sum(e) and sum(e^2) for e = p[i] - k over one run, added to *s1, *s2. */
 BN_DISPATCH static void run_sums_centered(const float *p, size_t len, float k, double *s1,
                                           double *s2) {
-    float a1[LANES] = {0}, a2[LANES] = {0};
+    const vf vk = SPLAT(k);
+    vf e1a = {0}, e1b = {0}, e2a = {0}, e2b = {0};
     size_t i = 0;
-    for (; i + LANES <= len; i += LANES)
-        for (int j = 0; j < LANES; j++) {
-            float e = p[i + j] - k;
-            a1[j] += e;
-            a2[j] += e * e;
-        }
-    for (int j = 0; i < len; i++, j++) {
-        float e = p[i] - k;
-        a1[j] += e;
-        a2[j] += e * e;
+    for (; i + 2 * VL <= len; i += 2 * VL) {
+        vf ea = LD(p + i) - vk, eb = LD(p + i + VL) - vk;
+        e1a += ea, e2a += ea * ea;
+        e1b += eb, e2b += eb * eb;
     }
-    *s1 += lanes_total(a1);
-    *s2 += lanes_total(a2);
+    for (; i + VL <= len; i += VL) {
+        vf e = LD(p + i) - vk;
+        e1a += e, e2a += e * e;
+    }
+    e1a += e1b, e2a += e2b;
+    double t1, t2;
+    LANE_SUM(e1a, t1);
+    LANE_SUM(e2a, t2);
+    for (; i < len; i++) {
+        float e = p[i] - k;
+        t1 += (double)e, t2 += (double)(e * e);
+    }
+    *s1 += t1, *s2 += t2;
 }
 
-/* sum(dy) and sum(dy * (x - mean)) over one contiguous run. */
-BN_DISPATCH static void run_sums_backward(const float *x, const float *dy, size_t len, float mean,
-                                          double *s0, double *s1) {
-    float a0[LANES] = {0}, a1[LANES] = {0};
+/* sum(dy) and sum(dy * (x - mean)) over one run, added to *s0, *s1; when dx
+ * is given, also dx = a * dy (the frozen-statistics gradient) in the same
+ * pass. */
+BN_INLINE void run_backward(const float *x, const float *dy, float *dx, size_t len, float mean,
+                            float a, double *s0, double *s1) {
+    const vf vm = SPLAT(mean), va = SPLAT(a);
+    vf d0a = {0}, d0b = {0}, d1a = {0}, d1b = {0};
     size_t i = 0;
-    for (; i + LANES <= len; i += LANES)
-        for (int j = 0; j < LANES; j++) {
-            a0[j] += dy[i + j];
-            a1[j] += dy[i + j] * (x[i + j] - mean);
-        }
-    for (int j = 0; i < len; i++, j++) {
-        a0[j] += dy[i];
-        a1[j] += dy[i] * (x[i] - mean);
+    for (; i + 2 * VL <= len; i += 2 * VL) {
+        vf ga = LD(dy + i), gb = LD(dy + i + VL);
+        d0a += ga, d1a += ga * (LD(x + i) - vm);
+        d0b += gb, d1b += gb * (LD(x + i + VL) - vm);
+        if (dx) ST(dx + i, va * ga), ST(dx + i + VL, va * gb);
     }
-    *s0 += lanes_total(a0);
-    *s1 += lanes_total(a1);
+    for (; i + VL <= len; i += VL) {
+        vf g = LD(dy + i);
+        d0a += g, d1a += g * (LD(x + i) - vm);
+        if (dx) ST(dx + i, va * g);
+    }
+    d0a += d0b, d1a += d1b;
+    double t0, t1;
+    LANE_SUM(d0a, t0);
+    LANE_SUM(d1a, t1);
+    for (; i < len; i++) {
+        t0 += (double)dy[i], t1 += (double)(dy[i] * (x[i] - mean));
+        if (dx) dx[i] = a * dy[i];
+    }
+    *s0 += t0, *s1 += t1;
+}
+
+BN_DISPATCH static void run_backward_sums(const float *x, const float *dy, size_t len, float mean,
+                                          double *s0, double *s1) {
+    run_backward(x, dy, NULL, len, mean, 0.0f, s0, s1);
+}
+
+BN_DISPATCH static void run_backward_frozen(const float *x, const float *dy, float *dx, size_t len,
+                                            float mean, float a, double *s0, double *s1) {
+    run_backward(x, dy, dx, len, mean, a, s0, s1);
+}
+
+BN_DISPATCH static void run_normalize(const float *x, float *y, size_t len, float mean, float lo,
+                                      float a, float b) {
+    const vf vm = SPLAT(mean), vlo = SPLAT(lo), va = SPLAT(a), vb = SPLAT(b);
+    size_t i = 0;
+    for (; i + VL <= len; i += VL)
+        ST(y + i, ((LD(x + i) - vm) - vlo) * va + vb);
+    for (; i < len; i++)
+        y[i] = ((x[i] - mean) - lo) * a + b;
+}
+
+BN_DISPATCH static void run_dx(const float *x, const float *dy, float *dx, size_t len, float mean,
+                               float a, float b, float c) {
+    const vf vm = SPLAT(mean), va = SPLAT(a), vb = SPLAT(b), vc = SPLAT(c);
+    size_t i = 0;
+    for (; i + VL <= len; i += VL)
+        ST(dx + i, va * LD(dy + i) + vb * (LD(x + i) - vm) + vc);
+    for (; i < len; i++)
+        dx[i] = a * dy[i] + b * (x[i] - mean) + c;
 }
 
 /* Chunk `j` of feature `f` in the PLANES view, as a list of contiguous runs:
@@ -112,9 +199,8 @@ static plane_chunk plane_chunk_at(const bn_view *v, const bn_chunking *ch, size_
     return c;
 }
 
-static const float *plane_run(const bn_view *v, const float *x, size_t n, size_t f,
-                              const plane_chunk *c) {
-    return x + (n * v->features + f) * v->s + c->s0;
+static size_t plane_offset(const bn_view *v, size_t n, size_t f) {
+    return (n * v->features + f) * v->s;
 }
 
 /* Chunk statistics (mean, M2) of one PLANES chunk. */
@@ -122,58 +208,195 @@ static void plane_chunk_stats(const bn_view *v, const float *x, size_t f, const 
                               double *mean, double *m2) {
     const size_t len = c->s1 - c->s0;
     const double count = (double)((c->n1 - c->n0) * len);
-    const float k = *plane_run(v, x, c->n0, f, c);
+    const float k = x[plane_offset(v, c->n0, f) + c->s0];
     double shifted = 0.0;
     for (size_t n = c->n0; n < c->n1; n++)
-        shifted += run_sum_shifted(plane_run(v, x, n, f, c), len, k);
+        shifted += run_sum_shifted(x + plane_offset(v, n, f) + c->s0, len, k);
     const float center = (float)((double)k + shifted / count);
     double s1 = 0.0, s2 = 0.0;
     for (size_t n = c->n0; n < c->n1; n++)
-        run_sums_centered(plane_run(v, x, n, f, c), len, center, &s1, &s2);
+        run_sums_centered(x + plane_offset(v, n, f) + c->s0, len, center, &s1, &s2);
     *mean = (double)center + s1 / count;
     double q = s2 - s1 * s1 / count;
     *m2 = q > 0.0 ? q : 0.0;
 }
 
-/* Chunk statistics of one ROWS tile: rows [r0, r1), features [f0, f1).
- * Lanes run across features, so each feature sums its rows in order. */
-BN_DISPATCH static void rows_tile_stats(const bn_view *v, const float *x, size_t r0, size_t r1,
-                                        size_t f0, size_t f1, double *mean, double *m2) {
-    float k[BN_FEATURE_BLOCK], acc[BN_FEATURE_BLOCK], center[BN_FEATURE_BLOCK];
-    float s1[BN_FEATURE_BLOCK], s2[BN_FEATURE_BLOCK];
-    const size_t w = f1 - f0, F = v->features;
-    const double count = (double)(r1 - r0);
-    const float *base = x + r0 * F + f0;
-    for (size_t j = 0; j < w; j++) {
-        k[j] = base[j];
-        acc[j] = 0.0f;
-        s1[j] = 0.0f;
-        s2[j] = 0.0f;
-    }
-    for (size_t r = 1; r < r1 - r0; r++) {
-        const float *row = base + r * F;
-        for (size_t j = 0; j < w; j++)
-            acc[j] += row[j] - k[j];
-    }
-    for (size_t j = 0; j < w; j++)
-        center[j] = (float)((double)k[j] + (double)acc[j] / count);
-    for (size_t r = 0; r < r1 - r0; r++) {
-        const float *row = base + r * F;
-        for (size_t j = 0; j < w; j++) {
-            float e = row[j] - center[j];
-            s1[j] += e;
-            s2[j] += e * e;
-        }
-    }
-    for (size_t j = 0; j < w; j++) {
-        double a = s1[j], q = (double)s2[j] - a * a / count;
-        mean[j] = (double)center[j] + a / count;
-        m2[j] = q > 0.0 ? q : 0.0;
+/* Backward sums of one PLANES chunk, and dx = a * dy when frozen. */
+static void plane_chunk_backward(const bn_view *v, const float *x, const float *dy, float *dx,
+                                 size_t f, const plane_chunk *c, float mean, float a, double *s0,
+                                 double *s1) {
+    const size_t len = c->s1 - c->s0;
+    *s0 = 0.0, *s1 = 0.0;
+    for (size_t n = c->n0; n < c->n1; n++) {
+        size_t o = plane_offset(v, n, f) + c->s0;
+        if (dx)
+            run_backward_frozen(x + o, dy + o, dx + o, len, mean, a, s0, s1);
+        else
+            run_backward_sums(x + o, dy + o, len, mean, s0, s1);
     }
 }
 
+/* ---------------------------------------------------------------------------
+ * Tiles (the rows view: a feature's values run down a column)
+ *
+ * A tile is a block of rows by at most BN_FEATURE_BLOCK features. Each lane
+ * is one feature and sums its rows in order, so the vector paths and the
+ * scalar path for ragged features round the same way.
+ * ------------------------------------------------------------------------- */
+
+#define TILE_GROUPS (BN_FEATURE_BLOCK / VL)
+
+/* Statistics of ng groups of VL features (columns from `base`, R rows with
+ * stride F). With ng a constant the accumulators live in registers. */
+BN_INLINE void tile_stats_groups(const float *base, size_t R, size_t F, int ng, double *mean,
+                                 double *m2) {
+    vf k[TILE_GROUPS], acc[TILE_GROUPS], s1[TILE_GROUPS], s2[TILE_GROUPS];
+    const double count = (double)R;
+    for (int q = 0; q < ng; q++)
+        k[q] = LD(base + q * VL), acc[q] = (vf){0}, s1[q] = (vf){0}, s2[q] = (vf){0};
+    for (size_t r = 1; r < R; r++)
+        for (int q = 0; q < ng; q++)
+            acc[q] += LD(base + r * F + q * VL) - k[q];
+    float kt[VL], at[VL], ct[VL];
+    for (int q = 0; q < ng; q++) {
+        TO_LANES(kt, k[q]);
+        TO_LANES(at, acc[q]);
+        for (int j = 0; j < VL; j++)
+            ct[j] = (float)((double)kt[j] + (double)at[j] / count);
+        k[q] = LD(ct); /* from here on, the center */
+    }
+    for (size_t r = 0; r < R; r++)
+        for (int q = 0; q < ng; q++) {
+            vf e = LD(base + r * F + q * VL) - k[q];
+            s1[q] += e, s2[q] += e * e;
+        }
+    float t1[VL], t2[VL];
+    for (int q = 0; q < ng; q++) {
+        TO_LANES(ct, k[q]);
+        TO_LANES(t1, s1[q]);
+        TO_LANES(t2, s2[q]);
+        for (int j = 0; j < VL; j++) {
+            double a = t1[j], sq = (double)t2[j] - a * a / count;
+            mean[q * VL + j] = (double)ct[j] + a / count;
+            m2[q * VL + j] = sq > 0.0 ? sq : 0.0;
+        }
+    }
+}
+
+/* The same for one feature, for the columns left over after the groups. */
+static void tile_stats_column(const float *base, size_t R, size_t F, double *mean, double *m2) {
+    const double count = (double)R;
+    const float k = base[0];
+    float acc = 0.0f, s1 = 0.0f, s2 = 0.0f;
+    for (size_t r = 1; r < R; r++)
+        acc += base[r * F] - k;
+    const float center = (float)((double)k + (double)acc / count);
+    for (size_t r = 0; r < R; r++) {
+        float e = base[r * F] - center;
+        s1 += e, s2 += e * e;
+    }
+    double a = s1, sq = (double)s2 - a * a / count;
+    *mean = (double)center + a / count;
+    *m2 = sq > 0.0 ? sq : 0.0;
+}
+
+BN_DISPATCH static void tile_stats(const float *base, size_t R, size_t F, size_t w, double *mean,
+                                   double *m2) {
+    size_t j = 0;
+    for (; j + BN_FEATURE_BLOCK <= w; j += BN_FEATURE_BLOCK)
+        tile_stats_groups(base + j, R, F, TILE_GROUPS, mean + j, m2 + j);
+    for (; j + VL <= w; j += VL)
+        tile_stats_groups(base + j, R, F, 1, mean + j, m2 + j);
+    for (; j < w; j++)
+        tile_stats_column(base + j, R, F, mean + j, m2 + j);
+}
+
+/* Backward sums of ng groups of features over R rows; with dx, also
+ * dx = a * dy (frozen statistics) in the same pass. */
+BN_INLINE void tile_backward_groups(const float *x, const float *dy, float *dx, size_t R, size_t F,
+                                    int ng, const float *mean, const float *a, double *s0,
+                                    double *s1) {
+    vf vm[TILE_GROUPS], va[TILE_GROUPS], d0[TILE_GROUPS], d1[TILE_GROUPS];
+    for (int q = 0; q < ng; q++) {
+        vm[q] = LD(mean + q * VL), d0[q] = (vf){0}, d1[q] = (vf){0};
+        va[q] = dx ? LD(a + q * VL) : (vf){0};
+    }
+    for (size_t r = 0; r < R; r++)
+        for (int q = 0; q < ng; q++) {
+            size_t o = r * F + q * VL;
+            vf g = LD(dy + o);
+            d0[q] += g, d1[q] += g * (LD(x + o) - vm[q]);
+            if (dx) ST(dx + o, va[q] * g);
+        }
+    float t0[VL], t1[VL];
+    for (int q = 0; q < ng; q++) {
+        TO_LANES(t0, d0[q]);
+        TO_LANES(t1, d1[q]);
+        for (int j = 0; j < VL; j++)
+            s0[q * VL + j] = t0[j], s1[q * VL + j] = t1[j];
+    }
+}
+
+static void tile_backward_column(const float *x, const float *dy, float *dx, size_t R, size_t F,
+                                 float mean, float a, double *s0, double *s1) {
+    float d0 = 0.0f, d1 = 0.0f;
+    for (size_t r = 0; r < R; r++) {
+        float g = dy[r * F];
+        d0 += g, d1 += g * (x[r * F] - mean);
+        if (dx) dx[r * F] = a * g;
+    }
+    *s0 = d0, *s1 = d1;
+}
+
+BN_INLINE void tile_backward(const float *x, const float *dy, float *dx, size_t R, size_t F,
+                             size_t w, const float *mean, const float *a, double *s0, double *s1) {
+    size_t j = 0;
+    for (; j + BN_FEATURE_BLOCK <= w; j += BN_FEATURE_BLOCK)
+        tile_backward_groups(x + j, dy + j, dx ? dx + j : NULL, R, F, TILE_GROUPS, mean + j, a + j,
+                             s0 + j, s1 + j);
+    for (; j + VL <= w; j += VL)
+        tile_backward_groups(x + j, dy + j, dx ? dx + j : NULL, R, F, 1, mean + j, a + j, s0 + j,
+                             s1 + j);
+    for (; j < w; j++)
+        tile_backward_column(x + j, dy + j, dx ? dx + j : NULL, R, F, mean[j], a[j], s0 + j,
+                             s1 + j);
+}
+
+BN_DISPATCH static void tile_backward_sums(const float *x, const float *dy, size_t R, size_t F,
+                                           size_t w, const float *mean, double *s0, double *s1) {
+    tile_backward(x, dy, NULL, R, F, w, mean, mean, s0, s1);
+}
+
+BN_DISPATCH static void tile_backward_frozen(const float *x, const float *dy, float *dx, size_t R,
+                                             size_t F, size_t w, const float *mean, const float *a,
+                                             double *s0, double *s1) {
+    tile_backward(x, dy, dx, R, F, w, mean, a, s0, s1);
+}
+
+BN_DISPATCH static void row_normalize(const float *x, float *y, size_t F, const float *mean,
+                                      const float *lo, const float *a, const float *b) {
+    size_t j = 0;
+    for (; j + VL <= F; j += VL)
+        ST(y + j, ((LD(x + j) - LD(mean + j)) - LD(lo + j)) * LD(a + j) + LD(b + j));
+    for (; j < F; j++)
+        y[j] = ((x[j] - mean[j]) - lo[j]) * a[j] + b[j];
+}
+
+BN_DISPATCH static void row_dx(const float *x, const float *dy, float *dx, size_t F,
+                               const float *mean, const float *a, const float *b, const float *c) {
+    size_t j = 0;
+    for (; j + VL <= F; j += VL)
+        ST(dx + j, LD(a + j) * LD(dy + j) + LD(b + j) * (LD(x + j) - LD(mean + j)) + LD(c + j));
+    for (; j < F; j++)
+        dx[j] = a[j] * dy[j] + b[j] * (x[j] - mean[j]) + c[j];
+}
+
+/* ---------------------------------------------------------------------------
+ * Merging chunk results, in chunk order
+ * ------------------------------------------------------------------------- */
+
 /* Chan's formula: folds a chunk (nb values, mean mb, M2 qb) into a running
- * (n, mu, q). Applied in chunk order, so the result is thread-independent. */
+ * (n, mu, q). */
 static void chan_add(double *n, double *mu, double *q, double nb, double mb, double qb) {
     double delta = mb - *mu, nt = *n + nb;
     *mu += delta * (nb / nt);
@@ -181,200 +404,222 @@ static void chan_add(double *n, double *mu, double *q, double nb, double mb, dou
     *n = nt;
 }
 
+/* Values in chunk j of any feature. */
+static double chunk_count(const bn_view *v, const bn_chunking *ch, size_t j) {
+    if (v->kind == BN_VIEW_ROWS) {
+        size_t r0 = j * ch->rows_per_block;
+        return (double)(v->n - r0 < ch->rows_per_block ? v->n - r0 : ch->rows_per_block);
+    }
+    plane_chunk c = plane_chunk_at(v, ch, j);
+    return (double)((c.n1 - c.n0) * (c.s1 - c.s0));
+}
+
+/* Where chunk j of feature f keeps its partial results. */
+static size_t part_index(const bn_view *v, const bn_chunking *ch, size_t f, size_t j) {
+    return v->kind == BN_VIEW_ROWS ? j * v->features + f : f * ch->chunks + j;
+}
+
+static void merge_stats(const bn_view *v, const bn_chunking *ch, bn_workspace *ws, size_t f) {
+    double n = 0.0, mu = 0.0, q = 0.0;
+    for (size_t j = 0; j < ch->chunks; j++) {
+        size_t i = part_index(v, ch, f, j);
+        chan_add(&n, &mu, &q, chunk_count(v, ch, j), ws->part0[i], ws->part1[i]);
+    }
+    ws->stat0[f] = mu;
+    ws->stat1[f] = q / n;
+}
+
+static void merge_sums(const bn_view *v, const bn_chunking *ch, bn_workspace *ws, size_t f) {
+    double s0 = 0.0, s1 = 0.0;
+    for (size_t j = 0; j < ch->chunks; j++) {
+        size_t i = part_index(v, ch, f, j);
+        s0 += ws->part0[i], s1 += ws->part1[i];
+    }
+    ws->stat0[f] = s0;
+    ws->stat1[f] = s1;
+}
+
+/* ---------------------------------------------------------------------------
+ * The passes
+ * ------------------------------------------------------------------------- */
+
+/* The tile `t` of the rows view: rows [r0, r0 + rows), features [f0, f0 + w). */
+typedef struct {
+    size_t rb, r0, rows, f0, w;
+} rows_tile;
+
+static rows_tile rows_tile_at(const bn_view *v, const bn_chunking *ch, size_t t) {
+    const size_t fb = (v->features + BN_FEATURE_BLOCK - 1) / BN_FEATURE_BLOCK;
+    rows_tile tl;
+    tl.rb = t / fb;
+    tl.f0 = t % fb * BN_FEATURE_BLOCK;
+    tl.w = v->features - tl.f0 < BN_FEATURE_BLOCK ? v->features - tl.f0 : BN_FEATURE_BLOCK;
+    tl.r0 = tl.rb * ch->rows_per_block;
+    tl.rows = v->n - tl.r0 < ch->rows_per_block ? v->n - tl.r0 : ch->rows_per_block;
+    return tl;
+}
+
+static size_t rows_tile_count(const bn_view *v, const bn_chunking *ch) {
+    return ch->chunks * ((v->features + BN_FEATURE_BLOCK - 1) / BN_FEATURE_BLOCK);
+}
+
+/* Whether channels are processed one at a time, both passes together. The
+ * choice depends on the shape and the thread count, never the results: both
+ * ways run the same chunk functions and merges in the same order. */
+static int fuse_channels(const bn_view *v, size_t tensors, int threads) {
+    return v->kind == BN_VIEW_PLANES && v->m * sizeof(float) * tensors <= BN_FUSE_BYTES &&
+           (threads <= 1 || v->features >= 4 * (size_t)threads);
+}
+
+static void normalize_channel(const bn_view *v, const float *x, const bn_workspace *ws, size_t f,
+                              float *y) {
+    for (size_t n = 0; n < v->n; n++) {
+        size_t o = plane_offset(v, n, f);
+        run_normalize(x + o, y + o, v->s, ws->mean[f], ws->mean_lo[f], ws->a[f], ws->b[f]);
+    }
+}
+
+static void dx_channel(const bn_view *v, const float *x, const float *dy, const bn_workspace *ws,
+                       size_t f, float *dx) {
+    for (size_t n = 0; n < v->n; n++) {
+        size_t o = plane_offset(v, n, f);
+        run_dx(x + o, dy + o, dx + o, v->s, ws->mean[f], ws->a[f], ws->b[f], ws->c[f]);
+    }
+}
+
 void bn_fast_batch_stats(const bn_view *v, const float *x, bn_workspace *ws, int threads) {
     const bn_chunking ch = bn_chunking_for(v);
     const size_t F = v->features;
     if (v->kind == BN_VIEW_ROWS) {
-        const size_t fb = (F + BN_FEATURE_BLOCK - 1) / BN_FEATURE_BLOCK;
-        const long tiles = (long)(ch.chunks * fb);
+        const long tiles = (long)rows_tile_count(v, &ch);
         PARALLEL_FOR(threads)
         for (long t = 0; t < tiles; t++) {
-            size_t rb = (size_t)t / fb, f0 = (size_t)t % fb * BN_FEATURE_BLOCK;
-            size_t f1 = f0 + BN_FEATURE_BLOCK < F ? f0 + BN_FEATURE_BLOCK : F;
-            size_t r0 = rb * ch.rows_per_block;
-            size_t r1 = r0 + ch.rows_per_block < v->n ? r0 + ch.rows_per_block : v->n;
-            rows_tile_stats(v, x, r0, r1, f0, f1, ws->part0 + rb * F + f0, ws->part1 + rb * F + f0);
-        }
-        PARALLEL_FOR(threads)
-        for (long f = 0; f < (long)F; f++) {
-            double n = 0.0, mu = 0.0, q = 0.0;
-            for (size_t j = 0; j < ch.chunks; j++) {
-                size_t r0 = j * ch.rows_per_block;
-                size_t rows = v->n - r0 < ch.rows_per_block ? v->n - r0 : ch.rows_per_block;
-                chan_add(&n, &mu, &q, (double)rows, ws->part0[j * F + (size_t)f],
-                         ws->part1[j * F + (size_t)f]);
-            }
-            ws->stat0[f] = mu;
-            ws->stat1[f] = q / n;
+            rows_tile tl = rows_tile_at(v, &ch, (size_t)t);
+            size_t p = tl.rb * F + tl.f0;
+            tile_stats(x + tl.r0 * F + tl.f0, tl.rows, F, tl.w, ws->part0 + p, ws->part1 + p);
         }
     } else {
         const long items = (long)(F * ch.chunks);
         PARALLEL_FOR(threads)
         for (long t = 0; t < items; t++) {
-            size_t f = (size_t)t / ch.chunks, j = (size_t)t % ch.chunks;
-            plane_chunk c = plane_chunk_at(v, &ch, j);
-            plane_chunk_stats(v, x, f, &c, &ws->part0[t], &ws->part1[t]);
-        }
-        PARALLEL_FOR(threads)
-        for (long f = 0; f < (long)F; f++) {
-            double n = 0.0, mu = 0.0, q = 0.0;
-            for (size_t j = 0; j < ch.chunks; j++) {
-                plane_chunk c = plane_chunk_at(v, &ch, j);
-                chan_add(&n, &mu, &q, (double)((c.n1 - c.n0) * (c.s1 - c.s0)),
-                         ws->part0[(size_t)f * ch.chunks + j],
-                         ws->part1[(size_t)f * ch.chunks + j]);
-            }
-            ws->stat0[f] = mu;
-            ws->stat1[f] = q / n;
+            plane_chunk c = plane_chunk_at(v, &ch, (size_t)t % ch.chunks);
+            plane_chunk_stats(v, x, (size_t)t / ch.chunks, &c, &ws->part0[t], &ws->part1[t]);
         }
     }
-}
-
-BN_DISPATCH static void normalize_row(const float *x, float *y, size_t F, const float *mean,
-                                      const float *lo, const float *a, const float *b) {
-    for (size_t j = 0; j < F; j++)
-        y[j] = ((x[j] - mean[j]) - lo[j]) * a[j] + b[j];
-}
-
-BN_DISPATCH static void normalize_run(const float *x, float *y, size_t len, float mean, float lo,
-                                      float a, float b) {
-    for (size_t i = 0; i < len; i++)
-        y[i] = ((x[i] - mean) - lo) * a + b;
+    PARALLEL_FOR(threads)
+    for (long f = 0; f < (long)F; f++)
+        merge_stats(v, &ch, ws, (size_t)f);
 }
 
 void bn_fast_normalize(const bn_view *v, const float *x, const bn_workspace *ws, float *y,
                        int threads) {
     const size_t F = v->features, S = v->s;
-    const float *mean = ws->mean, *lo = ws->mean_lo, *a = ws->a, *b = ws->b;
     if (v->kind == BN_VIEW_ROWS) {
         PARALLEL_FOR(threads)
         for (long r = 0; r < (long)v->n; r++)
-            normalize_row(x + (size_t)r * F, y + (size_t)r * F, F, mean, lo, a, b);
+            row_normalize(x + (size_t)r * F, y + (size_t)r * F, F, ws->mean, ws->mean_lo, ws->a,
+                          ws->b);
     } else {
         PARALLEL_FOR(threads)
         for (long p = 0; p < (long)(v->n * F); p++) {
             size_t f = (size_t)p % F;
-            normalize_run(x + (size_t)p * S, y + (size_t)p * S, S, mean[f], lo[f], a[f], b[f]);
+            run_normalize(x + (size_t)p * S, y + (size_t)p * S, S, ws->mean[f], ws->mean_lo[f],
+                          ws->a[f], ws->b[f]);
         }
     }
 }
 
-/* Per feature j < w of a tile of `rows` rows with stride F: sum(dy) and
- * sum(dy * (x - mean)), each feature summing its rows in order. */
-BN_DISPATCH static void rows_tile_backward_sums(const float *x, const float *dy, size_t rows,
-                                                size_t F, size_t w, const float *mean, float *a0,
-                                                float *a1) {
-    memset(a0, 0, w * sizeof(float));
-    memset(a1, 0, w * sizeof(float));
-    for (size_t r = 0; r < rows; r++) {
-        const float *xr = x + r * F, *dr = dy + r * F;
-        for (size_t j = 0; j < w; j++) {
-            a0[j] += dr[j];
-            a1[j] += dr[j] * (xr[j] - mean[j]);
-        }
-    }
-}
-
-void bn_fast_backward_sums(const bn_view *v, const float *x, const float *dy, bn_workspace *ws,
-                           int threads) {
+void bn_fast_forward_training(const bn_view *v, const float *x, bn_workspace *ws,
+                              bn_coefficients_fn coefficients, const void *ctx, float *y,
+                              int threads) {
     const bn_chunking ch = bn_chunking_for(v);
+    if (fuse_channels(v, 1, threads)) {
+        PARALLEL_FOR_DYNAMIC(threads)
+        for (long f = 0; f < (long)v->features; f++) {
+            for (size_t j = 0; j < ch.chunks; j++) {
+                size_t i = part_index(v, &ch, (size_t)f, j);
+                plane_chunk c = plane_chunk_at(v, &ch, j);
+                plane_chunk_stats(v, x, (size_t)f, &c, &ws->part0[i], &ws->part1[i]);
+            }
+            merge_stats(v, &ch, ws, (size_t)f);
+            coefficients(ctx, ws, (size_t)f);
+            normalize_channel(v, x, ws, (size_t)f, y);
+        }
+        return;
+    }
+    bn_fast_batch_stats(v, x, ws, threads);
+    for (size_t f = 0; f < v->features; f++)
+        coefficients(ctx, ws, f);
+    bn_fast_normalize(v, x, ws, y, threads);
+}
+
+/* The partial backward sums of every chunk; with `frozen`, dx = a * dy too. */
+static void backward_parts(const bn_view *v, const bn_chunking *ch, const float *x, const float *dy,
+                           bn_workspace *ws, int frozen, float *dx, int threads) {
     const size_t F = v->features;
     if (v->kind == BN_VIEW_ROWS) {
-        const size_t fb = (F + BN_FEATURE_BLOCK - 1) / BN_FEATURE_BLOCK;
-        const long tiles = (long)(ch.chunks * fb);
+        const long tiles = (long)rows_tile_count(v, ch);
         PARALLEL_FOR(threads)
         for (long t = 0; t < tiles; t++) {
-            float a0[BN_FEATURE_BLOCK], a1[BN_FEATURE_BLOCK];
-            size_t rb = (size_t)t / fb, f0 = (size_t)t % fb * BN_FEATURE_BLOCK;
-            size_t f1 = f0 + BN_FEATURE_BLOCK < F ? f0 + BN_FEATURE_BLOCK : F, w = f1 - f0;
-            size_t r0 = rb * ch.rows_per_block;
-            size_t r1 = r0 + ch.rows_per_block < v->n ? r0 + ch.rows_per_block : v->n;
-            rows_tile_backward_sums(x + r0 * F + f0, dy + r0 * F + f0, r1 - r0, F, w, ws->mean + f0,
-                                    a0, a1);
-            for (size_t j = 0; j < w; j++) {
-                ws->part0[rb * F + f0 + j] = a0[j];
-                ws->part1[rb * F + f0 + j] = a1[j];
-            }
-        }
-        PARALLEL_FOR(threads)
-        for (long f = 0; f < (long)F; f++) {
-            double s0 = 0.0, s1 = 0.0;
-            for (size_t j = 0; j < ch.chunks; j++) {
-                s0 += ws->part0[j * F + (size_t)f];
-                s1 += ws->part1[j * F + (size_t)f];
-            }
-            ws->stat0[f] = s0;
-            ws->stat1[f] = s1;
+            rows_tile tl = rows_tile_at(v, ch, (size_t)t);
+            size_t o = tl.r0 * F + tl.f0, p = tl.rb * F + tl.f0;
+            if (frozen)
+                tile_backward_frozen(x + o, dy + o, dx + o, tl.rows, F, tl.w, ws->mean + tl.f0,
+                                     ws->a + tl.f0, ws->part0 + p, ws->part1 + p);
+            else
+                tile_backward_sums(x + o, dy + o, tl.rows, F, tl.w, ws->mean + tl.f0, ws->part0 + p,
+                                   ws->part1 + p);
         }
     } else {
-        const long items = (long)(F * ch.chunks);
+        const long items = (long)(F * ch->chunks);
         PARALLEL_FOR(threads)
         for (long t = 0; t < items; t++) {
-            size_t f = (size_t)t / ch.chunks, j = (size_t)t % ch.chunks;
-            plane_chunk c = plane_chunk_at(v, &ch, j);
-            double s0 = 0.0, s1 = 0.0;
-            for (size_t n = c.n0; n < c.n1; n++)
-                run_sums_backward(plane_run(v, x, n, f, &c), plane_run(v, dy, n, f, &c),
-                                  c.s1 - c.s0, ws->mean[f], &s0, &s1);
-            ws->part0[t] = s0;
-            ws->part1[t] = s1;
-        }
-        PARALLEL_FOR(threads)
-        for (long f = 0; f < (long)F; f++) {
-            double s0 = 0.0, s1 = 0.0;
-            for (size_t j = 0; j < ch.chunks; j++) {
-                s0 += ws->part0[(size_t)f * ch.chunks + j];
-                s1 += ws->part1[(size_t)f * ch.chunks + j];
-            }
-            ws->stat0[f] = s0;
-            ws->stat1[f] = s1;
+            size_t f = (size_t)t / ch->chunks;
+            plane_chunk c = plane_chunk_at(v, ch, (size_t)t % ch->chunks);
+            plane_chunk_backward(v, x, dy, frozen ? dx : NULL, f, &c, ws->mean[f],
+                                 frozen ? ws->a[f] : 0.0f, &ws->part0[t], &ws->part1[t]);
         }
     }
 }
 
-BN_DISPATCH static void scale_row(const float *dy, float *dx, size_t F, const float *a) {
-    for (size_t j = 0; j < F; j++)
-        dx[j] = a[j] * dy[j];
-}
-
-BN_DISPATCH static void dx_row(const float *x, const float *dy, float *dx, size_t F,
-                               const float *mean, const float *a, const float *b, const float *c) {
-    for (size_t j = 0; j < F; j++)
-        dx[j] = a[j] * dy[j] + b[j] * (x[j] - mean[j]) + c[j];
-}
-
-BN_DISPATCH static void scale_run(const float *dy, float *dx, size_t len, float a) {
-    for (size_t i = 0; i < len; i++)
-        dx[i] = a * dy[i];
-}
-
-BN_DISPATCH static void dx_run(const float *x, const float *dy, float *dx, size_t len, float mean,
-                               float a, float b, float c) {
-    for (size_t i = 0; i < len; i++)
-        dx[i] = a * dy[i] + b * (x[i] - mean) + c;
-}
-
-void bn_fast_backward_dx(const bn_view *v, const float *x, const float *dy, const bn_workspace *ws,
-                         int frozen, float *dx, int threads) {
-    const size_t F = v->features, S = v->s;
-    const float *mean = ws->mean, *a = ws->a, *b = ws->b, *c = ws->c;
+void bn_fast_backward(const bn_view *v, const float *x, const float *dy, bn_workspace *ws,
+                      int frozen, bn_coefficients_fn coefficients, const void *ctx, float *dx,
+                      int threads) {
+    const bn_chunking ch = bn_chunking_for(v);
+    const size_t F = v->features;
+    if (!frozen && fuse_channels(v, 2, threads)) {
+        PARALLEL_FOR_DYNAMIC(threads)
+        for (long f = 0; f < (long)F; f++) {
+            for (size_t j = 0; j < ch.chunks; j++) {
+                size_t i = part_index(v, &ch, (size_t)f, j);
+                plane_chunk c = plane_chunk_at(v, &ch, j);
+                plane_chunk_backward(v, x, dy, NULL, (size_t)f, &c, ws->mean[f], 0.0f,
+                                     &ws->part0[i], &ws->part1[i]);
+            }
+            merge_sums(v, &ch, ws, (size_t)f);
+            coefficients(ctx, ws, (size_t)f);
+            dx_channel(v, x, dy, ws, (size_t)f, dx);
+        }
+        return;
+    }
+    backward_parts(v, &ch, x, dy, ws, frozen, dx, threads);
+    PARALLEL_FOR(threads)
+    for (long f = 0; f < (long)F; f++)
+        merge_sums(v, &ch, ws, (size_t)f);
+    for (size_t f = 0; f < F; f++)
+        coefficients(ctx, ws, f);
+    if (frozen) return;
     if (v->kind == BN_VIEW_ROWS) {
         PARALLEL_FOR(threads)
         for (long r = 0; r < (long)v->n; r++) {
             size_t o = (size_t)r * F;
-            if (frozen)
-                scale_row(dy + o, dx + o, F, a);
-            else
-                dx_row(x + o, dy + o, dx + o, F, mean, a, b, c);
+            row_dx(x + o, dy + o, dx + o, F, ws->mean, ws->a, ws->b, ws->c);
         }
     } else {
         PARALLEL_FOR(threads)
         for (long p = 0; p < (long)(v->n * F); p++) {
-            size_t f = (size_t)p % F, o = (size_t)p * S;
-            if (frozen)
-                scale_run(dy + o, dx + o, S, a[f]);
-            else
-                dx_run(x + o, dy + o, dx + o, S, mean[f], a[f], b[f], c[f]);
+            size_t f = (size_t)p % F, o = (size_t)p * v->s;
+            run_dx(x + o, dy + o, dx + o, v->s, ws->mean[f], ws->a[f], ws->b[f], ws->c[f]);
         }
     }
 }

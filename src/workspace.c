@@ -11,12 +11,9 @@ static size_t align_up(size_t a) { return (a + ALIGN - 1) / ALIGN * ALIGN; }
 bn_chunking bn_chunking_for(const bn_view *v) {
     bn_chunking ch = {0};
     if (v->kind == BN_VIEW_ROWS) {
-        /* Tiles of about 16K floats: small enough that the second pass over a
-         * tile hits L1/L2, and at most 256 rows so float lane sums stay short. */
-        size_t width = v->features < BN_FEATURE_BLOCK ? v->features : BN_FEATURE_BLOCK;
-        size_t rows = 16384 / width;
-        if (rows < 16) rows = 16;
-        if (rows > 256) rows = 256;
+        /* A tile of 256 rows by 64 features is 64 KiB: its second pass hits
+         * L2, and float lane sums stay short. */
+        size_t rows = BN_ROWS_PER_BLOCK;
         ch.rows_per_block = rows;
         ch.chunks = div_up(v->n, rows);
         ch.segments = 1;
