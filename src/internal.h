@@ -32,12 +32,14 @@ typedef struct {
  *   ROWS    a chunk is a block of `rows_per_block` rows; tiles of that block
  *           and `BN_FEATURE_BLOCK` features are the units of parallel work
  *           (a tile's accumulators fit in registers).
- *   PLANES  a chunk is `planes_per_chunk` whole planes of one feature, or,
- *           for large planes, one of `segments` equal parts of a plane.
+ *   PLANES  a chunk is one plane (`planes_per_chunk` planes of one feature
+ *           when planes are shorter than BN_MIN_PLANE), or, for planes over
+ *           BN_CHUNK_VALUES, one of `segments` equal parts of a plane.
  */
 #define BN_FEATURE_BLOCK  64
 #define BN_ROWS_PER_BLOCK 256
 #define BN_CHUNK_VALUES   4096
+#define BN_MIN_PLANE      64
 
 typedef struct {
     size_t chunks;           /* chunks per feature */

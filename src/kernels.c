@@ -34,11 +34,8 @@
 #ifdef _OPENMP
 #define PARALLEL_FOR(threads)                                                                      \
     _Pragma("omp parallel for schedule(static) num_threads(threads) if (threads > 1)")
-#define PARALLEL_FOR_DYNAMIC(threads)                                                              \
-    _Pragma("omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1)")
 #else
 #define PARALLEL_FOR(threads)
-#define PARALLEL_FOR_DYNAMIC(threads)
 #endif
 
 /* 16 floats: one AVX-512 register, two AVX2 registers or four SSE ones,
@@ -50,20 +47,20 @@ typedef float vf __attribute__((vector_size(64), aligned(4), __may_alias__));
 #define SPLAT(s)         ((vf){0} + (s))
 #define TO_LANES(dst, v) memcpy((dst), &(v), sizeof(vf))
 
-/* The lanes of v summed in a fixed order, in double. */
+/* The lanes of v summed in double, in a fixed tree order (8 + 8, 4 + 4,
+ * ...): short, so that per-plane reductions stay cheap. */
 #define LANE_SUM(v, out)                                                                           \
     do {                                                                                           \
         float t_[VL];                                                                              \
+        double d_[VL];                                                                             \
         TO_LANES(t_, v);                                                                           \
-        double s_ = 0.0;                                                                           \
         for (int j_ = 0; j_ < VL; j_++)                                                            \
-            s_ += t_[j_];                                                                          \
-        (out) = s_;                                                                                \
+            d_[j_] = t_[j_];                                                                       \
+        for (int h_ = VL / 2; h_ > 0; h_ /= 2)                                                     \
+            for (int j_ = 0; j_ < h_; j_++)                                                        \
+                d_[j_] += d_[j_ + h_];                                                             \
+        (out) = d_[0];                                                                             \
     } while (0)
-
-/* A channel is processed whole (statistics, then normalize or dx from cache)
- * when its bytes, over every tensor the second pass reads, fit in this. */
-#define BN_FUSE_BYTES (2u << 20)
 
 /* ---------------------------------------------------------------------------
  * Contiguous runs (the channels-first view: one plane, or part of one)
@@ -463,27 +460,18 @@ static size_t rows_tile_count(const bn_view *v, const bn_chunking *ch) {
     return ch->chunks * ((v->features + BN_FEATURE_BLOCK - 1) / BN_FEATURE_BLOCK);
 }
 
-/* Whether channels are processed one at a time, both passes together. The
- * choice depends on the shape and the thread count, never the results: both
- * ways run the same chunk functions and merges in the same order. */
-static int fuse_channels(const bn_view *v, size_t tensors, int threads) {
-    return v->kind == BN_VIEW_PLANES && v->m * sizeof(float) * tensors <= BN_FUSE_BYTES &&
-           (threads <= 1 || v->features >= 4 * (size_t)threads);
-}
-
-static void normalize_channel(const bn_view *v, const float *x, const bn_workspace *ws, size_t f,
-                              float *y) {
-    for (size_t n = 0; n < v->n; n++) {
-        size_t o = plane_offset(v, n, f);
-        run_normalize(x + o, y + o, v->s, ws->mean[f], ws->mean_lo[f], ws->a[f], ws->b[f]);
-    }
-}
-
-static void dx_channel(const bn_view *v, const float *x, const float *dy, const bn_workspace *ws,
-                       size_t f, float *dx) {
-    for (size_t n = 0; n < v->n; n++) {
-        size_t o = plane_offset(v, n, f);
-        run_dx(x + o, dy + o, dx + o, v->s, ws->mean[f], ws->a[f], ws->b[f], ws->c[f]);
+/* Work item t of the PLANES view as (feature, chunk). When a chunk is one
+ * plane or part of one, items are numbered in memory order, so that each
+ * thread streams through a contiguous range; the partial results still go
+ * to part_index(f, j), so the merge order is the same. */
+static void plane_item(const bn_view *v, const bn_chunking *ch, size_t t, size_t *f, size_t *j) {
+    if (ch->planes_per_chunk == 1) {
+        size_t seg = t % ch->segments, p = t / ch->segments;
+        *f = p % v->features;
+        *j = p / v->features * ch->segments + seg;
+    } else {
+        *f = t / ch->chunks;
+        *j = t % ch->chunks;
     }
 }
 
@@ -502,8 +490,11 @@ void bn_fast_batch_stats(const bn_view *v, const float *x, bn_workspace *ws, int
         const long items = (long)(F * ch.chunks);
         PARALLEL_FOR(threads)
         for (long t = 0; t < items; t++) {
-            plane_chunk c = plane_chunk_at(v, &ch, (size_t)t % ch.chunks);
-            plane_chunk_stats(v, x, (size_t)t / ch.chunks, &c, &ws->part0[t], &ws->part1[t]);
+            size_t f, j;
+            plane_item(v, &ch, (size_t)t, &f, &j);
+            plane_chunk c = plane_chunk_at(v, &ch, j);
+            size_t i = part_index(v, &ch, f, j);
+            plane_chunk_stats(v, x, f, &c, &ws->part0[i], &ws->part1[i]);
         }
     }
     PARALLEL_FOR(threads)
@@ -532,36 +523,22 @@ void bn_fast_normalize(const bn_view *v, const float *x, const bn_workspace *ws,
 void bn_fast_forward_training(const bn_view *v, const float *x, bn_workspace *ws,
                               bn_coefficients_fn coefficients, const void *ctx, float *y,
                               int threads) {
-    const bn_chunking ch = bn_chunking_for(v);
-    if (fuse_channels(v, 1, threads)) {
-        PARALLEL_FOR_DYNAMIC(threads)
-        for (long f = 0; f < (long)v->features; f++) {
-            for (size_t j = 0; j < ch.chunks; j++) {
-                size_t i = part_index(v, &ch, (size_t)f, j);
-                plane_chunk c = plane_chunk_at(v, &ch, j);
-                plane_chunk_stats(v, x, (size_t)f, &c, &ws->part0[i], &ws->part1[i]);
-            }
-            merge_stats(v, &ch, ws, (size_t)f);
-            coefficients(ctx, ws, (size_t)f);
-            normalize_channel(v, x, ws, (size_t)f, y);
-        }
-        return;
-    }
     bn_fast_batch_stats(v, x, ws, threads);
     for (size_t f = 0; f < v->features; f++)
         coefficients(ctx, ws, f);
     bn_fast_normalize(v, x, ws, y, threads);
 }
 
-/* The partial backward sums of every chunk; with `frozen`, dx = a * dy too. */
-static void backward_parts(const bn_view *v, const bn_chunking *ch, const float *x, const float *dy,
-                           bn_workspace *ws, int frozen, float *dx, int threads) {
+void bn_fast_backward(const bn_view *v, const float *x, const float *dy, bn_workspace *ws,
+                      int frozen, bn_coefficients_fn coefficients, const void *ctx, float *dx,
+                      int threads) {
+    const bn_chunking ch = bn_chunking_for(v);
     const size_t F = v->features;
     if (v->kind == BN_VIEW_ROWS) {
-        const long tiles = (long)rows_tile_count(v, ch);
+        const long tiles = (long)rows_tile_count(v, &ch);
         PARALLEL_FOR(threads)
         for (long t = 0; t < tiles; t++) {
-            rows_tile tl = rows_tile_at(v, ch, (size_t)t);
+            rows_tile tl = rows_tile_at(v, &ch, (size_t)t);
             size_t o = tl.r0 * F + tl.f0, p = tl.rb * F + tl.f0;
             if (frozen)
                 tile_backward_frozen(x + o, dy + o, dx + o, tl.rows, F, tl.w, ws->mean + tl.f0,
@@ -571,38 +548,17 @@ static void backward_parts(const bn_view *v, const bn_chunking *ch, const float 
                                    ws->part1 + p);
         }
     } else {
-        const long items = (long)(F * ch->chunks);
+        const long items = (long)(F * ch.chunks);
         PARALLEL_FOR(threads)
         for (long t = 0; t < items; t++) {
-            size_t f = (size_t)t / ch->chunks;
-            plane_chunk c = plane_chunk_at(v, ch, (size_t)t % ch->chunks);
+            size_t f, j;
+            plane_item(v, &ch, (size_t)t, &f, &j);
+            plane_chunk c = plane_chunk_at(v, &ch, j);
+            size_t i = part_index(v, &ch, f, j);
             plane_chunk_backward(v, x, dy, frozen ? dx : NULL, f, &c, ws->mean[f],
-                                 frozen ? ws->a[f] : 0.0f, &ws->part0[t], &ws->part1[t]);
+                                 frozen ? ws->a[f] : 0.0f, &ws->part0[i], &ws->part1[i]);
         }
     }
-}
-
-void bn_fast_backward(const bn_view *v, const float *x, const float *dy, bn_workspace *ws,
-                      int frozen, bn_coefficients_fn coefficients, const void *ctx, float *dx,
-                      int threads) {
-    const bn_chunking ch = bn_chunking_for(v);
-    const size_t F = v->features;
-    if (!frozen && fuse_channels(v, 2, threads)) {
-        PARALLEL_FOR_DYNAMIC(threads)
-        for (long f = 0; f < (long)F; f++) {
-            for (size_t j = 0; j < ch.chunks; j++) {
-                size_t i = part_index(v, &ch, (size_t)f, j);
-                plane_chunk c = plane_chunk_at(v, &ch, j);
-                plane_chunk_backward(v, x, dy, NULL, (size_t)f, &c, ws->mean[f], 0.0f,
-                                     &ws->part0[i], &ws->part1[i]);
-            }
-            merge_sums(v, &ch, ws, (size_t)f);
-            coefficients(ctx, ws, (size_t)f);
-            dx_channel(v, x, dy, ws, (size_t)f, dx);
-        }
-        return;
-    }
-    backward_parts(v, &ch, x, dy, ws, frozen, dx, threads);
     PARALLEL_FOR(threads)
     for (long f = 0; f < (long)F; f++)
         merge_sums(v, &ch, ws, (size_t)f);

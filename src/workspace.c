@@ -23,9 +23,12 @@ bn_chunking bn_chunking_for(const bn_view *v) {
         ch.planes_per_chunk = 1;
         ch.chunks = v->n * ch.segments;
     } else {
+        /* A plane of a useful length is a chunk of its own, so the kernels
+         * can take planes in memory order; short planes are grouped, as
+         * their per-chunk overhead would dominate. */
         ch.segments = 1;
         ch.segment_len = v->s;
-        ch.planes_per_chunk = BN_CHUNK_VALUES / v->s;
+        ch.planes_per_chunk = v->s >= BN_MIN_PLANE ? 1 : BN_CHUNK_VALUES / v->s;
         ch.chunks = div_up(v->n, ch.planes_per_chunk);
     }
     return ch;
