@@ -5,6 +5,7 @@
 #define BNORM_TEST_CHECK_H
 
 #include <stdio.h>
+#include <stdlib.h>
 
 static int check_passed, check_failed;
 
@@ -23,6 +24,18 @@ static int check_passed, check_failed;
 static inline int check_finish(void) {
     printf("%d passed, %d failed\n", check_passed, check_failed);
     return check_failed ? 1 : 0;
+}
+
+/* A test linked against a library built for one x86-64 level skips
+ * (exit 77) on a CPU without that level. */
+static inline void check_cpu_or_skip(void) {
+#if defined(BNORM_TEST_NEEDS_AVX2) && defined(__x86_64__)
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) {
+        printf("skipped: this CPU lacks AVX2 and FMA\n");
+        exit(77);
+    }
+#endif
 }
 
 #endif

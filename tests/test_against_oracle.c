@@ -171,6 +171,7 @@ static void run_case(const bnorm_shape *shape, unsigned flags, bnorm_mode mode, 
 }
 
 int main(void) {
+    check_cpu_or_skip();
     test_rng rng = {12345};
     const unsigned option_sets[] = {
         BNORM_USE_SCALE | BNORM_USE_SHIFT,

@@ -1,5 +1,7 @@
 /* Outputs must be bit-identical for 1, 2, 3 and 8 threads, on shapes big
- * enough to be split into many chunks and tiles. */
+ * enough to be split into many chunks and tiles. The digest it prints of
+ * every output lets the build compare the library's dispatch levels, which
+ * must be bit-identical too (tests/same_digest.cmake). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -52,7 +54,27 @@ static void free_outputs(outputs *o) {
 
 static int same(const float *a, const float *b, size_t n) { return memcmp(a, b, n * 4) == 0; }
 
+/* FNV-1a over the bytes of n floats. */
+static unsigned long long digest_add(unsigned long long h, const float *p, size_t n) {
+    const unsigned char *b = (const unsigned char *)p;
+    for (size_t i = 0; i < n * 4; i++)
+        h = (h ^ b[i]) * 1099511628211ULL;
+    return h;
+}
+
+static unsigned long long digest_outputs(unsigned long long h, const outputs *o, size_t T,
+                                         size_t F) {
+    const float *big[] = {o->y, o->dx, o->yi, o->dxi};
+    const float *small[] = {o->mean, o->invstd, o->rmean, o->rvar, o->dgamma, o->dbeta};
+    for (int i = 0; i < 4; i++)
+        h = digest_add(h, big[i], T);
+    for (int i = 0; i < 6; i++)
+        h = digest_add(h, small[i], F);
+    return h;
+}
+
 int main(void) {
+    check_cpu_or_skip();
     bnorm_shape shapes[6];
     shapes[0] = bnorm_shape_nc(1000, 37);
     shapes[1] = bnorm_shape_nchw(6, 17, 33, 65);
@@ -61,6 +83,7 @@ int main(void) {
     shapes[4] = bnorm_shape_nchw(3, 2, 100, 90); /* planes split into segments */
     shapes[5] = bnorm_shape_nchw(700, 3, 1, 3);  /* many planes per chunk */
     test_rng rng = {777};
+    unsigned long long digest = 14695981039346656037ULL;
     for (int si = 0; si < 6; si++)
         for (int mode = 0; mode < 2; mode++) {
             oracle_dims d = oracle_dims_of(&shapes[si], (bnorm_mode)mode);
@@ -76,6 +99,7 @@ int main(void) {
                 b[f] = (float)rng_normal(&rng);
             outputs base = alloc_outputs(T, F);
             run(&shapes[si], (bnorm_mode)mode, 1, x, dy, g, b, &base);
+            digest = digest_outputs(digest, &base, T, F);
             const int counts[] = {2, 3, 8};
             for (int k = 0; k < 3; k++) {
                 outputs o = alloc_outputs(T, F);
@@ -91,5 +115,6 @@ int main(void) {
             free_outputs(&base);
             free(x), free(dy), free(g), free(b);
         }
+    printf("digest %016llx\n", digest);
     return check_finish();
 }
