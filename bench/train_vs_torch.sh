@@ -7,18 +7,24 @@
 # momentum 0.9, full Fashion-MNIST training set. Prints a table of seconds
 # and ratios (bnorm / PyTorch: below 1 is faster).
 #
-#   bash bench/train_vs_torch.sh [--epochs N] [--skip-cnn]
+# The machine's speed drifts over seconds to minutes, so the two sides run in
+# alternating rounds (bnorm first in odd rounds, PyTorch first in even ones)
+# and each figure is the best over all rounds.
+#
+#   bash bench/train_vs_torch.sh [--epochs N] [--rounds N] [--skip-cnn]
 #
 # Extra environment (for example OPENBLAS_CORETYPE) applies to both sides.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 epochs=2
+rounds=3
 skip_cnn=
 while [ $# -gt 0 ]; do
     case $1 in
     --epochs) epochs=$2; shift 2 ;;
+    --rounds) rounds=$2; shift 2 ;;
     --skip-cnn) skip_cnn=--skip-cnn; shift ;;
-    *) echo "usage: bash bench/train_vs_torch.sh [--epochs N] [--skip-cnn]" >&2; exit 2 ;;
+    *) echo "usage: bash bench/train_vs_torch.sh [--epochs N] [--rounds N] [--skip-cnn]" >&2; exit 2 ;;
     esac
 done
 threads=2
@@ -32,26 +38,35 @@ export OPENBLAS_NUM_THREADS=1
 # The fastest epoch of each run: the first one also pays for page faults.
 min_epoch() { awk -F, 'NR > 1 && ($6 < m || m == "") { m = $6 } END { print m }' "$1"; }
 
-echo "== bnorm"
-$bnorm train --model mlp --epochs "$epochs" --threads $threads --save "$work/mlp.safetensors" \
-    --log "$work/mlp_bn.csv" >/dev/null
-ours_mlp_bn=$(min_epoch "$work/mlp_bn.csv")
-$bnorm train --model mlp --no-bn --epochs "$epochs" --threads $threads --log "$work/mlp_nobn.csv" \
-    >/dev/null
-ours_mlp_nobn=$(min_epoch "$work/mlp_nobn.csv")
-ours_cnn_bn=
-if [ -z "$skip_cnn" ]; then
-    $bnorm train --model cnn --lr 0.05 --epochs 1 --threads $threads --log "$work/cnn_bn.csv" \
-        >/dev/null
-    ours_cnn_bn=$(min_epoch "$work/cnn_bn.csv")
-fi
-ours_single=$($bnorm eval "$work/mlp.safetensors" --threads $threads |
-    sed -n 's/.*one sample at a time.*(\([0-9.]*\) us\/image).*/\1/p')
-
-echo "== PyTorch"
-torch_out=$(/usr/bin/python3 bench/torch_train.py --epochs "$epochs" --threads $threads $skip_cnn)
-echo "$torch_out"
-get() { echo "$torch_out" | awk -v k="$1" '$1 == k { print $2 }'; }
+# Appends "key value" lines for one round of each side to $work/<side>.txt.
+run_bnorm() {
+    $bnorm train --model mlp --epochs "$epochs" --threads $threads --save "$work/mlp.safetensors" \
+        --log "$work/mlp_bn.csv" >/dev/null
+    echo "mlp_bn_epoch_s $(min_epoch "$work/mlp_bn.csv")"
+    $bnorm train --model mlp --no-bn --epochs "$epochs" --threads $threads \
+        --log "$work/mlp_nobn.csv" >/dev/null
+    echo "mlp_nobn_epoch_s $(min_epoch "$work/mlp_nobn.csv")"
+    if [ -z "$skip_cnn" ]; then
+        $bnorm train --model cnn --lr 0.05 --epochs 1 --threads $threads \
+            --log "$work/cnn_bn.csv" >/dev/null
+        echo "cnn_bn_epoch_s $(min_epoch "$work/cnn_bn.csv")"
+    fi
+    echo "mlp_bn_single_us $($bnorm eval "$work/mlp.safetensors" --threads $threads |
+        sed -n 's/.*one sample at a time.*(\([0-9.]*\) us\/image).*/\1/p')"
+}
+run_torch() {
+    /usr/bin/python3 bench/torch_train.py --epochs "$epochs" --threads $threads $skip_cnn |
+        sed -n 's/^torch_//p'
+}
+for r in $(seq "$rounds"); do
+    if [ $((r % 2)) -eq 1 ]; then order="bnorm torch"; else order="torch bnorm"; fi
+    for side in $order; do
+        echo "== round $r: $side"
+        run_$side | tee -a "$work/$side.txt"
+    done
+done
+# The best of all rounds for one key of one side.
+get() { awk -v k="$2" '$1 == k && ($2 < m || m == "") { m = $2 } END { print m }' "$work/$1.txt"; }
 
 row() { # name, ours, torch, unit
     if [ -z "$2" ] || [ -z "$3" ]; then return; fi
@@ -60,9 +75,14 @@ row() { # name, ours, torch, unit
 }
 echo
 printf "%-34s %10s %10s %8s\n" "case" "bnorm" "PyTorch" "ratio"
-row "MLP 784-256-256-10, BN, epoch" "$ours_mlp_bn" "$(get torch_mlp_bn_epoch_s)" s
-row "MLP, no BN, epoch" "$ours_mlp_nobn" "$(get torch_mlp_nobn_epoch_s)" s
-row "CNN, BN, epoch" "$ours_cnn_bn" "$(get torch_cnn_bn_epoch_s)" s
-row "BN MLP single-sample inference" "$ours_single" "$(get torch_mlp_bn_single_us)" us
+for key in mlp_bn_epoch_s mlp_nobn_epoch_s cnn_bn_epoch_s mlp_bn_single_us; do
+    case $key in
+    mlp_bn_epoch_s) name="MLP 784-256-256-10, BN, epoch" unit=s ;;
+    mlp_nobn_epoch_s) name="MLP, no BN, epoch" unit=s ;;
+    cnn_bn_epoch_s) name="CNN, BN, epoch" unit=s ;;
+    mlp_bn_single_us) name="BN MLP single-sample inference" unit=us ;;
+    esac
+    row "$name" "$(get bnorm $key)" "$(get torch $key)" $unit
+done
 echo "(ratio = bnorm / PyTorch; $(nproc) cores, $threads threads each, OPENBLAS_NUM_THREADS=1," \
-    "$epochs MLP epochs, fastest epoch)"
+    "$epochs MLP epochs, fastest epoch, best of $rounds alternating rounds)"

@@ -14,7 +14,12 @@
  * likewise reads (x, dy) once for its two sums and, per channel, again from
  * cache for dx. With frozen statistics dx = a * dy does not depend on the
  * sums, so the sums and dx come out of a single pass. */
+#include <stdint.h>
 #include <string.h>
+#if defined(__x86_64__) || defined(__SSE__)
+#include <immintrin.h>
+#define BN_HAVE_STREAM 1
+#endif
 
 #include "internal.h"
 
@@ -34,8 +39,14 @@
 #ifdef _OPENMP
 #define PARALLEL_FOR(threads)                                                                      \
     _Pragma("omp parallel for schedule(static) num_threads(threads) if (threads > 1)")
+/* A parallel region whose threads each take a static share of a loop and
+ * then fence their own non-temporal stores. */
+#define PARALLEL(threads) _Pragma("omp parallel num_threads(threads) if (threads > 1)")
+#define FOR_STATIC        _Pragma("omp for schedule(static)")
 #else
 #define PARALLEL_FOR(threads)
+#define PARALLEL(threads)
+#define FOR_STATIC
 #endif
 
 /* 16 floats: one AVX-512 register, two AVX2 registers or four SSE ones,
@@ -61,6 +72,36 @@ typedef float vf __attribute__((vector_size(64), aligned(4), __may_alias__));
                 d_[j_] += d_[j_ + h_];                                                             \
         (out) = d_[0];                                                                             \
     } while (0)
+
+/* Outputs of tensors at least this large are written with non-temporal
+ * stores: they will not be read back before they would have been evicted,
+ * and going around the cache keeps the input there and spares the line
+ * reads that ordinary stores cost. Smaller outputs (a network's activations,
+ * read by the next layer right away) stay in cache. */
+#define BN_STREAM_BYTES (16u << 20)
+
+/* Non-temporal stores of 16 floats at a 16-byte aligned p, as four SSE
+ * stores that the write-combining buffers merge into whole lines; SSE
+ * stores exist at every dispatch level. */
+#ifdef BN_HAVE_STREAM
+typedef union {
+    vf v;
+    __m128 q[VL / 4];
+} vf_parts;
+#define ST_STREAM(p, value)                                                                        \
+    do {                                                                                           \
+        vf_parts u_;                                                                               \
+        u_.v = (value);                                                                            \
+        for (int q_ = 0; q_ < VL / 4; q_++)                                                        \
+            _mm_stream_ps((p) + 4 * q_, u_.q[q_]);                                                 \
+    } while (0)
+#define STREAM_FENCE()    _mm_sfence()
+#define STREAM_ALIGNED(p) ((uintptr_t)(p) % 16 == 0)
+#else
+#define ST_STREAM(p, value) ST(p, value)
+#define STREAM_FENCE()      ((void)0)
+#define STREAM_ALIGNED(p)   1
+#endif
 
 /* ---------------------------------------------------------------------------
  * Contiguous runs (the channels-first view: one plane, or part of one)
@@ -154,9 +195,15 @@ BN_DISPATCH static void run_backward_frozen(const float *x, const float *dy, flo
 }
 
 BN_DISPATCH static void run_normalize(const float *x, float *y, size_t len, float mean, float lo,
-                                      float a, float b) {
+                                      float a, float b, int stream) {
     const vf vm = SPLAT(mean), vlo = SPLAT(lo), va = SPLAT(a), vb = SPLAT(b);
     size_t i = 0;
+    if (stream) {
+        for (; i < len && !STREAM_ALIGNED(y + i); i++)
+            y[i] = ((x[i] - mean) - lo) * a + b;
+        for (; i + VL <= len; i += VL)
+            ST_STREAM(y + i, ((LD(x + i) - vm) - vlo) * va + vb);
+    }
     for (; i + VL <= len; i += VL)
         ST(y + i, ((LD(x + i) - vm) - vlo) * va + vb);
     for (; i < len; i++)
@@ -164,9 +211,15 @@ BN_DISPATCH static void run_normalize(const float *x, float *y, size_t len, floa
 }
 
 BN_DISPATCH static void run_dx(const float *x, const float *dy, float *dx, size_t len, float mean,
-                               float a, float b, float c) {
+                               float a, float b, float c, int stream) {
     const vf vm = SPLAT(mean), va = SPLAT(a), vb = SPLAT(b), vc = SPLAT(c);
     size_t i = 0;
+    if (stream) {
+        for (; i < len && !STREAM_ALIGNED(dx + i); i++)
+            dx[i] = a * dy[i] + b * (x[i] - mean) + c;
+        for (; i + VL <= len; i += VL)
+            ST_STREAM(dx + i, va * LD(dy + i) + vb * (LD(x + i) - vm) + vc);
+    }
     for (; i + VL <= len; i += VL)
         ST(dx + i, va * LD(dy + i) + vb * (LD(x + i) - vm) + vc);
     for (; i < len; i++)
@@ -302,6 +355,8 @@ BN_DISPATCH static void tile_stats(const float *base, size_t R, size_t F, size_t
     size_t j = 0;
     for (; j + BN_FEATURE_BLOCK <= w; j += BN_FEATURE_BLOCK)
         tile_stats_groups(base + j, R, F, TILE_GROUPS, mean + j, m2 + j);
+    for (; j + 2 * VL <= w; j += 2 * VL)
+        tile_stats_groups(base + j, R, F, 2, mean + j, m2 + j);
     for (; j + VL <= w; j += VL)
         tile_stats_groups(base + j, R, F, 1, mean + j, m2 + j);
     for (; j < w; j++)
@@ -351,6 +406,9 @@ BN_INLINE void tile_backward(const float *x, const float *dy, float *dx, size_t 
     for (; j + BN_FEATURE_BLOCK <= w; j += BN_FEATURE_BLOCK)
         tile_backward_groups(x + j, dy + j, dx ? dx + j : NULL, R, F, TILE_GROUPS, mean + j, a + j,
                              s0 + j, s1 + j);
+    for (; j + 2 * VL <= w; j += 2 * VL)
+        tile_backward_groups(x + j, dy + j, dx ? dx + j : NULL, R, F, 2, mean + j, a + j, s0 + j,
+                             s1 + j);
     for (; j + VL <= w; j += VL)
         tile_backward_groups(x + j, dy + j, dx ? dx + j : NULL, R, F, 1, mean + j, a + j, s0 + j,
                              s1 + j);
@@ -371,8 +429,14 @@ BN_DISPATCH static void tile_backward_frozen(const float *x, const float *dy, fl
 }
 
 BN_DISPATCH static void row_normalize(const float *x, float *y, size_t F, const float *mean,
-                                      const float *lo, const float *a, const float *b) {
+                                      const float *lo, const float *a, const float *b, int stream) {
     size_t j = 0;
+    if (stream) {
+        for (; j < F && !STREAM_ALIGNED(y + j); j++)
+            y[j] = ((x[j] - mean[j]) - lo[j]) * a[j] + b[j];
+        for (; j + VL <= F; j += VL)
+            ST_STREAM(y + j, ((LD(x + j) - LD(mean + j)) - LD(lo + j)) * LD(a + j) + LD(b + j));
+    }
     for (; j + VL <= F; j += VL)
         ST(y + j, ((LD(x + j) - LD(mean + j)) - LD(lo + j)) * LD(a + j) + LD(b + j));
     for (; j < F; j++)
@@ -380,8 +444,16 @@ BN_DISPATCH static void row_normalize(const float *x, float *y, size_t F, const 
 }
 
 BN_DISPATCH static void row_dx(const float *x, const float *dy, float *dx, size_t F,
-                               const float *mean, const float *a, const float *b, const float *c) {
+                               const float *mean, const float *a, const float *b, const float *c,
+                               int stream) {
     size_t j = 0;
+    if (stream) {
+        for (; j < F && !STREAM_ALIGNED(dx + j); j++)
+            dx[j] = a[j] * dy[j] + b[j] * (x[j] - mean[j]) + c[j];
+        for (; j + VL <= F; j += VL)
+            ST_STREAM(dx + j,
+                      LD(a + j) * LD(dy + j) + LD(b + j) * (LD(x + j) - LD(mean + j)) + LD(c + j));
+    }
     for (; j + VL <= F; j += VL)
         ST(dx + j, LD(a + j) * LD(dy + j) + LD(b + j) * (LD(x + j) - LD(mean + j)) + LD(c + j));
     for (; j < F; j++)
@@ -505,18 +577,22 @@ void bn_fast_batch_stats(const bn_view *v, const float *x, bn_workspace *ws, int
 void bn_fast_normalize(const bn_view *v, const float *x, const bn_workspace *ws, float *y,
                        int threads) {
     const size_t F = v->features, S = v->s;
-    if (v->kind == BN_VIEW_ROWS) {
-        PARALLEL_FOR(threads)
-        for (long r = 0; r < (long)v->n; r++)
-            row_normalize(x + (size_t)r * F, y + (size_t)r * F, F, ws->mean, ws->mean_lo, ws->a,
-                          ws->b);
-    } else {
-        PARALLEL_FOR(threads)
-        for (long p = 0; p < (long)(v->n * F); p++) {
-            size_t f = (size_t)p % F;
-            run_normalize(x + (size_t)p * S, y + (size_t)p * S, S, ws->mean[f], ws->mean_lo[f],
-                          ws->a[f], ws->b[f]);
+    const int stream = v->total * sizeof(float) >= BN_STREAM_BYTES;
+    PARALLEL(threads) {
+        if (v->kind == BN_VIEW_ROWS) {
+            FOR_STATIC
+            for (long r = 0; r < (long)v->n; r++)
+                row_normalize(x + (size_t)r * F, y + (size_t)r * F, F, ws->mean, ws->mean_lo, ws->a,
+                              ws->b, stream);
+        } else {
+            FOR_STATIC
+            for (long p = 0; p < (long)(v->n * F); p++) {
+                size_t f = (size_t)p % F;
+                run_normalize(x + (size_t)p * S, y + (size_t)p * S, S, ws->mean[f], ws->mean_lo[f],
+                              ws->a[f], ws->b[f], stream);
+            }
         }
+        if (stream) STREAM_FENCE();
     }
 }
 
@@ -565,17 +641,22 @@ void bn_fast_backward(const bn_view *v, const float *x, const float *dy, bn_work
     for (size_t f = 0; f < F; f++)
         coefficients(ctx, ws, f);
     if (frozen) return;
-    if (v->kind == BN_VIEW_ROWS) {
-        PARALLEL_FOR(threads)
-        for (long r = 0; r < (long)v->n; r++) {
-            size_t o = (size_t)r * F;
-            row_dx(x + o, dy + o, dx + o, F, ws->mean, ws->a, ws->b, ws->c);
+    const int stream = v->total * sizeof(float) >= BN_STREAM_BYTES;
+    PARALLEL(threads) {
+        if (v->kind == BN_VIEW_ROWS) {
+            FOR_STATIC
+            for (long r = 0; r < (long)v->n; r++) {
+                size_t o = (size_t)r * F;
+                row_dx(x + o, dy + o, dx + o, F, ws->mean, ws->a, ws->b, ws->c, stream);
+            }
+        } else {
+            FOR_STATIC
+            for (long p = 0; p < (long)(v->n * F); p++) {
+                size_t f = (size_t)p % F, o = (size_t)p * v->s;
+                run_dx(x + o, dy + o, dx + o, v->s, ws->mean[f], ws->a[f], ws->b[f], ws->c[f],
+                       stream);
+            }
         }
-    } else {
-        PARALLEL_FOR(threads)
-        for (long p = 0; p < (long)(v->n * F); p++) {
-            size_t f = (size_t)p % F, o = (size_t)p * v->s;
-            run_dx(x + o, dy + o, dx + o, v->s, ws->mean[f], ws->a[f], ws->b[f], ws->c[f]);
-        }
+        if (stream) STREAM_FENCE();
     }
 }
