@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ops.h"
 #include "rng.h"
 
 #ifdef _OPENMP
@@ -239,94 +240,6 @@ void nn_init_params(nn_net *net, uint64_t seed) {
 static int slice_count(const nn_net *net, int n) { return n < net->threads ? n : net->threads; }
 static int slice_begin(int n, int T, int s) { return (int)((int64_t)n * s / T); }
 
-/* col[(n*H + y)*W + x][(ky*3 + kx)*C + c] = in[n][y+ky-1][x+kx-1][c], zero outside. */
-static void im2col(const float *in, int n, int h, int w, int c, float *col) {
-    for (int b = 0; b < n; b++)
-        for (int y = 0; y < h; y++)
-            for (int x = 0; x < w; x++) {
-                float *row = col + (((size_t)b * h + y) * w + x) * 9 * c;
-                for (int ky = 0; ky < 3; ky++)
-                    for (int kx = 0; kx < 3; kx++) {
-                        int sy = y + ky - 1, sx = x + kx - 1;
-                        float *dst = row + (ky * 3 + kx) * c;
-                        if (sy < 0 || sy >= h || sx < 0 || sx >= w) {
-                            for (int k = 0; k < c; k++)
-                                dst[k] = 0.0f;
-                        } else {
-                            const float *src = in + (((size_t)b * h + sy) * w + sx) * c;
-                            for (int k = 0; k < c; k++)
-                                dst[k] = src[k];
-                        }
-                    }
-            }
-}
-
-/* The adjoint of im2col: din = sum of the columns that read each input. */
-static void col2im(const float *col, int n, int h, int w, int c, float *din) {
-    memset(din, 0, (size_t)n * h * w * c * sizeof(float));
-    for (int b = 0; b < n; b++)
-        for (int y = 0; y < h; y++)
-            for (int x = 0; x < w; x++) {
-                const float *row = col + (((size_t)b * h + y) * w + x) * 9 * c;
-                for (int ky = 0; ky < 3; ky++)
-                    for (int kx = 0; kx < 3; kx++) {
-                        int sy = y + ky - 1, sx = x + kx - 1;
-                        if (sy < 0 || sy >= h || sx < 0 || sx >= w) continue;
-                        float *dst = din + (((size_t)b * h + sy) * w + sx) * c;
-                        const float *src = row + (ky * 3 + kx) * c;
-                        for (int k = 0; k < c; k++)
-                            dst[k] += src[k];
-                    }
-            }
-}
-
-static void add_bias(float *out, const float *bias, size_t rows, int c) {
-    for (size_t r = 0; r < rows; r++)
-        for (int k = 0; k < c; k++)
-            out[r * c + k] += bias[k];
-}
-
-static void bias_grad(const float *g, size_t rows, int c, float *db) {
-    memset(db, 0, (size_t)c * sizeof(float));
-    for (size_t r = 0; r < rows; r++)
-        for (int k = 0; k < c; k++)
-            db[k] += g[r * c + k];
-}
-
-/* Samples [b0, b1) of a 2x2 max-pool. */
-static void maxpool_forward(nn_layer *l, const float *in, int b0, int b1) {
-    int H = l->in_h, W = l->in_w, C = l->in_c, oh = l->out_h, ow = l->out_w;
-    for (int b = b0; b < b1; b++)
-        for (int y = 0; y < oh; y++)
-            for (int x = 0; x < ow; x++) {
-                size_t o = (((size_t)b * oh + y) * ow + x) * C;
-                const float *p[4];
-                for (int k = 0; k < 4; k++)
-                    p[k] = in + (((size_t)b * H + 2 * y + k / 2) * W + 2 * x + k % 2) * C;
-                for (int c = 0; c < C; c++) {
-                    float best = p[0][c];
-                    uint8_t arg = 0;
-                    for (int k = 1; k < 4; k++)
-                        if (p[k][c] > best) best = p[k][c], arg = (uint8_t)k;
-                    l->out[o + c] = best;
-                    l->argmax[o + c] = arg;
-                }
-            }
-}
-
-static void maxpool_backward(const nn_layer *l, const float *g, int b0, int b1, float *din) {
-    int H = l->in_h, W = l->in_w, C = l->in_c, oh = l->out_h, ow = l->out_w;
-    memset(din + (size_t)b0 * l->in_size, 0, (size_t)(b1 - b0) * l->in_size * sizeof(float));
-    for (int b = b0; b < b1; b++)
-        for (int y = 0; y < oh; y++)
-            for (int x = 0; x < ow; x++)
-                for (int c = 0; c < C; c++) {
-                    size_t o = (((size_t)b * oh + y) * ow + x) * C + c;
-                    int k = l->argmax[o];
-                    din[(((size_t)b * H + 2 * y + k / 2) * W + 2 * x + k % 2) * C + c] = g[o];
-                }
-}
-
 /* The forward of a non-BN layer on samples [b0, b1). */
 static void layer_forward_slice(nn_layer *l, const float *in, int b0, int b1) {
     int n = b1 - b0;
@@ -341,23 +254,26 @@ static void layer_forward_slice(nn_layer *l, const float *in, int b0, int b1) {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, l->out_c, (int)l->in_size,
                         1.0f, in + (size_t)b0 * l->in_size, (int)l->in_size, l->weight->value,
                         l->out_c, 0.0f, out, l->out_c);
-        if (l->bias) add_bias(out, l->bias->value, (size_t)n, l->out_c);
+        if (l->bias) nn_add_bias(out, l->bias->value, (size_t)n, l->out_c);
         break;
     }
     case NN_CONV3X3: {
         float *col = l->col + (size_t)b0 * pix * 9 * l->in_c;
         float *out = l->out + (size_t)b0 * l->out_size;
-        im2col(in + (size_t)b0 * l->in_size, n, l->in_h, l->in_w, l->in_c, col);
+        nn_im2col3x3(col, in + (size_t)b0 * l->in_size, n, l->in_h, l->in_w, l->in_c);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(n * pix), l->out_c,
                     9 * l->in_c, 1.0f, col, 9 * l->in_c, l->weight->value, l->out_c, 0.0f, out,
                     l->out_c);
-        if (l->bias) add_bias(out, l->bias->value, (size_t)n * pix, l->out_c);
+        if (l->bias) nn_add_bias(out, l->bias->value, (size_t)n * pix, l->out_c);
         break;
     }
-    case NN_MAXPOOL2: maxpool_forward(l, in, b0, b1); break;
+    case NN_MAXPOOL2:
+        nn_maxpool_forward(l->out + (size_t)b0 * l->out_size, l->argmax + (size_t)b0 * l->out_size,
+                           in + (size_t)b0 * l->in_size, n, l->in_h, l->in_w, l->in_c);
+        break;
     case NN_RELU:
-        for (size_t k = (size_t)b0 * l->out_size; k < (size_t)b1 * l->out_size; k++)
-            l->out[k] = in[k] > 0.0f ? in[k] : 0.0f;
+        nn_relu_forward(l->out + (size_t)b0 * l->out_size, in + (size_t)b0 * l->in_size,
+                        (size_t)n * l->out_size);
         break;
     case NN_BATCHNORM: break; /* whole-batch statistics: see nn_forward */
     }
@@ -527,14 +443,17 @@ static void layer_backward_slice(nn_layer *l, const float *in, const float *g, f
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(nb * pix), K, l->out_c, 1.0f,
                         g + (size_t)b0 * pix * l->out_c, l->out_c, l->weight->value, l->out_c, 0.0f,
                         col, K);
-            col2im(col, nb, l->in_h, l->in_w, l->in_c, din + (size_t)b0 * l->in_size);
+            nn_col2im3x3(din + (size_t)b0 * l->in_size, col, nb, l->in_h, l->in_w, l->in_c);
         }
         break;
     }
-    case NN_MAXPOOL2: maxpool_backward(l, g, b0, b1, din); break;
+    case NN_MAXPOOL2:
+        nn_maxpool_backward(din + (size_t)b0 * l->in_size, g + (size_t)b0 * l->out_size,
+                            l->argmax + (size_t)b0 * l->out_size, nb, l->in_h, l->in_w, l->in_c);
+        break;
     case NN_RELU:
-        for (size_t k = (size_t)b0 * l->out_size; k < (size_t)b1 * l->out_size; k++)
-            din[k] = l->out[k] > 0.0f ? g[k] : 0.0f;
+        nn_relu_backward(din + (size_t)b0 * l->out_size, l->out + (size_t)b0 * l->out_size,
+                         g + (size_t)b0 * l->out_size, (size_t)nb * l->out_size);
         break;
     case NN_BATCHNORM: break;
     }
@@ -554,7 +473,7 @@ void nn_backward(nn_net *net, const float *x, int n) {
                 for (int s = 0; s < T; s++)
                     layer_backward_slice(l, in, g, din, need_din, n, T, s, phase);
             }
-            if (l->bias) bias_grad(g, (size_t)n * l->out_h * l->out_w, l->out_c, l->bias->grad);
+            if (l->bias) nn_bias_grad(l->bias->grad, g, (size_t)n * l->out_h * l->out_w, l->out_c);
         } else {
             bnorm_shape s = bn_shape(l, n);
             bnorm_params p = bn_params(net, l, n);

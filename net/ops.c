@@ -1,0 +1,188 @@
+/* Element-wise and data-movement layers, one copy per instruction set. */
+#include "ops.h"
+
+#include <string.h>
+
+#if defined(__x86_64__) && !defined(NN_NO_DISPATCH)
+#define NN_DISPATCH __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define NN_DISPATCH
+#endif
+
+/* 16 lanes: one AVX-512 register, two AVX2 ones or four SSE ones, whichever
+ * copy is running. Channel loops go 16 at a time and finish with scalars. */
+#define VL 16
+typedef float vf __attribute__((vector_size(64), aligned(4), __may_alias__));
+typedef int32_t vi __attribute__((vector_size(64), aligned(4), __may_alias__));
+typedef uint8_t vb __attribute__((vector_size(16), aligned(1), __may_alias__));
+#define LD(p)           (*(const vf *)(const void *)(p))
+#define ST(p, v)        (*(vf *)(void *)(p) = (v))
+#define SPLAT(s)        ((vi){0} + (s))
+#define SELECT(m, a, b) ((vf)(((vi)(a) & (m)) | ((vi)(b) & ~(m))))
+
+NN_DISPATCH void nn_relu_forward(float *restrict out, const float *restrict in, size_t count) {
+    for (size_t k = 0; k < count; k++) {
+        float v = in[k];
+        out[k] = v > 0.0f ? v : 0.0f;
+    }
+}
+
+NN_DISPATCH void nn_relu_backward(float *restrict din, const float *restrict out,
+                                  const float *restrict g, size_t count) {
+    for (size_t k = 0; k < count; k++)
+        din[k] = out[k] > 0.0f ? g[k] : 0.0f;
+}
+
+NN_DISPATCH void nn_maxpool_forward(float *restrict out, uint8_t *restrict argmax,
+                                    const float *restrict in, int n, int h, int w, int c) {
+    int oh = h / 2, ow = w / 2;
+    size_t row = (size_t)w * c;
+    for (int b = 0; b < n; b++)
+        for (int y = 0; y < oh; y++)
+            for (int x = 0; x < ow; x++) {
+                size_t o = (((size_t)b * oh + y) * ow + x) * c;
+                const float *p0 = in + (((size_t)b * h + 2 * y) * w + 2 * x) * c;
+                const float *p1 = p0 + c, *p2 = p0 + row, *p3 = p2 + c;
+                float *dst = out + o;
+                uint8_t *arg = argmax + o;
+                int k = 0;
+                for (; k + VL <= c; k += VL) {
+                    vf best = LD(p0 + k), v;
+                    vi a = SPLAT(0), m;
+                    v = LD(p1 + k), m = v > best, a = (m & 1) | (a & ~m), best = SELECT(m, v, best);
+                    v = LD(p2 + k), m = v > best, a = (m & 2) | (a & ~m), best = SELECT(m, v, best);
+                    v = LD(p3 + k), m = v > best, a = (m & 3) | (a & ~m), best = SELECT(m, v, best);
+                    ST(dst + k, best);
+                    *(vb *)(void *)(arg + k) = __builtin_convertvector(a, vb);
+                }
+                for (; k < c; k++) {
+                    float best = p0[k], v;
+                    uint8_t a = 0;
+                    v = p1[k], a = v > best ? 1 : a, best = v > best ? v : best;
+                    v = p2[k], a = v > best ? 2 : a, best = v > best ? v : best;
+                    v = p3[k], a = v > best ? 3 : a, best = v > best ? v : best;
+                    dst[k] = best;
+                    arg[k] = a;
+                }
+            }
+}
+
+NN_DISPATCH void nn_maxpool_backward(float *restrict din, const float *restrict g,
+                                     const uint8_t *restrict argmax, int n, int h, int w, int c) {
+    int oh = h / 2, ow = w / 2;
+    size_t row = (size_t)w * c;
+    /* An odd last row or column belongs to no window: its gradient is 0. */
+    if ((h | w) & 1) memset(din, 0, (size_t)n * h * row * sizeof(float));
+    for (int b = 0; b < n; b++)
+        for (int y = 0; y < oh; y++)
+            for (int x = 0; x < ow; x++) {
+                size_t o = (((size_t)b * oh + y) * ow + x) * c;
+                float *d0 = din + (((size_t)b * h + 2 * y) * w + 2 * x) * c;
+                float *d1 = d0 + c, *d2 = d0 + row, *d3 = d2 + c;
+                const float *src = g + o;
+                const uint8_t *arg = argmax + o;
+                int k = 0;
+                for (; k + VL <= c; k += VL) {
+                    vi v = (vi)LD(src + k);
+                    vi a = __builtin_convertvector(*(const vb *)(const void *)(arg + k), vi);
+                    ST(d0 + k, (vf)(v & (a == 0)));
+                    ST(d1 + k, (vf)(v & (a == 1)));
+                    ST(d2 + k, (vf)(v & (a == 2)));
+                    ST(d3 + k, (vf)(v & (a == 3)));
+                }
+                for (; k < c; k++) {
+                    float v = src[k];
+                    uint8_t a = arg[k];
+                    d0[k] = a == 0 ? v : 0.0f;
+                    d1[k] = a == 1 ? v : 0.0f;
+                    d2[k] = a == 2 ? v : 0.0f;
+                    d3[k] = a == 3 ? v : 0.0f;
+                }
+            }
+}
+
+/* Inlined into each caller so that c = 1 (the first convolution) is a
+ * constant there and its three-float copies need no loop. */
+static inline __attribute__((always_inline)) void
+im2col_body(float *restrict col, const float *restrict in, int n, int h, int w, int c) {
+    size_t taps = (size_t)3 * c; /* one kernel row: three neighbours, contiguous in the input */
+    for (int b = 0; b < n; b++)
+        for (int y = 0; y < h; y++)
+            for (int x = 0; x < w; x++) {
+                float *dst = col + (((size_t)b * h + y) * w + x) * 9 * c;
+                for (int ky = 0; ky < 3; ky++, dst += taps) {
+                    int sy = y + ky - 1;
+                    if (sy < 0 || sy >= h) {
+                        for (size_t k = 0; k < taps; k++)
+                            dst[k] = 0.0f;
+                        continue;
+                    }
+                    const float *src = in + (((size_t)b * h + sy) * w + x - 1) * c;
+                    if (x > 0 && x < w - 1) {
+                        for (size_t k = 0; k < taps; k++)
+                            dst[k] = src[k];
+                        continue;
+                    }
+                    for (int kx = 0; kx < 3; kx++) {
+                        int sx = x + kx - 1, inside = sx >= 0 && sx < w;
+                        for (int k = 0; k < c; k++)
+                            dst[kx * c + k] = inside ? src[kx * c + k] : 0.0f;
+                    }
+                }
+            }
+}
+
+NN_DISPATCH void nn_im2col3x3(float *restrict col, const float *restrict in, int n, int h, int w,
+                              int c) {
+    if (c == 1)
+        im2col_body(col, in, n, h, w, 1);
+    else
+        im2col_body(col, in, n, h, w, c);
+}
+
+/* Each input pixel gathers the columns that read it, taps in descending
+ * order: the order in which a scatter over output pixels in memory order
+ * adds them, so the sums round the same as that plainer loop's. */
+NN_DISPATCH void nn_col2im3x3(float *restrict din, const float *restrict col, int n, int h, int w,
+                              int c) {
+    size_t K = (size_t)9 * c;
+    for (int b = 0; b < n; b++)
+        for (int sy = 0; sy < h; sy++)
+            for (int sx = 0; sx < w; sx++) {
+                float *dst = din + (((size_t)b * h + sy) * w + sx) * c;
+                const float *src[9];
+                int taps = 0;
+                for (int tap = 8; tap >= 0; tap--) {
+                    int y = sy + 1 - tap / 3, x = sx + 1 - tap % 3;
+                    if (y < 0 || y >= h || x < 0 || x >= w) continue;
+                    src[taps++] = col + (((size_t)b * h + y) * w + x) * K + (size_t)tap * c;
+                }
+                int k = 0;
+                for (; k + VL <= c; k += VL) {
+                    vf acc = {0};
+                    for (int t = 0; t < taps; t++)
+                        acc += LD(src[t] + k);
+                    ST(dst + k, acc);
+                }
+                for (; k < c; k++) {
+                    float acc = 0.0f;
+                    for (int t = 0; t < taps; t++)
+                        acc += src[t][k];
+                    dst[k] = acc;
+                }
+            }
+}
+
+NN_DISPATCH void nn_add_bias(float *restrict out, const float *restrict bias, size_t rows, int c) {
+    for (size_t r = 0; r < rows; r++)
+        for (int k = 0; k < c; k++)
+            out[r * c + k] += bias[k];
+}
+
+NN_DISPATCH void nn_bias_grad(float *restrict db, const float *restrict g, size_t rows, int c) {
+    for (int k = 0; k < c; k++)
+        db[k] = 0.0f;
+    for (size_t r = 0; r < rows; r++)
+        for (int k = 0; k < c; k++)
+            db[k] += g[r * c + k];
+}

@@ -1,0 +1,42 @@
+/*
+ * ops.h - the network's element-wise and data-movement layers on raw
+ * channels-last buffers: ReLU, 2x2 max-pool, im2col / col2im for 3x3 same
+ * convolutions, bias add and bias gradient.
+ *
+ * Each is compiled once per instruction set (AVX-512, AVX2, baseline) and
+ * picked when the program loads, like libbnorm's kernels. None of them
+ * reorders a floating-point sum relative to the plain loop it replaces, so
+ * every copy gives bit-identical results.
+ */
+#ifndef NN_OPS_H
+#define NN_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* out[k] = in[k] > 0 ? in[k] : 0 for k < count (NaN gives 0). */
+void nn_relu_forward(float *out, const float *in, size_t count);
+/* din[k] = out[k] > 0 ? g[k] : 0: out is the ReLU's own output. */
+void nn_relu_backward(float *din, const float *out, const float *g, size_t count);
+
+/* 2x2 max-pool, stride 2, of n images in [n][h][w][c] into
+ * out [n][h/2][w/2][c]; argmax [n][h/2][w/2][c] records which of the four
+ * inputs (0: top left, 1: top right, 2: bottom left, 3: bottom right) won,
+ * the first on ties. */
+void nn_maxpool_forward(float *out, uint8_t *argmax, const float *in, int n, int h, int w, int c);
+/* din [n][h][w][c] = g routed to the winning input, 0 elsewhere. */
+void nn_maxpool_backward(float *din, const float *g, const uint8_t *argmax, int n, int h, int w,
+                         int c);
+
+/* col[(b*h + y)*w + x][(ky*3 + kx)*c + k] = in[b][y+ky-1][x+kx-1][k], zero outside. */
+void nn_im2col3x3(float *col, const float *in, int n, int h, int w, int c);
+/* The adjoint of nn_im2col3x3: din[b][y][x][k] = the sum of the columns that
+ * read it, summed in the order a scatter over output pixels would. */
+void nn_col2im3x3(float *din, const float *col, int n, int h, int w, int c);
+
+/* out[r][k] += bias[k] for r < rows, k < c. */
+void nn_add_bias(float *out, const float *bias, size_t rows, int c);
+/* db[k] = sum over r of g[r][k], in row order. */
+void nn_bias_grad(float *db, const float *g, size_t rows, int c);
+
+#endif

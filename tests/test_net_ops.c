@@ -1,0 +1,183 @@
+/* The network's vectorized element-wise layers (net/ops.c) against plain
+ * scalar loops written here, over ragged channel counts (the vector loops'
+ * tails), odd image sizes, ties in max-pool windows, NaN and signed zeros.
+ * The fast copies promise the same rounding as the loops, so results must
+ * be bit-identical, not merely close. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops.h"
+
+static int failures;
+
+static void check_same(const char *what, const void *got, const void *want, size_t bytes, int n,
+                       int h, int w, int c) {
+    if (memcmp(got, want, bytes) != 0) {
+        failures++;
+        fprintf(stderr, "FAIL %s n=%d h=%d w=%d c=%d\n", what, n, h, w, c);
+    }
+}
+
+static unsigned rng_state = 12345u;
+static float draw(void) {
+    rng_state = rng_state * 1664525u + 1013904223u;
+    /* Quarter steps in [-4, 4): ties in pooling windows are common. */
+    return (float)((int)(rng_state >> 24) % 32 - 16) / 4.0f;
+}
+
+static void fill(float *v, size_t count) {
+    for (size_t i = 0; i < count; i++)
+        v[i] = draw();
+    if (count > 3) v[count / 3] = -0.0f, v[count / 2] = NAN;
+}
+
+/* Values whose sums round: the order of a sum shows in the result. */
+static void fill_fine(float *v, size_t count) {
+    for (size_t i = 0; i < count; i++)
+        v[i] = draw() / 3.0f + draw() / 1000.0f;
+}
+
+static void ref_maxpool(float *out, uint8_t *arg, const float *in, int n, int h, int w, int c) {
+    for (int b = 0; b < n; b++)
+        for (int y = 0; y < h / 2; y++)
+            for (int x = 0; x < w / 2; x++)
+                for (int k = 0; k < c; k++) {
+                    size_t o = (((size_t)b * (h / 2) + y) * (w / 2) + x) * c + k;
+                    float best = 0.0f;
+                    int a = 0;
+                    for (int q = 0; q < 4; q++) {
+                        float v = in[(((size_t)b * h + 2 * y + q / 2) * w + 2 * x + q % 2) * c + k];
+                        if (q == 0 || v > best) best = v, a = q;
+                    }
+                    out[o] = best, arg[o] = (uint8_t)a;
+                }
+}
+
+static void ref_maxpool_backward(float *din, const float *g, const uint8_t *arg, int n, int h,
+                                 int w, int c) {
+    memset(din, 0, (size_t)n * h * w * c * sizeof(float));
+    for (int b = 0; b < n; b++)
+        for (int y = 0; y < h / 2; y++)
+            for (int x = 0; x < w / 2; x++)
+                for (int k = 0; k < c; k++) {
+                    size_t o = (((size_t)b * (h / 2) + y) * (w / 2) + x) * c + k;
+                    int q = arg[o];
+                    din[(((size_t)b * h + 2 * y + q / 2) * w + 2 * x + q % 2) * c + k] = g[o];
+                }
+}
+
+static void ref_im2col(float *col, const float *in, int n, int h, int w, int c) {
+    for (int b = 0; b < n; b++)
+        for (int y = 0; y < h; y++)
+            for (int x = 0; x < w; x++)
+                for (int t = 0; t < 9; t++)
+                    for (int k = 0; k < c; k++) {
+                        int sy = y + t / 3 - 1, sx = x + t % 3 - 1;
+                        int inside = sy >= 0 && sy < h && sx >= 0 && sx < w;
+                        col[(((size_t)b * h + y) * w + x) * 9 * c + (size_t)t * c + k] =
+                            inside ? in[(((size_t)b * h + sy) * w + sx) * c + k] : 0.0f;
+                    }
+}
+
+/* The adjoint as a scatter over output pixels in memory order. */
+static void ref_col2im(float *din, const float *col, int n, int h, int w, int c) {
+    memset(din, 0, (size_t)n * h * w * c * sizeof(float));
+    for (int b = 0; b < n; b++)
+        for (int y = 0; y < h; y++)
+            for (int x = 0; x < w; x++)
+                for (int t = 0; t < 9; t++) {
+                    int sy = y + t / 3 - 1, sx = x + t % 3 - 1;
+                    if (sy < 0 || sy >= h || sx < 0 || sx >= w) continue;
+                    for (int k = 0; k < c; k++)
+                        din[(((size_t)b * h + sy) * w + sx) * c + k] +=
+                            col[(((size_t)b * h + y) * w + x) * 9 * c + (size_t)t * c + k];
+                }
+}
+
+static void one_shape(int n, int h, int w, int c) {
+    size_t img = (size_t)n * h * w * c, pooled = (size_t)n * (h / 2) * (w / 2) * c;
+    size_t cols = img * 9;
+    float *in = malloc(img * sizeof(float)), *g = malloc(img * sizeof(float));
+    float *a = malloc(cols * sizeof(float)), *b = malloc(cols * sizeof(float));
+    uint8_t *arg_a = malloc(pooled + 1), *arg_b = malloc(pooled + 1);
+    float *bias = malloc((size_t)c * sizeof(float));
+    fill(in, img), fill(g, img), fill(bias, (size_t)c);
+
+    nn_relu_forward(a, in, img);
+    for (size_t i = 0; i < img; i++)
+        b[i] = in[i] > 0.0f ? in[i] : 0.0f;
+    check_same("relu_forward", a, b, img * sizeof(float), n, h, w, c);
+
+    nn_relu_backward(a, in, g, img);
+    for (size_t i = 0; i < img; i++)
+        b[i] = in[i] > 0.0f ? g[i] : 0.0f;
+    check_same("relu_backward", a, b, img * sizeof(float), n, h, w, c);
+
+    if (pooled) {
+        nn_maxpool_forward(a, arg_a, in, n, h, w, c);
+        ref_maxpool(b, arg_b, in, n, h, w, c);
+        check_same("maxpool_forward", a, b, pooled * sizeof(float), n, h, w, c);
+        check_same("maxpool_argmax", arg_a, arg_b, pooled, n, h, w, c);
+        /* Poison the outputs: the backward must write every input gradient. */
+        memset(a, 0x7f, img * sizeof(float));
+        nn_maxpool_backward(a, g, arg_b, n, h, w, c);
+        ref_maxpool_backward(b, g, arg_b, n, h, w, c);
+        check_same("maxpool_backward", a, b, img * sizeof(float), n, h, w, c);
+    }
+
+    memset(a, 0x7f, cols * sizeof(float));
+    nn_im2col3x3(a, in, n, h, w, c);
+    ref_im2col(b, in, n, h, w, c);
+    check_same("im2col3x3", a, b, cols * sizeof(float), n, h, w, c);
+
+    float *col = malloc(cols * sizeof(float));
+    fill_fine(col, cols);
+    col[0] = -0.0f; /* a signed zero must come out as the scatter's +0 */
+    nn_col2im3x3(a, col, n, h, w, c);
+    ref_col2im(b, col, n, h, w, c);
+    check_same("col2im3x3", a, b, img * sizeof(float), n, h, w, c);
+
+    memcpy(a, in, img * sizeof(float)), memcpy(b, in, img * sizeof(float));
+    nn_add_bias(a, bias, img / (size_t)c, c);
+    for (size_t r = 0; r < img / (size_t)c; r++)
+        for (int k = 0; k < c; k++)
+            b[r * c + k] += bias[k];
+    check_same("add_bias", a, b, img * sizeof(float), n, h, w, c);
+
+    fill_fine(g, img);
+    nn_bias_grad(a, g, img / (size_t)c, c);
+    for (int k = 0; k < c; k++) {
+        b[k] = 0.0f;
+        for (size_t r = 0; r < img / (size_t)c; r++)
+            b[k] += g[r * c + k];
+    }
+    check_same("bias_grad", a, b, (size_t)c * sizeof(float), n, h, w, c);
+
+    free(in), free(g), free(a), free(b), free(arg_a), free(arg_b), free(bias), free(col);
+}
+
+int main(void) {
+#ifdef NN_TEST_NEEDS_AVX2
+    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) {
+        printf("test_net_ops: this CPU has no AVX2, skipped\n");
+        return 77;
+    }
+#endif
+    const int ns[] = {1, 3}, sizes[] = {1, 2, 3, 5, 6, 8}, cs[] = {1, 3, 16, 17, 32, 33, 64};
+    int shapes = 0;
+    for (size_t i = 0; i < sizeof ns / sizeof *ns; i++)
+        for (size_t j = 0; j < sizeof sizes / sizeof *sizes; j++)
+            for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k += 2)
+                for (size_t l = 0; l < sizeof cs / sizeof *cs; l++, shapes++)
+                    one_shape(ns[i], sizes[j], sizes[k] + 1, cs[l]);
+    one_shape(2, 28, 28, 1);
+    one_shape(2, 14, 14, 32);
+    if (failures) {
+        fprintf(stderr, "test_net_ops: %d failures\n", failures);
+        return 1;
+    }
+    printf("test_net_ops: %d shapes, every op bit-identical to its scalar loop\n", shapes + 2);
+    return 0;
+}
