@@ -412,22 +412,27 @@ double nn_loss(nn_net *net, const uint8_t *labels, int n, int *correct) {
     return loss / n;
 }
 
-/* Slice s of T of a non-BN layer's backward. Phase 0: the weight gradient of
- * the slice's output columns (a split that needs no reduction between
- * slices). Phase 1: the input gradient of the slice's samples. A conv's phase
+/* Slice s of T of a non-BN layer's backward. Phase 0: the weight gradient's
+ * rows of the slice (a split that needs no reduction between slices, and in
+ * which each thread writes one contiguous block: split by columns instead,
+ * the two threads' GEMMs write interleaved parts of every row and ran no
+ * faster than one thread alone). Phase 1: the input gradient of the slice's samples. A conv's phase
  * 1 overwrites the im2col buffer that every slice's phase 0 reads, so the
  * phases run one after the other; phase -1 runs both for the other kinds. */
 static void layer_backward_slice(nn_layer *l, const float *in, const float *g, float *din,
                                  int need_din, int n, int T, int s, int phase) {
     int b0 = slice_begin(n, T, s), b1 = slice_begin(n, T, s + 1), nb = b1 - b0;
-    int c0 = slice_begin(l->out_c, T, s), c1 = slice_begin(l->out_c, T, s + 1);
     size_t pix = (size_t)l->out_h * l->out_w, rows = (size_t)n * pix;
     switch (l->kind) {
     case NN_DENSE:
-        if (phase <= 0 && c1 > c0)
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)l->in_size, c1 - c0, n, 1.0f,
-                        in, (int)l->in_size, g + c0, l->out_c, 0.0f, l->weight->grad + c0,
-                        l->out_c);
+        if (phase <= 0) {
+            int r0 = slice_begin((int)l->in_size, T, s),
+                r1 = slice_begin((int)l->in_size, T, s + 1);
+            if (r1 > r0)
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r1 - r0, l->out_c, n, 1.0f,
+                            in + r0, (int)l->in_size, g, l->out_c, 0.0f,
+                            l->weight->grad + (size_t)r0 * l->out_c, l->out_c);
+        }
         if (phase != 0 && need_din && nb)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, (int)l->in_size, l->out_c,
                         1.0f, g + (size_t)b0 * l->out_c, l->out_c, l->weight->value, l->out_c, 0.0f,
@@ -435,9 +440,11 @@ static void layer_backward_slice(nn_layer *l, const float *in, const float *g, f
         break;
     case NN_CONV3X3: {
         int K = 9 * l->in_c;
-        if (phase == 0 && c1 > c0)
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, c1 - c0, (int)rows, 1.0f,
-                        l->col, K, g + c0, l->out_c, 0.0f, l->weight->grad + c0, l->out_c);
+        int r0 = slice_begin(K, T, s), r1 = slice_begin(K, T, s + 1);
+        if (phase == 0 && r1 > r0)
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r1 - r0, l->out_c, (int)rows, 1.0f,
+                        l->col + r0, K, g, l->out_c, 0.0f, l->weight->grad + (size_t)r0 * l->out_c,
+                        l->out_c);
         if (phase == 1 && need_din && nb) {
             float *col = l->col + (size_t)b0 * pix * K;
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(nb * pix), K, l->out_c, 1.0f,
