@@ -416,11 +416,13 @@ double nn_loss(nn_net *net, const uint8_t *labels, int n, int *correct) {
  * rows of the slice (a split that needs no reduction between slices, and in
  * which each thread writes one contiguous block: split by columns instead,
  * the two threads' GEMMs write interleaved parts of every row and ran no
- * faster than one thread alone). Phase 1: the input gradient of the slice's samples. A conv's phase
- * 1 overwrites the im2col buffer that every slice's phase 0 reads, so the
+ * faster than one thread alone). The GEMM computes dw = dW + beta * dw.
+ * Phase 1: the input gradient of the slice's samples. A conv's phase 1
+ * overwrites the im2col buffer that every slice's phase 0 reads, so the
  * phases run one after the other; phase -1 runs both for the other kinds. */
 static void layer_backward_slice(nn_layer *l, const float *in, const float *g, float *din,
-                                 int need_din, int n, int T, int s, int phase) {
+                                 int need_din, float *dw, float beta, int n, int T, int s,
+                                 int phase) {
     int b0 = slice_begin(n, T, s), b1 = slice_begin(n, T, s + 1), nb = b1 - b0;
     size_t pix = (size_t)l->out_h * l->out_w, rows = (size_t)n * pix;
     switch (l->kind) {
@@ -430,8 +432,8 @@ static void layer_backward_slice(nn_layer *l, const float *in, const float *g, f
                 r1 = slice_begin((int)l->in_size, T, s + 1);
             if (r1 > r0)
                 cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r1 - r0, l->out_c, n, 1.0f,
-                            in + r0, (int)l->in_size, g, l->out_c, 0.0f,
-                            l->weight->grad + (size_t)r0 * l->out_c, l->out_c);
+                            in + r0, (int)l->in_size, g, l->out_c, beta, dw + (size_t)r0 * l->out_c,
+                            l->out_c);
         }
         if (phase != 0 && need_din && nb)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, (int)l->in_size, l->out_c,
@@ -443,8 +445,7 @@ static void layer_backward_slice(nn_layer *l, const float *in, const float *g, f
         int r0 = slice_begin(K, T, s), r1 = slice_begin(K, T, s + 1);
         if (phase == 0 && r1 > r0)
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r1 - r0, l->out_c, (int)rows, 1.0f,
-                        l->col + r0, K, g, l->out_c, 0.0f, l->weight->grad + (size_t)r0 * l->out_c,
-                        l->out_c);
+                        l->col + r0, K, g, l->out_c, beta, dw + (size_t)r0 * l->out_c, l->out_c);
         if (phase == 1 && need_din && nb) {
             float *col = l->col + (size_t)b0 * pix * K;
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(nb * pix), K, l->out_c, 1.0f,
@@ -466,7 +467,9 @@ static void layer_backward_slice(nn_layer *l, const float *in, const float *g, f
     }
 }
 
-void nn_backward(nn_net *net, const float *x, int n) {
+/* fused: the weight GEMMs accumulate into the momentum buffers (see
+ * nn_backward_sgd); otherwise they overwrite the gradients. */
+static void backward(nn_net *net, const float *x, int n, int fused, float momentum) {
     float *g = net->grad_a, *din = net->grad_b;
     int T = slice_count(net, n);
     for (int i = net->n_layers - 1; i >= 0; i--) {
@@ -475,10 +478,16 @@ void nn_backward(nn_net *net, const float *x, int n) {
         int need_din = i > 0;
         if (l->kind != NN_BATCHNORM) {
             int first = l->kind == NN_CONV3X3 ? 0 : -1, last = l->kind == NN_CONV3X3 ? 1 : -1;
+            float *dw = NULL, beta = 0.0f;
+            if (l->weight) {
+                dw = fused ? l->weight->m : l->weight->grad;
+                beta = fused ? momentum : 0.0f;
+                l->weight->m_current = fused;
+            }
             for (int phase = first; phase <= last; phase++) {
 #pragma omp parallel for num_threads(T) schedule(static) if (T > 1)
                 for (int s = 0; s < T; s++)
-                    layer_backward_slice(l, in, g, din, need_din, n, T, s, phase);
+                    layer_backward_slice(l, in, g, din, need_din, dw, beta, n, T, s, phase);
             }
             if (l->bias) nn_bias_grad(l->bias->grad, g, (size_t)n * l->out_h * l->out_w, l->out_c);
         } else {
@@ -494,6 +503,12 @@ void nn_backward(nn_net *net, const float *x, int n) {
     }
 }
 
+void nn_backward(nn_net *net, const float *x, int n) { backward(net, x, n, 0, 0.0f); }
+
+void nn_backward_sgd(nn_net *net, const float *x, int n, float momentum) {
+    backward(net, x, n, 1, momentum);
+}
+
 void nn_step(nn_net *net, const nn_optim *opt) {
     if (opt->kind == NN_ADAM) net->adam_t++;
     double c1 = 1.0 - pow(opt->beta1, (double)net->adam_t);
@@ -506,7 +521,11 @@ void nn_step(nn_net *net, const nn_optim *opt) {
     for (int i = 0; i < net->n_tensors; i++) {
         nn_tensor *t = &net->tensors[i];
         if (!t->trainable) continue;
-        if (opt->kind == NN_SGD) {
+        if (opt->kind == NN_SGD && t->m_current) {
+#pragma omp for schedule(static) nowait
+            for (size_t k = 0; k < t->size; k++)
+                t->value[k] -= opt->lr * t->m[k];
+        } else if (opt->kind == NN_SGD) {
 #pragma omp for schedule(static) nowait
             for (size_t k = 0; k < t->size; k++) {
                 t->m[k] = opt->momentum * t->m[k] + t->grad[k];

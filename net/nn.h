@@ -34,6 +34,7 @@ typedef struct {
     size_t size;
     float *value, *grad, *m, *v; /* m: momentum / Adam first moment; v: Adam second */
     int trainable;               /* 0 for running statistics */
+    int m_current;               /* SGD: m already holds momentum * m + grad (nn_backward_sgd) */
 } nn_tensor;
 
 typedef struct {
@@ -94,6 +95,13 @@ const float *nn_forward(nn_net *net, const float *x, int n, int training);
 double nn_loss(nn_net *net, const uint8_t *labels, int n, int *correct);
 /* Backward through the network after nn_forward(training=1) and nn_loss. */
 void nn_backward(nn_net *net, const float *x, int n);
+/* nn_backward for SGD with momentum: the weight gradients of dense and conv
+ * layers go straight into the momentum buffers, m = momentum * m + dW, as
+ * the GEMMs' beta, and their grad fields are left unwritten; the following
+ * nn_step (SGD, the same momentum) completes the update. Equal to
+ * nn_backward + nn_step up to the rounding of one addition, and it spares
+ * the step a read and a write of every weight. */
+void nn_backward_sgd(nn_net *net, const float *x, int n, float momentum);
 void nn_step(nn_net *net, const nn_optim *opt);
 
 nn_tensor *nn_find_tensor(nn_net *net, const char *name);

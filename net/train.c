@@ -77,7 +77,10 @@ void nn_train(nn_net *net, const nn_data *train, const nn_data *test, const nn_t
                 res->diverged = 1;
                 break;
             }
-            nn_backward(net, xb, n);
+            if (cfg->opt.kind == NN_SGD)
+                nn_backward_sgd(net, xb, n, cfg->opt.momentum);
+            else
+                nn_backward(net, xb, n);
             nn_step(net, &cfg->opt);
             loss_sum += loss * n, seen += (size_t)n, right += (size_t)correct;
             if (cfg->progress && (++steps % 20 == 0 || s + (size_t)n >= N))

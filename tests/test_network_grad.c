@@ -127,6 +127,61 @@ static void check_slices(const char *arch, test_rng *rng) {
     nn_free(&one);
 }
 
+/* SGD with the gradient GEMMs writing into the momentum buffers
+ * (nn_backward_sgd + nn_step) against the update computed here in double
+ * from nn_backward's plain gradients, over three steps so that the
+ * momentum carried from one step to the next is exercised too. */
+static void check_fused_sgd(const char *arch, int threads, test_rng *rng) {
+    nn_net plain, fused;
+    char err[256];
+    int hw = 8;
+    nn_optim opt = {NN_SGD, 0.05f, 0.9f, 0.9f, 0.999f, 1e-8f};
+    CHECK(nn_build(&plain, arch, NN_BN_BEFORE_RELU, hw, hw, 1, 10, BATCH, threads, err,
+                   sizeof err) == 0,
+          "%s", err);
+    CHECK(nn_build(&fused, arch, NN_BN_BEFORE_RELU, hw, hw, 1, 10, BATCH, threads, err,
+                   sizeof err) == 0,
+          "%s", err);
+    nn_init_params(&plain, 3);
+    nn_init_params(&fused, 3);
+    double *vel = calloc(plain.arena_size, sizeof(double));
+    float x[BATCH * 64];
+    uint8_t y[BATCH];
+    for (int step = 0; step < 3; step++) {
+        for (int i = 0; i < BATCH * hw * hw; i++)
+            x[i] = (float)rng_normal(rng);
+        for (int i = 0; i < BATCH; i++)
+            y[i] = (uint8_t)((i + step) * 3 % 10);
+        /* The plain network follows the fused one's weights, so both take
+         * gradients at the same point; the oracle keeps its own velocity. */
+        memcpy(plain.arena, fused.arena, plain.arena_size * sizeof(float));
+        nn_forward(&plain, x, BATCH, 1);
+        nn_loss(&plain, y, BATCH, NULL);
+        nn_backward(&plain, x, BATCH);
+        nn_forward(&fused, x, BATCH, 1);
+        nn_loss(&fused, y, BATCH, NULL);
+        nn_backward_sgd(&fused, x, BATCH, opt.momentum);
+        nn_step(&fused, &opt);
+        size_t off = 0;
+        for (int t = 0; t < plain.n_tensors; t++) {
+            const nn_tensor *a = &plain.tensors[t], *b = &fused.tensors[t];
+            double worst = 0.0, amax = 0.0;
+            for (size_t k = 0; a->trainable && k < a->size; k++) {
+                double *v = vel + off + k;
+                *v = 0.9 * *v + a->grad[k];
+                double want = (double)a->value[k] - 0.05 * *v;
+                amax = fmax(amax, fabs(*v));
+                worst = fmax(worst, fabs(want - b->value[k]) / (1.0 + fabs(want)));
+            }
+            off += a->size;
+            CHECK(worst <= 1e-6, "%s %d threads step %d: fused SGD %s off by %.3g (velocity %.3g)",
+                  arch, threads, step, a->name, worst, amax);
+        }
+    }
+    free(vel);
+    nn_free(&plain), nn_free(&fused);
+}
+
 int main(void) {
     test_rng rng = {31337};
     const char *archs[] = {"mlp", "cnn"};
@@ -135,5 +190,8 @@ int main(void) {
             check_net(archs[a], (nn_bn_place)bn, &rng);
     for (int a = 0; a < 2; a++)
         check_slices(archs[a], &rng);
+    for (int a = 0; a < 2; a++)
+        for (int threads = 1; threads <= 3; threads += 2)
+            check_fused_sgd(archs[a], threads, &rng);
     return check_finish();
 }
