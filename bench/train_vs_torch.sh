@@ -28,6 +28,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 threads=2
+bash scripts/install-deps.sh python3-torch
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j "$(nproc)" >/dev/null
 bnorm=build/tools/bnorm

@@ -10,15 +10,15 @@
 #endif
 
 /* 16 lanes: one AVX-512 register, two AVX2 ones or four SSE ones, whichever
- * copy is running. Channel loops go 16 at a time and finish with scalars. */
+ * copy is running, for the sums that the compiler would not vectorize on its
+ * own (their order must stay that of the scalar loop). The other loops are
+ * plain and vectorized by the compiler: this file is built with
+ * -fno-trapping-math, without which it keeps the comparisons of max-pool
+ * and ReLU as branches. */
 #define VL 16
 typedef float vf __attribute__((vector_size(64), aligned(4), __may_alias__));
-typedef int32_t vi __attribute__((vector_size(64), aligned(4), __may_alias__));
-typedef uint8_t vb __attribute__((vector_size(16), aligned(1), __may_alias__));
-#define LD(p)           (*(const vf *)(const void *)(p))
-#define ST(p, v)        (*(vf *)(void *)(p) = (v))
-#define SPLAT(s)        ((vi){0} + (s))
-#define SELECT(m, a, b) ((vf)(((vi)(a) & (m)) | ((vi)(b) & ~(m))))
+#define LD(p)    (*(const vf *)(const void *)(p))
+#define ST(p, v) (*(vf *)(void *)(p) = (v))
 
 NN_DISPATCH void nn_relu_forward(float *restrict out, const float *restrict in, size_t count) {
     for (size_t k = 0; k < count; k++) {
@@ -45,24 +45,14 @@ NN_DISPATCH void nn_maxpool_forward(float *restrict out, uint8_t *restrict argma
                 const float *p1 = p0 + c, *p2 = p0 + row, *p3 = p2 + c;
                 float *dst = out + o;
                 uint8_t *arg = argmax + o;
-                int k = 0;
-                for (; k + VL <= c; k += VL) {
-                    vf best = LD(p0 + k), v;
-                    vi a = SPLAT(0), m;
-                    v = LD(p1 + k), m = v > best, a = (m & 1) | (a & ~m), best = SELECT(m, v, best);
-                    v = LD(p2 + k), m = v > best, a = (m & 2) | (a & ~m), best = SELECT(m, v, best);
-                    v = LD(p3 + k), m = v > best, a = (m & 3) | (a & ~m), best = SELECT(m, v, best);
-                    ST(dst + k, best);
-                    *(vb *)(void *)(arg + k) = __builtin_convertvector(a, vb);
-                }
-                for (; k < c; k++) {
+                for (int k = 0; k < c; k++) {
                     float best = p0[k], v;
-                    uint8_t a = 0;
+                    int a = 0;
                     v = p1[k], a = v > best ? 1 : a, best = v > best ? v : best;
                     v = p2[k], a = v > best ? 2 : a, best = v > best ? v : best;
                     v = p3[k], a = v > best ? 3 : a, best = v > best ? v : best;
                     dst[k] = best;
-                    arg[k] = a;
+                    arg[k] = (uint8_t)a;
                 }
             }
 }
@@ -81,18 +71,9 @@ NN_DISPATCH void nn_maxpool_backward(float *restrict din, const float *restrict 
                 float *d1 = d0 + c, *d2 = d0 + row, *d3 = d2 + c;
                 const float *src = g + o;
                 const uint8_t *arg = argmax + o;
-                int k = 0;
-                for (; k + VL <= c; k += VL) {
-                    vi v = (vi)LD(src + k);
-                    vi a = __builtin_convertvector(*(const vb *)(const void *)(arg + k), vi);
-                    ST(d0 + k, (vf)(v & (a == 0)));
-                    ST(d1 + k, (vf)(v & (a == 1)));
-                    ST(d2 + k, (vf)(v & (a == 2)));
-                    ST(d3 + k, (vf)(v & (a == 3)));
-                }
-                for (; k < c; k++) {
+                for (int k = 0; k < c; k++) {
                     float v = src[k];
-                    uint8_t a = arg[k];
+                    int a = arg[k];
                     d0[k] = a == 0 ? v : 0.0f;
                     d1[k] = a == 1 ? v : 0.0f;
                     d2[k] = a == 2 ? v : 0.0f;
