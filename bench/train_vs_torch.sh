@@ -55,8 +55,14 @@ run_bnorm() {
     echo "mlp_bn_single_us $($bnorm eval "$work/mlp.safetensors" --threads $threads |
         sed -n 's/.*one sample at a time.*(\([0-9.]*\) us\/image).*/\1/p')"
 }
+# PyTorch allocates its activations and gradients anew at every step; with
+# glibc's defaults, blocks above the mmap threshold go back to the kernel
+# when freed and every step pays their page faults again (4x on this
+# machine's CNN epoch). Keeping freed memory in the heap is how a PyTorch
+# user on CPU would run it, so the peer runs that way.
 run_torch() {
-    /usr/bin/python3 bench/torch_train.py --epochs "$epochs" --threads $threads $skip_cnn |
+    MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=4294967296 \
+        /usr/bin/python3 bench/torch_train.py --epochs "$epochs" --threads $threads $skip_cnn |
         sed -n 's/^torch_//p'
 }
 for r in $(seq "$rounds"); do

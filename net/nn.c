@@ -184,6 +184,13 @@ int nn_build(nn_net *net, const char *arch, nn_bn_place bn, int in_h, int in_w, 
     net->bn_ws_size = ws_need;
     net->bn_ws = ws_need ? malloc(ws_need) : NULL;
     if (!net->grad_a || !net->grad_b || !net->probs || (ws_need && !net->bn_ws)) goto oom;
+    if (threads > 1 && has_conv) {
+        size_t most = 0;
+        for (int i = 0; i < net->n_layers; i++)
+            if (net->layers[i].kind == NN_CONV3X3 && net->layers[i].weight->size > most)
+                most = net->layers[i].weight->size;
+        if (!(net->wgrad_partial = malloc((size_t)(threads - 1) * most * sizeof(float)))) goto oom;
+    }
     if (threads > 1 && !has_conv) {
         size_t one = 64;
         for (int i = 0; i < net->n_layers; i++) {
@@ -208,7 +215,7 @@ void nn_free(nn_net *net) {
         free(l->out), free(l->col), free(l->argmax), free(l->save_mean), free(l->save_invstd);
     }
     free(net->arena), free(net->grad_a), free(net->grad_b), free(net->probs), free(net->bn_ws);
-    free(net->one_ws);
+    free(net->one_ws), free(net->wgrad_partial);
     memset(net, 0, sizeof *net);
 }
 
@@ -412,19 +419,19 @@ double nn_loss(nn_net *net, const uint8_t *labels, int n, int *correct) {
     return loss / n;
 }
 
-/* Slice s of T of a non-BN layer's backward. Phase 0: the weight gradient's
- * rows of the slice (a split that needs no reduction between slices, and in
- * which each thread writes one contiguous block: split by columns instead,
- * the two threads' GEMMs write interleaved parts of every row and ran no
- * faster than one thread alone). The GEMM computes dw = dW + beta * dw.
+/* Slice s of T of a non-BN layer's backward; dw = dW + beta * dw.
+ * Phase 0, the weight gradient: a dense layer's rows of dw split over the
+ * slices (no reduction needed, and each thread writes one contiguous block:
+ * split by columns, the two threads' GEMMs wrote interleaved parts of every
+ * row and ran no faster than one); a conv's split by samples (see below).
  * Phase 1: the input gradient of the slice's samples. A conv's phase 1
  * overwrites the im2col buffer that every slice's phase 0 reads, so the
  * phases run one after the other; phase -1 runs both for the other kinds. */
 static void layer_backward_slice(nn_layer *l, const float *in, const float *g, float *din,
-                                 int need_din, float *dw, float beta, int n, int T, int s,
-                                 int phase) {
+                                 int need_din, float *dw, float beta, float *partial, int n, int T,
+                                 int s, int phase) {
     int b0 = slice_begin(n, T, s), b1 = slice_begin(n, T, s + 1), nb = b1 - b0;
-    size_t pix = (size_t)l->out_h * l->out_w, rows = (size_t)n * pix;
+    size_t pix = (size_t)l->out_h * l->out_w;
     switch (l->kind) {
     case NN_DENSE:
         if (phase <= 0) {
@@ -442,11 +449,25 @@ static void layer_backward_slice(nn_layer *l, const float *in, const float *g, f
         break;
     case NN_CONV3X3: {
         int K = 9 * l->in_c;
-        int r0 = slice_begin(K, T, s), r1 = slice_begin(K, T, s + 1);
-        if (phase == 0 && r1 > r0)
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r1 - r0, l->out_c, (int)rows, 1.0f,
-                        l->col + r0, K, g, l->out_c, beta, dw + (size_t)r0 * l->out_c, l->out_c);
-        if (phase == 1 && need_din && nb) {
+        size_t wsize = (size_t)K * l->out_c;
+        /* The weight gradient sums over every pixel of the batch, which is
+         * long: each slice sums its own samples (slice 0 into dw with beta,
+         * the others into partial buffers), so that each thread packs only
+         * its part of both operands; phase 1 adds the partials in slice
+         * order, each thread over its own rows of dw. */
+        if (phase == 0) {
+            float *dst = s == 0 ? dw : partial + (size_t)(s - 1) * wsize;
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, l->out_c, (int)(nb * pix), 1.0f,
+                        l->col + (size_t)b0 * pix * K, K, g + (size_t)b0 * pix * l->out_c, l->out_c,
+                        s == 0 ? beta : 0.0f, dst, l->out_c);
+        }
+        if (phase == 1) {
+            size_t r0 = (size_t)slice_begin(K, T, s), r1 = (size_t)slice_begin(K, T, s + 1);
+            for (int t = 1; t < T; t++)
+                nn_add_rows(dw + r0 * l->out_c, partial + (size_t)(t - 1) * wsize + r0 * l->out_c,
+                            (r1 - r0) * l->out_c);
+        }
+        if (phase == 1 && need_din) {
             float *col = l->col + (size_t)b0 * pix * K;
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(nb * pix), K, l->out_c, 1.0f,
                         g + (size_t)b0 * pix * l->out_c, l->out_c, l->weight->value, l->out_c, 0.0f,
@@ -487,7 +508,8 @@ static void backward(nn_net *net, const float *x, int n, int fused, float moment
             for (int phase = first; phase <= last; phase++) {
 #pragma omp parallel for num_threads(T) schedule(static) if (T > 1)
                 for (int s = 0; s < T; s++)
-                    layer_backward_slice(l, in, g, din, need_din, dw, beta, n, T, s, phase);
+                    layer_backward_slice(l, in, g, din, need_din, dw, beta, net->wgrad_partial, n,
+                                         T, s, phase);
             }
             if (l->bias) nn_bias_grad(l->bias->grad, g, (size_t)n * l->out_h * l->out_w, l->out_c);
         } else {

@@ -68,6 +68,7 @@ typedef struct {
     size_t bn_ws_size;
     void *one_ws; /* dense-only nets, threads > 1: one BN workspace per thread */
     size_t one_ws_size;
+    float *wgrad_partial; /* nets with conv, threads > 1: [threads - 1][largest conv weight] */
     uint64_t adam_t;
 } nn_net;
 

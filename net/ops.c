@@ -154,6 +154,11 @@ NN_DISPATCH void nn_col2im3x3(float *restrict din, const float *restrict col, in
             }
 }
 
+NN_DISPATCH void nn_add_rows(float *restrict dst, const float *restrict src, size_t count) {
+    for (size_t k = 0; k < count; k++)
+        dst[k] += src[k];
+}
+
 NN_DISPATCH void nn_add_bias(float *restrict out, const float *restrict bias, size_t rows, int c) {
     for (size_t r = 0; r < rows; r++)
         for (int k = 0; k < c; k++)

@@ -34,6 +34,8 @@ void nn_im2col3x3(float *col, const float *in, int n, int h, int w, int c);
  * read it, summed in the order a scatter over output pixels would. */
 void nn_col2im3x3(float *din, const float *col, int n, int h, int w, int c);
 
+/* dst[k] += src[k] for k < count. */
+void nn_add_rows(float *dst, const float *src, size_t count);
 /* out[r][k] += bias[k] for r < rows, k < c. */
 void nn_add_bias(float *out, const float *bias, size_t rows, int c);
 /* db[k] = sum over r of g[r][k], in row order. */

@@ -146,6 +146,12 @@ static void one_shape(int n, int h, int w, int c) {
             b[r * c + k] += bias[k];
     check_same("add_bias", a, b, img * sizeof(float), n, h, w, c);
 
+    memcpy(a, in, img * sizeof(float)), memcpy(b, in, img * sizeof(float));
+    nn_add_rows(a, g, img);
+    for (size_t i = 0; i < img; i++)
+        b[i] += g[i];
+    check_same("add_rows", a, b, img * sizeof(float), n, h, w, c);
+
     fill_fine(g, img);
     nn_bias_grad(a, g, img / (size_t)c, c);
     for (int k = 0; k < c; k++) {

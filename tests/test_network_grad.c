@@ -67,8 +67,9 @@ static void check_net(const char *arch, nn_bn_place bn, test_rng *rng) {
 }
 
 /* The batch split over threads: 1 thread against 3 and 4 on a batch of 6
- * (slices of 2 and of 1-2 samples; columns of the weight gradients split
- * unevenly too). Logits and every gradient agree up to float rounding. */
+ * (slices of 2 and of 1-2 samples; rows of the dense weight gradients split
+ * unevenly too, and the conv weight gradients summed from per-slice
+ * partials). Logits and every gradient agree up to float rounding. */
 static void check_slices(const char *arch, test_rng *rng) {
     nn_net one, many;
     char err[256];
