@@ -10,13 +10,16 @@
 #endif
 
 /* 16 lanes: one AVX-512 register, two AVX2 ones or four SSE ones, whichever
- * copy is running, for the sums that the compiler would not vectorize on its
- * own (their order must stay that of the scalar loop). The other loops are
+ * copy is running, for the loops that the compiler would not vectorize on
+ * its own: sums whose order must stay that of the scalar loop, and the
+ * max-pool backward's four stores. The other loops are
  * plain and vectorized by the compiler: this file is built with
  * -fno-trapping-math, without which it keeps the comparisons of max-pool
  * and ReLU as branches. */
 #define VL 16
 typedef float vf __attribute__((vector_size(64), aligned(4), __may_alias__));
+typedef int32_t vi __attribute__((vector_size(64), aligned(4), __may_alias__));
+typedef uint8_t vb __attribute__((vector_size(16), aligned(1), __may_alias__));
 #define LD(p)    (*(const vf *)(const void *)(p))
 #define ST(p, v) (*(vf *)(void *)(p) = (v))
 
@@ -71,7 +74,16 @@ NN_DISPATCH void nn_maxpool_backward(float *restrict din, const float *restrict 
                 float *d1 = d0 + c, *d2 = d0 + row, *d3 = d2 + c;
                 const float *src = g + o;
                 const uint8_t *arg = argmax + o;
-                for (int k = 0; k < c; k++) {
+                int k = 0;
+                for (; k + VL <= c; k += VL) {
+                    vi v = (vi)LD(src + k);
+                    vi a = __builtin_convertvector(*(const vb *)(const void *)(arg + k), vi);
+                    ST(d0 + k, (vf)(v & (a == 0)));
+                    ST(d1 + k, (vf)(v & (a == 1)));
+                    ST(d2 + k, (vf)(v & (a == 2)));
+                    ST(d3 + k, (vf)(v & (a == 3)));
+                }
+                for (; k < c; k++) {
                     float v = src[k];
                     int a = arg[k];
                     d0[k] = a == 0 ? v : 0.0f;
