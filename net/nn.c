@@ -106,6 +106,18 @@ static void add_block(nn_net *net, int conv, int width) {
     if (net->bn == NN_BN_AFTER_RELU) add_batchnorm(net);
 }
 
+/* Samples per im2col chunk (net->conv_chunk_bytes): a whole slice's rows,
+ * megabytes, would go out to L3 and back between im2col and the GEMM. */
+static int conv_chunk(const nn_net *net, const nn_layer *l) {
+    size_t per_sample = (size_t)l->out_h * l->out_w * 9 * l->in_c * sizeof(float);
+    return per_sample < net->conv_chunk_bytes ? (int)(net->conv_chunk_bytes / per_sample) : 1;
+}
+
+/* Slice s's im2col scratch: conv_chunk samples' rows. */
+static float *conv_scratch(const nn_net *net, const nn_layer *l, int s) {
+    return l->col + (size_t)s * conv_chunk(net, l) * l->out_h * l->out_w * 9 * l->in_c;
+}
+
 static bnorm_shape bn_shape(const nn_layer *l, int n) {
     if (l->out_h == 1 && l->out_w == 1) return bnorm_shape_nc(n, l->out_c);
     return bnorm_shape_nhwc(n, l->out_h, l->out_w, l->out_c);
@@ -128,6 +140,7 @@ int nn_build(nn_net *net, const char *arch, nn_bn_place bn, int in_h, int in_w, 
     net->classes = classes;
     net->max_batch = max_batch;
     net->threads = threads;
+    net->conv_chunk_bytes = 256 * 1024;
     if (strcmp(arch, "mlp") == 0) {
         add_block(net, 0, 256);
         add_block(net, 0, 256);
@@ -155,7 +168,8 @@ int nn_build(nn_net *net, const char *arch, nn_bn_place bn, int in_h, int in_w, 
         if (!l->out) goto oom;
         if (l->kind == NN_CONV3X3) {
             has_conv = 1;
-            l->col = malloc((size_t)max_batch * l->out_h * l->out_w * 9 * l->in_c * sizeof(float));
+            size_t rows = (size_t)threads * conv_chunk(net, l) * l->out_h * l->out_w;
+            l->col = malloc(rows * 9 * l->in_c * sizeof(float));
             if (!l->col) goto oom;
         }
         if (l->kind == NN_MAXPOOL2 && !(l->argmax = malloc((size_t)max_batch * l->out_size)))
@@ -248,7 +262,8 @@ static int slice_count(const nn_net *net, int n) { return n < net->threads ? n :
 static int slice_begin(int n, int T, int s) { return (int)((int64_t)n * s / T); }
 
 /* The forward of a non-BN layer on samples [b0, b1). */
-static void layer_forward_slice(nn_layer *l, const float *in, int b0, int b1) {
+static void layer_forward_slice(const nn_net *net, nn_layer *l, const float *in, int s, int b0,
+                                int b1) {
     int n = b1 - b0;
     size_t pix = (size_t)l->out_h * l->out_w;
     switch (l->kind) {
@@ -265,13 +280,18 @@ static void layer_forward_slice(nn_layer *l, const float *in, int b0, int b1) {
         break;
     }
     case NN_CONV3X3: {
-        float *col = l->col + (size_t)b0 * pix * 9 * l->in_c;
-        float *out = l->out + (size_t)b0 * l->out_size;
-        nn_im2col3x3(col, in + (size_t)b0 * l->in_size, n, l->in_h, l->in_w, l->in_c);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(n * pix), l->out_c,
-                    9 * l->in_c, 1.0f, col, 9 * l->in_c, l->weight->value, l->out_c, 0.0f, out,
-                    l->out_c);
-        if (l->bias) nn_add_bias(out, l->bias->value, (size_t)n * pix, l->out_c);
+        int K = 9 * l->in_c, step = conv_chunk(net, l);
+        float *col = conv_scratch(net, l, s);
+        for (int c0 = b0; c0 < b1; c0 += step) {
+            int m = b1 - c0 < step ? b1 - c0 : step;
+            nn_im2col3x3(col, in + (size_t)c0 * l->in_size, m, l->in_h, l->in_w, l->in_c);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(m * pix), l->out_c, K,
+                        1.0f, col, K, l->weight->value, l->out_c, 0.0f,
+                        l->out + (size_t)c0 * l->out_size, l->out_c);
+        }
+        if (l->bias)
+            nn_add_bias(l->out + (size_t)b0 * l->out_size, l->bias->value, (size_t)n * pix,
+                        l->out_c);
         break;
     }
     case NN_MAXPOOL2:
@@ -371,7 +391,7 @@ const float *nn_forward(nn_net *net, const float *x, int n, int training) {
         if (l->kind != NN_BATCHNORM) {
 #pragma omp parallel for num_threads(T) schedule(static) if (T > 1)
             for (int s = 0; s < T; s++)
-                layer_forward_slice(l, in, slice_begin(n, T, s), slice_begin(n, T, s + 1));
+                layer_forward_slice(net, l, in, s, slice_begin(n, T, s), slice_begin(n, T, s + 1));
         } else {
             bnorm_shape s = bn_shape(l, n);
             bnorm_params p = bn_params(net, l, n);
@@ -427,9 +447,9 @@ double nn_loss(nn_net *net, const uint8_t *labels, int n, int *correct) {
  * Phase 1: the input gradient of the slice's samples. A conv's phase 1
  * overwrites the im2col buffer that every slice's phase 0 reads, so the
  * phases run one after the other; phase -1 runs both for the other kinds. */
-static void layer_backward_slice(nn_layer *l, const float *in, const float *g, float *din,
-                                 int need_din, float *dw, float beta, float *partial, int n, int T,
-                                 int s, int phase) {
+static void layer_backward_slice(const nn_net *net, nn_layer *l, const float *in, const float *g,
+                                 float *din, int need_din, float *dw, float beta, float *partial,
+                                 int n, int T, int s, int phase) {
     int b0 = slice_begin(n, T, s), b1 = slice_begin(n, T, s + 1), nb = b1 - b0;
     size_t pix = (size_t)l->out_h * l->out_w;
     switch (l->kind) {
@@ -455,11 +475,18 @@ static void layer_backward_slice(nn_layer *l, const float *in, const float *g, f
          * the others into partial buffers), so that each thread packs only
          * its part of both operands; phase 1 adds the partials in slice
          * order, each thread over its own rows of dw. */
+        int step = conv_chunk(net, l);
+        float *col = conv_scratch(net, l, s);
         if (phase == 0) {
             float *dst = s == 0 ? dw : partial + (size_t)(s - 1) * wsize;
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, l->out_c, (int)(nb * pix), 1.0f,
-                        l->col + (size_t)b0 * pix * K, K, g + (size_t)b0 * pix * l->out_c, l->out_c,
-                        s == 0 ? beta : 0.0f, dst, l->out_c);
+            for (int c0 = b0; c0 < b1; c0 += step) {
+                int m = b1 - c0 < step ? b1 - c0 : step;
+                float keep = c0 > b0 ? 1.0f : s == 0 ? beta : 0.0f;
+                nn_im2col3x3(col, in + (size_t)c0 * l->in_size, m, l->in_h, l->in_w, l->in_c);
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, l->out_c, (int)(m * pix),
+                            1.0f, col, K, g + (size_t)c0 * pix * l->out_c, l->out_c, keep, dst,
+                            l->out_c);
+            }
         }
         if (phase == 1) {
             size_t r0 = (size_t)slice_begin(K, T, s), r1 = (size_t)slice_begin(K, T, s + 1);
@@ -467,12 +494,12 @@ static void layer_backward_slice(nn_layer *l, const float *in, const float *g, f
                 nn_add_rows(dw + r0 * l->out_c, partial + (size_t)(t - 1) * wsize + r0 * l->out_c,
                             (r1 - r0) * l->out_c);
         }
-        if (phase == 1 && need_din) {
-            float *col = l->col + (size_t)b0 * pix * K;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(nb * pix), K, l->out_c, 1.0f,
-                        g + (size_t)b0 * pix * l->out_c, l->out_c, l->weight->value, l->out_c, 0.0f,
+        for (int c0 = b0; phase == 1 && need_din && c0 < b1; c0 += step) {
+            int m = b1 - c0 < step ? b1 - c0 : step;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(m * pix), K, l->out_c, 1.0f,
+                        g + (size_t)c0 * pix * l->out_c, l->out_c, l->weight->value, l->out_c, 0.0f,
                         col, K);
-            nn_col2im3x3(din + (size_t)b0 * l->in_size, col, nb, l->in_h, l->in_w, l->in_c);
+            nn_col2im3x3(din + (size_t)c0 * l->in_size, col, m, l->in_h, l->in_w, l->in_c);
         }
         break;
     }
@@ -508,8 +535,8 @@ static void backward(nn_net *net, const float *x, int n, int fused, float moment
             for (int phase = first; phase <= last; phase++) {
 #pragma omp parallel for num_threads(T) schedule(static) if (T > 1)
                 for (int s = 0; s < T; s++)
-                    layer_backward_slice(l, in, g, din, need_din, dw, beta, net->wgrad_partial, n,
-                                         T, s, phase);
+                    layer_backward_slice(net, l, in, g, din, need_din, dw, beta, net->wgrad_partial,
+                                         n, T, s, phase);
             }
             if (l->bias) nn_bias_grad(l->bias->grad, g, (size_t)n * l->out_h * l->out_w, l->out_c);
         } else {

@@ -46,8 +46,8 @@ typedef struct {
     uint64_t bn_steps;                            /* batches folded into the running stats */
     float *save_mean, *save_invstd;               /* batchnorm [out_c] */
     float *out;                                   /* [max_batch * out_size] */
-    float *col;                                   /* conv: im2col [max_batch*H*W][9*in_c] */
-    uint8_t *argmax;                              /* maxpool: [max_batch * out_size] */
+    float *col;      /* conv: im2col scratch, per thread [a few samples * H*W][9*in_c] */
+    uint8_t *argmax; /* maxpool: [max_batch * out_size] */
 } nn_layer;
 
 typedef struct {
@@ -56,6 +56,12 @@ typedef struct {
     int in_h, in_w, in_c, classes;
     int max_batch;
     int threads;
+    /* A convolution works through its slice of the batch this many bytes of
+     * im2col rows at a time (at least one sample), so that the rows are
+     * still in the core's L2 when the GEMM reads them; the backward pass
+     * rebuilds them the same way. 256 KiB by default; may be lowered after
+     * nn_build (the scratch is sized for the default), never raised. */
+    size_t conv_chunk_bytes;
     int n_layers;
     nn_layer layers[32];
     int n_tensors;
