@@ -23,21 +23,21 @@ typedef uint8_t vb __attribute__((vector_size(16), aligned(1), __may_alias__));
 #define LD(p)    (*(const vf *)(const void *)(p))
 #define ST(p, v) (*(vf *)(void *)(p) = (v))
 
-NN_DISPATCH void nn_relu_forward(float *restrict out, const float *restrict in, size_t count) {
+NN_DISPATCH static void relu_forward(float *restrict out, const float *restrict in, size_t count) {
     for (size_t k = 0; k < count; k++) {
         float v = in[k];
         out[k] = v > 0.0f ? v : 0.0f;
     }
 }
 
-NN_DISPATCH void nn_relu_backward(float *restrict din, const float *restrict out,
-                                  const float *restrict g, size_t count) {
+NN_DISPATCH static void relu_backward(float *restrict din, const float *restrict out,
+                                      const float *restrict g, size_t count) {
     for (size_t k = 0; k < count; k++)
         din[k] = out[k] > 0.0f ? g[k] : 0.0f;
 }
 
-NN_DISPATCH void nn_maxpool_forward(float *restrict out, uint8_t *restrict argmax,
-                                    const float *restrict in, int n, int h, int w, int c) {
+NN_DISPATCH static void maxpool_forward(float *restrict out, uint8_t *restrict argmax,
+                                        const float *restrict in, int n, int h, int w, int c) {
     int oh = h / 2, ow = w / 2;
     size_t row = (size_t)w * c;
     for (int b = 0; b < n; b++)
@@ -60,8 +60,9 @@ NN_DISPATCH void nn_maxpool_forward(float *restrict out, uint8_t *restrict argma
             }
 }
 
-NN_DISPATCH void nn_maxpool_backward(float *restrict din, const float *restrict g,
-                                     const uint8_t *restrict argmax, int n, int h, int w, int c) {
+NN_DISPATCH static void maxpool_backward(float *restrict din, const float *restrict g,
+                                         const uint8_t *restrict argmax, int n, int h, int w,
+                                         int c) {
     int oh = h / 2, ow = w / 2;
     size_t row = (size_t)w * c;
     /* An odd last row or column belongs to no window: its gradient is 0. */
@@ -125,8 +126,8 @@ im2col_body(float *restrict col, const float *restrict in, int n, int h, int w, 
             }
 }
 
-NN_DISPATCH void nn_im2col3x3(float *restrict col, const float *restrict in, int n, int h, int w,
-                              int c) {
+NN_DISPATCH static void im2col3x3(float *restrict col, const float *restrict in, int n, int h,
+                                  int w, int c) {
     if (c == 1)
         im2col_body(col, in, n, h, w, 1);
     else
@@ -136,8 +137,8 @@ NN_DISPATCH void nn_im2col3x3(float *restrict col, const float *restrict in, int
 /* Each input pixel gathers the columns that read it, taps in descending
  * order: the order in which a scatter over output pixels in memory order
  * adds them, so the sums round the same as that plainer loop's. */
-NN_DISPATCH void nn_col2im3x3(float *restrict din, const float *restrict col, int n, int h, int w,
-                              int c) {
+NN_DISPATCH static void col2im3x3(float *restrict din, const float *restrict col, int n, int h,
+                                  int w, int c) {
     size_t K = (size_t)9 * c;
     for (int b = 0; b < n; b++)
         for (int sy = 0; sy < h; sy++)
@@ -166,21 +167,47 @@ NN_DISPATCH void nn_col2im3x3(float *restrict din, const float *restrict col, in
             }
 }
 
-NN_DISPATCH void nn_add_rows(float *restrict dst, const float *restrict src, size_t count) {
+NN_DISPATCH static void add_rows(float *restrict dst, const float *restrict src, size_t count) {
     for (size_t k = 0; k < count; k++)
         dst[k] += src[k];
 }
 
-NN_DISPATCH void nn_add_bias(float *restrict out, const float *restrict bias, size_t rows, int c) {
+NN_DISPATCH static void add_bias(float *restrict out, const float *restrict bias, size_t rows,
+                                 int c) {
     for (size_t r = 0; r < rows; r++)
         for (int k = 0; k < c; k++)
             out[r * c + k] += bias[k];
 }
 
-NN_DISPATCH void nn_bias_grad(float *restrict db, const float *restrict g, size_t rows, int c) {
+NN_DISPATCH static void bias_grad(float *restrict db, const float *restrict g, size_t rows, int c) {
     for (int k = 0; k < c; k++)
         db[k] = 0.0f;
     for (size_t r = 0; r < rows; r++)
         for (int k = 0; k < c; k++)
             db[k] += g[r * c + k];
 }
+
+/* The exported names call the dispatched copies: clang emits the dispatch of
+ * a target_clones function only where its own file calls it. */
+void nn_relu_forward(float *out, const float *in, size_t count) { relu_forward(out, in, count); }
+void nn_relu_backward(float *din, const float *out, const float *g, size_t count) {
+    relu_backward(din, out, g, count);
+}
+void nn_maxpool_forward(float *out, uint8_t *argmax, const float *in, int n, int h, int w, int c) {
+    maxpool_forward(out, argmax, in, n, h, w, c);
+}
+void nn_maxpool_backward(float *din, const float *g, const uint8_t *argmax, int n, int h, int w,
+                         int c) {
+    maxpool_backward(din, g, argmax, n, h, w, c);
+}
+void nn_im2col3x3(float *col, const float *in, int n, int h, int w, int c) {
+    im2col3x3(col, in, n, h, w, c);
+}
+void nn_col2im3x3(float *din, const float *col, int n, int h, int w, int c) {
+    col2im3x3(din, col, n, h, w, c);
+}
+void nn_add_rows(float *dst, const float *src, size_t count) { add_rows(dst, src, count); }
+void nn_add_bias(float *out, const float *bias, size_t rows, int c) {
+    add_bias(out, bias, rows, c);
+}
+void nn_bias_grad(float *db, const float *g, size_t rows, int c) { bias_grad(db, g, rows, c); }
