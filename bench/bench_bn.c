@@ -232,10 +232,13 @@ static void run_torch(const char *script, const bench_case *cases, int n_cases, 
     char cmd[8192];
     /* Debian's python3-torch lives beside the system interpreter. */
     const char *python = getenv("BNORM_PYTHON") ? getenv("BNORM_PYTHON") : "/usr/bin/python3";
-    /* glibc keeps freed blocks up to 32 MiB for reuse: fewer page faults on
-     * the outputs PyTorch allocates per call. */
+    /* PyTorch allocates its outputs on every call. glibc is told to serve
+     * every block from the heap (no mmap, whose blocks go back to the kernel
+     * when freed) and never to trim it, so freed outputs are reused and the
+     * peer is timed without page faults, on buffers as hot as ours: with
+     * glibc's defaults its outputs over 32 MiB cost it 10x here. */
     int len = snprintf(cmd, sizeof cmd,
-                       "OPENBLAS_NUM_THREADS=1 MALLOC_MMAP_THRESHOLD_=33554432 "
+                       "OPENBLAS_NUM_THREADS=1 MALLOC_MMAP_MAX_=0 "
                        "MALLOC_TRIM_THRESHOLD_=4294967296 '%s' '%s' --threads",
                        python, script);
     for (int t = 0; t < n_threads; t++)

@@ -3,8 +3,9 @@
 running-statistics update, inference, backward, backward with frozen
 statistics) per case and thread count, channels_last memory for NHWC.
 PyTorch 1.13 has no out= form of these operators, so each call allocates its
-outputs; bench_bn asks glibc (MALLOC_MMAP_THRESHOLD_) to keep freed blocks for reuse, which removes the page
-faults for outputs up to its 32 MiB limit. Prints `case/threads/op
+outputs; bench_bn runs it with glibc serving every block from a heap that
+is never trimmed (MALLOC_MMAP_MAX_=0, MALLOC_TRIM_THRESHOLD_), so freed
+outputs are reused without page faults. Prints `case/threads/op
 milliseconds` lines.
 
     python3 bench/torch_bn.py --threads 1,2 NAME:N,C,H,W:nchw|nhwc ...

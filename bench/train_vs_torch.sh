@@ -61,7 +61,7 @@ run_bnorm() {
 # machine's CNN epoch). Keeping freed memory in the heap is how a PyTorch
 # user on CPU would run it, so the peer runs that way.
 run_torch() {
-    MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=4294967296 \
+    MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=4294967296 \
         /usr/bin/python3 bench/torch_train.py --epochs "$epochs" --threads $threads $skip_cnn |
         sed -n 's/^torch_//p'
 }
