@@ -445,8 +445,9 @@ double nn_loss(nn_net *net, const uint8_t *labels, int n, int *correct) {
  * split by columns, the two threads' GEMMs wrote interleaved parts of every
  * row and ran no faster than one); a conv's split by samples (see below).
  * Phase 1: the input gradient of the slice's samples. A conv's phase 1
- * overwrites the im2col buffer that every slice's phase 0 reads, so the
- * phases run one after the other; phase -1 runs both for the other kinds. */
+ * also adds up the partial weight gradients that every slice's phase 0
+ * writes, so its phases run one after the other; phase -1 runs both for the
+ * other kinds. */
 static void layer_backward_slice(const nn_net *net, nn_layer *l, const float *in, const float *g,
                                  float *din, int need_din, float *dw, float beta, float *partial,
                                  int n, int T, int s, int phase) {
