@@ -338,7 +338,6 @@ int main(int argc, char **argv) {
 #else
     const char *dnnl_state = "oneDNN not built in (install libdnnl-dev and reconfigure)";
 #endif
-    if (use_torch) run_torch(script, all, n_cases, threads, n_threads);
 
     FILE *csv = fopen(csv_path, "w");
     if (!csv) {
@@ -347,7 +346,8 @@ int main(int argc, char **argv) {
     }
     fprintf(csv, "case,threads,op,impl,ms,gbps,copy_gbps\n");
     printf("peers: %s; PyTorch %s\n", dnnl_state,
-           n_torch ? "F.batch_norm via bench/torch_bn.py" : "not run");
+           use_torch ? "F.batch_norm via bench/torch_bn.py, run right after ours on each case"
+                     : "not run");
     printf("traffic model (tensor sizes moved): train-fwd 3, infer 2, bwd 5, bwd-frozen 3\n");
     printf(
         "GB/s = model bytes / median time; %%copy = GB/s over the same run's copy bandwidth\n\n");
@@ -374,6 +374,10 @@ int main(int argc, char **argv) {
             if (bc->layout == BNORM_LAYOUT_CHANNELS_FIRST && bc->c % 16 == 0)
                 bench_dnnl(bc, dnnl_nChw16c, x, y, dy, dx, blk);
 #endif
+            /* PyTorch in its child process right after ours and oneDNN on the
+             * same case, so that all three see the same moment of the
+             * machine, whose speed drifts over minutes. */
+            if (use_torch) run_torch(script, bc, 1, &t, 1);
             for (int o = 0; o < N_OPS; o++) {
                 double gbps = op_traffic[o] * (double)bytes / ours[o] / 1e9;
                 double tm = torch_ms(bc->name, t, o);

@@ -12,10 +12,9 @@
 /* 16 lanes: one AVX-512 register, two AVX2 ones or four SSE ones, whichever
  * copy is running, for the loops that the compiler would not vectorize on
  * its own: sums whose order must stay that of the scalar loop, and the
- * max-pool backward's four stores. The other loops are
- * plain and vectorized by the compiler: this file is built with
- * -fno-trapping-math, without which it keeps the comparisons of max-pool
- * and ReLU as branches. */
+ * max-pool backward's four stores. The other loops are plain and left to
+ * the compiler: this file is built with -fno-trapping-math, without which
+ * it keeps the comparisons of max-pool and ReLU as branches. */
 #define VL 16
 typedef float vf __attribute__((vector_size(64), aligned(4), __may_alias__));
 typedef int32_t vi __attribute__((vector_size(64), aligned(4), __may_alias__));
