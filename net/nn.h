@@ -106,8 +106,8 @@ void nn_backward(nn_net *net, const float *x, int n);
  * layers go straight into the momentum buffers, m = momentum * m + dW, as
  * the GEMMs' beta, and their grad fields are left unwritten; the following
  * nn_step (SGD, the same momentum) completes the update. Equal to
- * nn_backward + nn_step up to the rounding of one addition, and it spares
- * the step a read and a write of every weight. */
+ * nn_backward + nn_step up to the order of the float additions, and it
+ * spares the step a read and a write of every weight. */
 void nn_backward_sgd(nn_net *net, const float *x, int n, float momentum);
 void nn_step(nn_net *net, const nn_optim *opt);
 
