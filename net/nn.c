@@ -449,8 +449,8 @@ double nn_loss(nn_net *net, const uint8_t *labels, int n, int *correct) {
  * writes, so its phases run one after the other; phase -1 runs both for the
  * other kinds. */
 static void layer_backward_slice(const nn_net *net, nn_layer *l, const float *in, const float *g,
-                                 float *din, int need_din, float *dw, float beta, float *partial,
-                                 int n, int T, int s, int phase) {
+                                 float *din, int need_din, float *dw, float beta, int n, int T,
+                                 int s, int phase) {
     int b0 = slice_begin(n, T, s), b1 = slice_begin(n, T, s + 1), nb = b1 - b0;
     size_t pix = (size_t)l->out_h * l->out_w;
     switch (l->kind) {
@@ -471,6 +471,7 @@ static void layer_backward_slice(const nn_net *net, nn_layer *l, const float *in
     case NN_CONV3X3: {
         int K = 9 * l->in_c;
         size_t wsize = (size_t)K * l->out_c;
+        float *partial = net->wgrad_partial;
         /* The weight gradient sums over every pixel of the batch, which is
          * long: each slice sums its own samples (slice 0 into dw with beta,
          * the others into partial buffers), so that each thread packs only
@@ -536,8 +537,7 @@ static void backward(nn_net *net, const float *x, int n, int fused, float moment
             for (int phase = first; phase <= last; phase++) {
 #pragma omp parallel for num_threads(T) schedule(static) if (T > 1)
                 for (int s = 0; s < T; s++)
-                    layer_backward_slice(net, l, in, g, din, need_din, dw, beta, net->wgrad_partial,
-                                         n, T, s, phase);
+                    layer_backward_slice(net, l, in, g, din, need_din, dw, beta, n, T, s, phase);
             }
             if (l->bias) nn_bias_grad(l->bias->grad, g, (size_t)n * l->out_h * l->out_w, l->out_c);
         } else {

@@ -1,7 +1,7 @@
 /*
  * ops.h - the network's element-wise and data-movement layers on raw
  * channels-last buffers: ReLU, 2x2 max-pool, im2col / col2im for 3x3 same
- * convolutions, bias add and bias gradient.
+ * convolutions, bias add and bias gradient, and the sum of two buffers.
  *
  * Each is compiled once per instruction set (AVX-512, AVX2, baseline) and
  * picked when the program loads, like libbnorm's kernels. None of them
