@@ -58,19 +58,23 @@ typedef float vf __attribute__((vector_size(64), aligned(4), __may_alias__));
 #define SPLAT(s)         ((vf){0} + (s))
 #define TO_LANES(dst, v) memcpy((dst), &(v), sizeof(vf))
 
-/* The lanes of v summed in double, in a fixed tree order (8 + 8, 4 + 4,
- * ...): short, so that per-plane reductions stay cheap. */
+/* The lanes of v summed in double, in a fixed tree order (lane j + lane
+ * j + 8, then j + 4, j + 2, j + 1): short, so that per-plane reductions stay
+ * cheap, and written with whole-vector halves so that it compiles to a few
+ * shuffles and adds at every dispatch level. */
+typedef float vf8 __attribute__((vector_size(32)));
+typedef double vd8 __attribute__((vector_size(64)));
+typedef double vd4 __attribute__((vector_size(32)));
+typedef double vd2 __attribute__((vector_size(16)));
 #define LANE_SUM(v, out)                                                                           \
     do {                                                                                           \
-        float t_[VL];                                                                              \
-        double d_[VL];                                                                             \
-        TO_LANES(t_, v);                                                                           \
-        for (int j_ = 0; j_ < VL; j_++)                                                            \
-            d_[j_] = t_[j_];                                                                       \
-        for (int h_ = VL / 2; h_ > 0; h_ /= 2)                                                     \
-            for (int j_ = 0; j_ < h_; j_++)                                                        \
-                d_[j_] += d_[j_ + h_];                                                             \
-        (out) = d_[0];                                                                             \
+        vf8 l_ = __builtin_shufflevector((v), (v), 0, 1, 2, 3, 4, 5, 6, 7);                        \
+        vf8 h_ = __builtin_shufflevector((v), (v), 8, 9, 10, 11, 12, 13, 14, 15);                  \
+        vd8 a_ = __builtin_convertvector(l_, vd8) + __builtin_convertvector(h_, vd8);              \
+        vd4 b_ = __builtin_shufflevector(a_, a_, 0, 1, 2, 3) +                                     \
+                 __builtin_shufflevector(a_, a_, 4, 5, 6, 7);                                      \
+        vd2 c_ = __builtin_shufflevector(b_, b_, 0, 1) + __builtin_shufflevector(b_, b_, 2, 3);    \
+        (out) = c_[0] + c_[1];                                                                     \
     } while (0)
 
 /* Outputs of tensors at least this large are written with non-temporal
@@ -80,14 +84,14 @@ typedef float vf __attribute__((vector_size(64), aligned(4), __may_alias__));
  * read by the next layer right away) stay in cache. */
 #define BN_STREAM_BYTES (16u << 20)
 
-/* Whether to stream a view's outputs. In the channels-first view each plane
- * is a run of its own, and a plane that is not a whole number of 64-byte
- * lines leaves a partly streamed line at both of its ends: with 196-value
- * planes (14 x 14) that costs more than streaming saves (inference of a
- * 256x256x14x14 tensor took 1.3x as long as with ordinary stores). */
+/* Whether to stream a view's outputs. The stores are 16 bytes wide down to
+ * the end of every run, so consecutive planes fill whole lines between them
+ * as long as a plane is a whole number of 16-byte stores; otherwise a line
+ * at each plane boundary would be written partly streamed and partly
+ * cached, which costs more than streaming saves. */
 static int stream_outputs(const bn_view *v) {
     if (v->total * sizeof(float) < BN_STREAM_BYTES) return 0;
-    return v->kind == BN_VIEW_ROWS || v->s * sizeof(float) % 64 == 0;
+    return v->kind == BN_VIEW_ROWS || v->s % 4 == 0;
 }
 
 /* Non-temporal stores of 16 floats at a 16-byte aligned p, as four SSE
@@ -107,8 +111,10 @@ typedef union {
     } while (0)
 #define STREAM_FENCE()    _mm_sfence()
 #define STREAM_ALIGNED(p) ((uintptr_t)(p) % 16 == 0)
+#define ST_STREAM4(p, v4) _mm_stream_ps((p), _mm_loadu_ps(v4))
 #else
 #define ST_STREAM(p, value) ST(p, value)
+#define ST_STREAM4(p, v4)   memcpy((p), (v4), 4 * sizeof(float))
 #define STREAM_FENCE()      ((void)0)
 #define STREAM_ALIGNED(p)   1
 #endif
@@ -117,8 +123,29 @@ typedef union {
  * Contiguous runs (the channels-first view: one plane, or part of one)
  * ------------------------------------------------------------------------- */
 
-/* sum(p[i] - k) over one run. */
-BN_DISPATCH static double run_sum_shifted(const float *p, size_t len, float k) {
+/* The last `rem` (< VL) lanes of the vector that ends a run of len >= VL
+ * values, the others zero: a run's ragged end joins the vector sums without
+ * a scalar loop, whose double adds would sit on the critical path of every
+ * short plane. */
+typedef int32_t vi __attribute__((vector_size(64), aligned(4), __may_alias__));
+#define LANE_INDEX ((vi){0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15})
+/* The lanes of v summed in float, in the same tree order as LANE_SUM. */
+typedef float vf4 __attribute__((vector_size(16)));
+typedef float vf2 __attribute__((vector_size(8)));
+#define LANE_SUM_FLOAT(v, out)                                                                     \
+    do {                                                                                           \
+        vf8 a_ = __builtin_shufflevector((v), (v), 0, 1, 2, 3, 4, 5, 6, 7) +                       \
+                 __builtin_shufflevector((v), (v), 8, 9, 10, 11, 12, 13, 14, 15);                  \
+        vf4 b_ = __builtin_shufflevector(a_, a_, 0, 1, 2, 3) +                                     \
+                 __builtin_shufflevector(a_, a_, 4, 5, 6, 7);                                      \
+        vf2 c_ = __builtin_shufflevector(b_, b_, 0, 1) + __builtin_shufflevector(b_, b_, 2, 3);    \
+        (out) = c_[0] + c_[1];                                                                     \
+    } while (0)
+
+/* sum(p[i] - k) over one run, in float: it only places the center that the
+ * exact pass measures deviations from, and it is on the critical path of
+ * every plane. */
+BN_INLINE double run_sum_shifted(const float *p, size_t len, float k) {
     const vf vk = SPLAT(k);
     vf a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
     size_t i = 0;
@@ -130,17 +157,21 @@ BN_DISPATCH static double run_sum_shifted(const float *p, size_t len, float k) {
     }
     for (; i + VL <= len; i += VL)
         a0 += LD(p + i) - vk;
+    if (i < len && len >= VL) {
+        vi keep = LANE_INDEX >= (int)(VL - (len - i));
+        a1 += (vf)((vi)(LD(p + len - VL) - vk) & keep);
+        i = len;
+    }
     a0 = (a0 + a1) + (a2 + a3);
-    double s;
-    LANE_SUM(a0, s);
+    float s;
+    LANE_SUM_FLOAT(a0, s);
     for (; i < len; i++)
-        s += (double)(p[i] - k);
+        s += p[i] - k;
     return s;
 }
 
 /* sum(e) and sum(e^2) for e = p[i] - k over one run, added to *s1, *s2. */
-BN_DISPATCH static void run_sums_centered(const float *p, size_t len, float k, double *s1,
-                                          double *s2) {
+BN_INLINE void run_sums_centered(const float *p, size_t len, float k, double *s1, double *s2) {
     const vf vk = SPLAT(k);
     vf e1a = {0}, e1b = {0}, e2a = {0}, e2b = {0};
     size_t i = 0;
@@ -152,6 +183,12 @@ BN_DISPATCH static void run_sums_centered(const float *p, size_t len, float k, d
     for (; i + VL <= len; i += VL) {
         vf e = LD(p + i) - vk;
         e1a += e, e2a += e * e;
+    }
+    if (i < len && len >= VL) {
+        vi keep = LANE_INDEX >= (int)(VL - (len - i));
+        vf e = (vf)((vi)(LD(p + len - VL) - vk) & keep);
+        e1b += e, e2b += e * e;
+        i = len;
     }
     e1a += e1b, e2a += e2b;
     double t1, t2;
@@ -183,6 +220,15 @@ BN_INLINE void run_backward(const float *x, const float *dy, float *dx, size_t l
         d0a += g, d1a += g * (LD(x + i) - vm);
         if (dx) ST(dx + i, va * g);
     }
+    if (i < len && len >= VL) {
+        vi keep = LANE_INDEX >= (int)(VL - (len - i));
+        vf g = LD(dy + len - VL);
+        d0b += (vf)((vi)g & keep);
+        d1b += (vf)((vi)(g * (LD(x + len - VL) - vm)) & keep);
+        for (; dx && i < len; i++)
+            dx[i] = a * dy[i];
+        i = len;
+    }
     d0a += d0b, d1a += d1b;
     double t0, t1;
     LANE_SUM(d0a, t0);
@@ -194,16 +240,6 @@ BN_INLINE void run_backward(const float *x, const float *dy, float *dx, size_t l
     *s0 += t0, *s1 += t1;
 }
 
-BN_DISPATCH static void run_backward_sums(const float *x, const float *dy, size_t len, float mean,
-                                          double *s0, double *s1) {
-    run_backward(x, dy, NULL, len, mean, 0.0f, s0, s1);
-}
-
-BN_DISPATCH static void run_backward_frozen(const float *x, const float *dy, float *dx, size_t len,
-                                            float mean, float a, double *s0, double *s1) {
-    run_backward(x, dy, dx, len, mean, a, s0, s1);
-}
-
 BN_DISPATCH static void run_normalize(const float *x, float *y, size_t len, float mean, float lo,
                                       float a, float b, int stream) {
     const vf vm = SPLAT(mean), vlo = SPLAT(lo), va = SPLAT(a), vb = SPLAT(b);
@@ -213,6 +249,12 @@ BN_DISPATCH static void run_normalize(const float *x, float *y, size_t len, floa
             y[i] = ((x[i] - mean) - lo) * a + b;
         for (; i + VL <= len; i += VL)
             ST_STREAM(y + i, ((LD(x + i) - vm) - vlo) * va + vb);
+        for (; i + 4 <= len; i += 4) {
+            float t[4];
+            for (int j = 0; j < 4; j++)
+                t[j] = ((x[i + j] - mean) - lo) * a + b;
+            ST_STREAM4(y + i, t);
+        }
     }
     for (; i + VL <= len; i += VL)
         ST(y + i, ((LD(x + i) - vm) - vlo) * va + vb);
@@ -229,6 +271,12 @@ BN_DISPATCH static void run_dx(const float *x, const float *dy, float *dx, size_
             dx[i] = a * dy[i] + b * (x[i] - mean) + c;
         for (; i + VL <= len; i += VL)
             ST_STREAM(dx + i, va * LD(dy + i) + vb * (LD(x + i) - vm) + vc);
+        for (; i + 4 <= len; i += 4) {
+            float t[4];
+            for (int j = 0; j < 4; j++)
+                t[j] = a * dy[i + j] + b * (x[i + j] - mean) + c;
+            ST_STREAM4(dx + i, t);
+        }
     }
     for (; i + VL <= len; i += VL)
         ST(dx + i, va * LD(dy + i) + vb * (LD(x + i) - vm) + vc);
@@ -264,15 +312,17 @@ static size_t plane_offset(const bn_view *v, size_t n, size_t f) {
 }
 
 /* Chunk statistics (mean, M2) of one PLANES chunk. */
-static void plane_chunk_stats(const bn_view *v, const float *x, size_t f, const plane_chunk *c,
-                              double *mean, double *m2) {
+BN_INLINE void plane_chunk_stats(const bn_view *v, const float *x, size_t f, const plane_chunk *c,
+                                 double *mean, double *m2) {
     const size_t len = c->s1 - c->s0;
     const double count = (double)((c->n1 - c->n0) * len);
     const float k = x[plane_offset(v, c->n0, f) + c->s0];
     double shifted = 0.0;
     for (size_t n = c->n0; n < c->n1; n++)
         shifted += run_sum_shifted(x + plane_offset(v, n, f) + c->s0, len, k);
-    const float center = (float)((double)k + shifted / count);
+    /* The reciprocal does not wait for the data: one multiply, not a
+     * division, between the two passes. */
+    const float center = (float)((double)k + shifted * (1.0 / count));
     double s1 = 0.0, s2 = 0.0;
     for (size_t n = c->n0; n < c->n1; n++)
         run_sums_centered(x + plane_offset(v, n, f) + c->s0, len, center, &s1, &s2);
@@ -282,17 +332,17 @@ static void plane_chunk_stats(const bn_view *v, const float *x, size_t f, const 
 }
 
 /* Backward sums of one PLANES chunk, and dx = a * dy when frozen. */
-static void plane_chunk_backward(const bn_view *v, const float *x, const float *dy, float *dx,
-                                 size_t f, const plane_chunk *c, float mean, float a, double *s0,
-                                 double *s1) {
+BN_INLINE void plane_chunk_backward(const bn_view *v, const float *x, const float *dy, float *dx,
+                                    size_t f, const plane_chunk *c, float mean, float a, double *s0,
+                                    double *s1) {
     const size_t len = c->s1 - c->s0;
     *s0 = 0.0, *s1 = 0.0;
     for (size_t n = c->n0; n < c->n1; n++) {
         size_t o = plane_offset(v, n, f) + c->s0;
         if (dx)
-            run_backward_frozen(x + o, dy + o, dx + o, len, mean, a, s0, s1);
+            run_backward(x + o, dy + o, dx + o, len, mean, a, s0, s1);
         else
-            run_backward_sums(x + o, dy + o, len, mean, s0, s1);
+            run_backward(x + o, dy + o, NULL, len, mean, 0.0f, s0, s1);
     }
 }
 
@@ -557,6 +607,49 @@ static void plane_item(const bn_view *v, const bn_chunking *ch, size_t t, size_t
     }
 }
 
+/* PLANES work items are handed out in blocks of this many, each block one
+ * call of a dispatched function, so that the per-item cost is a few adds. */
+#define PLANE_ITEMS_PER_BLOCK 64
+
+/* Runs body for items [t0, t1) with f, j and the chunk c set. One plane per
+ * chunk, the common case, walks (n, f) with counters instead of divisions. */
+#define FOR_PLANE_ITEMS(v, ch, t0, t1, body)                                                       \
+    do {                                                                                           \
+        if ((ch)->planes_per_chunk == 1 && (ch)->segments == 1) {                                  \
+            size_t f = (t0) % (v)->features, j = (t0) / (v)->features;                             \
+            for (size_t t_ = (t0); t_ < (t1); t_++) {                                              \
+                plane_chunk c = {j, j + 1, 0, (v)->s};                                             \
+                body;                                                                              \
+                if (++f == (v)->features) f = 0, j++;                                              \
+            }                                                                                      \
+        } else {                                                                                   \
+            for (size_t t_ = (t0); t_ < (t1); t_++) {                                              \
+                size_t f, j;                                                                       \
+                plane_item((v), (ch), t_, &f, &j);                                                 \
+                plane_chunk c = plane_chunk_at((v), (ch), j);                                      \
+                body;                                                                              \
+            }                                                                                      \
+        }                                                                                          \
+    } while (0)
+
+BN_DISPATCH static void plane_items_stats(const bn_view *v, const bn_chunking *ch, const float *x,
+                                          bn_workspace *ws, size_t t0, size_t t1) {
+    FOR_PLANE_ITEMS(v, ch, t0, t1, {
+        size_t i = part_index(v, ch, f, j);
+        plane_chunk_stats(v, x, f, &c, &ws->part0[i], &ws->part1[i]);
+    });
+}
+
+BN_DISPATCH static void plane_items_backward(const bn_view *v, const bn_chunking *ch,
+                                             const float *x, const float *dy, float *dx,
+                                             bn_workspace *ws, size_t t0, size_t t1) {
+    FOR_PLANE_ITEMS(v, ch, t0, t1, {
+        size_t i = part_index(v, ch, f, j);
+        plane_chunk_backward(v, x, dy, dx, f, &c, ws->mean[f], dx ? ws->a[f] : 0.0f, &ws->part0[i],
+                             &ws->part1[i]);
+    });
+}
+
 void bn_fast_batch_stats(const bn_view *v, const float *x, bn_workspace *ws, int threads) {
     const bn_chunking ch = bn_chunking_for(v);
     const size_t F = v->features;
@@ -569,14 +662,13 @@ void bn_fast_batch_stats(const bn_view *v, const float *x, bn_workspace *ws, int
             tile_stats(x + tl.r0 * F + tl.f0, tl.rows, F, tl.w, ws->part0 + p, ws->part1 + p);
         }
     } else {
-        const long items = (long)(F * ch.chunks);
+        const size_t items = F * ch.chunks;
+        const long blocks = (long)((items + PLANE_ITEMS_PER_BLOCK - 1) / PLANE_ITEMS_PER_BLOCK);
         PARALLEL_FOR(threads)
-        for (long t = 0; t < items; t++) {
-            size_t f, j;
-            plane_item(v, &ch, (size_t)t, &f, &j);
-            plane_chunk c = plane_chunk_at(v, &ch, j);
-            size_t i = part_index(v, &ch, f, j);
-            plane_chunk_stats(v, x, f, &c, &ws->part0[i], &ws->part1[i]);
+        for (long b = 0; b < blocks; b++) {
+            size_t t0 = (size_t)b * PLANE_ITEMS_PER_BLOCK;
+            size_t t1 = t0 + PLANE_ITEMS_PER_BLOCK < items ? t0 + PLANE_ITEMS_PER_BLOCK : items;
+            plane_items_stats(v, &ch, x, ws, t0, t1);
         }
     }
     PARALLEL_FOR(threads)
@@ -634,15 +726,13 @@ void bn_fast_backward(const bn_view *v, const float *x, const float *dy, bn_work
                                    ws->part1 + p);
         }
     } else {
-        const long items = (long)(F * ch.chunks);
+        const size_t items = F * ch.chunks;
+        const long blocks = (long)((items + PLANE_ITEMS_PER_BLOCK - 1) / PLANE_ITEMS_PER_BLOCK);
         PARALLEL_FOR(threads)
-        for (long t = 0; t < items; t++) {
-            size_t f, j;
-            plane_item(v, &ch, (size_t)t, &f, &j);
-            plane_chunk c = plane_chunk_at(v, &ch, j);
-            size_t i = part_index(v, &ch, f, j);
-            plane_chunk_backward(v, x, dy, frozen ? dx : NULL, f, &c, ws->mean[f],
-                                 frozen ? ws->a[f] : 0.0f, &ws->part0[i], &ws->part1[i]);
+        for (long b = 0; b < blocks; b++) {
+            size_t t0 = (size_t)b * PLANE_ITEMS_PER_BLOCK;
+            size_t t1 = t0 + PLANE_ITEMS_PER_BLOCK < items ? t0 + PLANE_ITEMS_PER_BLOCK : items;
+            plane_items_backward(v, &ch, x, dy, frozen ? dx : NULL, ws, t0, t1);
         }
     }
     PARALLEL_FOR(threads)
