@@ -8,12 +8,13 @@
  * formula. The chunks and the merge order depend on the shape only, which
  * makes the results independent of the thread count.
  *
- * Passes over memory: training forward reads x for the statistics and again
- * to normalize; in the channels-first view a channel's planes are few enough
- * to stay in L2 between the two, so the second read hits cache. Backward
- * likewise reads (x, dy) once for its two sums and, per channel, again from
- * cache for dx. With frozen statistics dx = a * dy does not depend on the
- * sums, so the sums and dx come out of a single pass. */
+ * Passes over memory: training forward reads x once for the statistics and
+ * once to normalize, in memory order both times; the second read hits cache
+ * when the tensor fits in the last-level cache. (Taking a few channels at a
+ * time so that it always would was slower here: see docs/PERFORMANCE.md.)
+ * Backward likewise reads (x, dy) once for its two sums and once for dx.
+ * With frozen statistics dx = a * dy does not depend on the sums, so the
+ * sums and dx come out of a single pass. */
 #include <stdint.h>
 #include <string.h>
 #if defined(__x86_64__) || defined(__SSE__)

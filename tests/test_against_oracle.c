@@ -26,6 +26,17 @@ static const case_shape SHAPES[] = {
     {2, 5, 1, {2}},     {40, 3, 2, {11, 13}},
 };
 
+static bnorm_shape shape_of(const case_shape *cs, bnorm_layout layout) {
+    bnorm_shape shape = {0};
+    shape.layout = layout;
+    shape.n = cs->n;
+    shape.c = cs->c;
+    shape.spatial_rank = cs->rank;
+    for (int k = 0; k < cs->rank; k++)
+        shape.spatial[k] = cs->sp[k];
+    return shape;
+}
+
 static void to_double(const float *f, double *d, size_t n) {
     for (size_t i = 0; i < n; i++)
         d[i] = f[i];
@@ -195,13 +206,7 @@ int main(void) {
     for (size_t si = 0; si < sizeof SHAPES / sizeof SHAPES[0]; si++)
         for (int li = 0; li < 3; li++) {
             if (layouts[li] == BNORM_LAYOUT_NC && SHAPES[si].rank != 0) continue;
-            bnorm_shape shape = {0};
-            shape.layout = layouts[li];
-            shape.n = SHAPES[si].n;
-            shape.c = SHAPES[si].c;
-            shape.spatial_rank = SHAPES[si].rank;
-            for (int k = 0; k < SHAPES[si].rank; k++)
-                shape.spatial[k] = SHAPES[si].sp[k];
+            bnorm_shape shape = shape_of(&SHAPES[si], layouts[li]);
             for (int mi = 0; mi < 2; mi++)
                 for (size_t oi = 0; oi < sizeof option_sets / sizeof option_sets[0]; oi++)
                     for (int path = 0; path < 3; path++) {
@@ -222,13 +227,7 @@ int main(void) {
     const case_shape large[] = {{128, 168, 2, {14, 14}}, {150, 166, 2, {13, 13}}};
     for (size_t si = 0; si < sizeof large / sizeof large[0]; si++)
         for (int li = 1; li < 3; li++) {
-            bnorm_shape shape = {0};
-            shape.layout = layouts[li];
-            shape.n = large[si].n;
-            shape.c = large[si].c;
-            shape.spatial_rank = large[si].rank;
-            for (int k = 0; k < large[si].rank; k++)
-                shape.spatial[k] = large[si].sp[k];
+            bnorm_shape shape = shape_of(&large[si], layouts[li]);
             char label[96];
             snprintf(label, sizeof label, "large#%zu layout=%d", si, (int)layouts[li]);
             run_case(&shape, option_sets[0], BNORM_MODE_SPATIAL, 3, &large_rng, label);
