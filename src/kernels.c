@@ -634,6 +634,30 @@ static void plane_item(const bn_view *v, const bn_chunking *ch, size_t t, size_t
 
 BN_DISPATCH static void plane_items_stats(const bn_view *v, const bn_chunking *ch, const float *x,
                                           bn_workspace *ws, size_t t0, size_t t1) {
+    if (ch->planes_per_chunk == 1 && ch->segments == 1 && t0 < t1) {
+        /* Whole planes, consecutive in memory: the next plane's first pass
+         * is issued before this plane's second, so that its reduction runs
+         * under work that does not wait for it. The arithmetic per plane is
+         * plane_chunk_stats' own. */
+        const size_t F = v->features, S = v->s;
+        const double count = (double)S, inv = 1.0 / count;
+        size_t f = t0 % F, n = t0 / F;
+        const float *p = x + t0 * S;
+        float k = p[0];
+        double shifted = run_sum_shifted(p, S, k);
+        for (size_t t = t0; t < t1; t++, p += S) {
+            const float center = (float)((double)k + shifted * inv);
+            if (t + 1 < t1) k = p[S], shifted = run_sum_shifted(p + S, S, k);
+            double s1 = 0.0, s2 = 0.0;
+            run_sums_centered(p, S, center, &s1, &s2);
+            size_t i = f * ch->chunks + n;
+            ws->part0[i] = (double)center + s1 / count;
+            double q = s2 - s1 * s1 / count;
+            ws->part1[i] = q > 0.0 ? q : 0.0;
+            if (++f == F) f = 0, n++;
+        }
+        return;
+    }
     FOR_PLANE_ITEMS(v, ch, t0, t1, {
         size_t i = part_index(v, ch, f, j);
         plane_chunk_stats(v, x, f, &c, &ws->part0[i], &ws->part1[i]);
