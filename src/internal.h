@@ -88,8 +88,8 @@ void bn_ref_backward_dx(const bn_view *v, const float *x, const float *dy, const
 /* The fast kernels: the same results within rounding, identical for any
  * thread count. */
 void bn_fast_batch_stats(const bn_view *v, const float *x, bn_workspace *ws, int threads);
-void bn_fast_normalize(const bn_view *v, const float *x, const bn_workspace *ws, float *y,
-                       int threads);
+/* Uses ws->c as scratch in the rows view. */
+void bn_fast_normalize(const bn_view *v, const float *x, bn_workspace *ws, float *y, int threads);
 /* Statistics, coefficients for every feature, then y. */
 void bn_fast_forward_training(const bn_view *v, const float *x, bn_workspace *ws,
                               bn_coefficients_fn coefficients, const void *ctx, float *y,

@@ -489,19 +489,22 @@ BN_DISPATCH static void tile_backward_frozen(const float *x, const float *dy, fl
     tile_backward(x, dy, dx, R, F, w, mean, a, s0, s1);
 }
 
-BN_INLINE void row_normalize(const float *x, float *y, size_t F, const float *mean, const float *lo,
-                             const float *a, const float *b, int stream) {
+/* y = (x - mean) * a + b2, with b2 = b - lo * a folded in beforehand: one
+ * load fewer per vector than the planes' form, which matters here, where
+ * every coefficient is a vector load of its own. */
+BN_INLINE void row_normalize(const float *x, float *y, size_t F, const float *mean, const float *a,
+                             const float *b2, int stream) {
     size_t j = 0;
     if (stream) {
         for (; j < F && !STREAM_ALIGNED(y + j); j++)
-            y[j] = ((x[j] - mean[j]) - lo[j]) * a[j] + b[j];
+            y[j] = (x[j] - mean[j]) * a[j] + b2[j];
         for (; j + VL <= F; j += VL)
-            ST_STREAM(y + j, ((LD(x + j) - LD(mean + j)) - LD(lo + j)) * LD(a + j) + LD(b + j));
+            ST_STREAM(y + j, (LD(x + j) - LD(mean + j)) * LD(a + j) + LD(b2 + j));
     }
     for (; j + VL <= F; j += VL)
-        ST(y + j, ((LD(x + j) - LD(mean + j)) - LD(lo + j)) * LD(a + j) + LD(b + j));
+        ST(y + j, (LD(x + j) - LD(mean + j)) * LD(a + j) + LD(b2 + j));
     for (; j < F; j++)
-        y[j] = ((x[j] - mean[j]) - lo[j]) * a[j] + b[j];
+        y[j] = (x[j] - mean[j]) * a[j] + b2[j];
 }
 
 BN_INLINE void row_dx(const float *x, const float *dy, float *dx, size_t F, const float *mean,
@@ -716,7 +719,7 @@ BN_DISPATCH static void normalize_runs(const bn_view *v, const float *x, const b
     const size_t F = v->features;
     if (v->kind == BN_VIEW_ROWS) {
         for (size_t r = r0; r < r1; r++)
-            row_normalize(x + r * F, y + r * F, F, ws->mean, ws->mean_lo, ws->a, ws->b, stream);
+            row_normalize(x + r * F, y + r * F, F, ws->mean, ws->a, ws->c, stream);
         return;
     }
     const size_t S = v->s;
@@ -750,11 +753,13 @@ static size_t run_count(const bn_view *v) {
     return v->kind == BN_VIEW_ROWS ? v->n : v->n * v->features;
 }
 
-void bn_fast_normalize(const bn_view *v, const float *x, const bn_workspace *ws, float *y,
-                       int threads) {
+void bn_fast_normalize(const bn_view *v, const float *x, bn_workspace *ws, float *y, int threads) {
     const size_t runs = run_count(v), per = runs_per_block(v);
     const long blocks = (long)((runs + per - 1) / per);
     const int stream = stream_outputs(v);
+    if (v->kind == BN_VIEW_ROWS)
+        for (size_t f = 0; f < v->features; f++)
+            ws->c[f] = ws->b[f] - ws->mean_lo[f] * ws->a[f];
     PARALLEL(threads) {
         FOR_STATIC
         for (long b = 0; b < blocks; b++) {
