@@ -1,8 +1,10 @@
-/* The statistics pass of the channels-first kernels alone, without the
- * normalization that follows it in training forward: where the per-plane
- * cost of short planes shows. Uses the library's internal entry point.
+/* The statistics pass of the kernels alone, without the normalization that
+ * follows it in training forward: where the per-plane cost of short planes
+ * shows. Uses the library's internal entry point. S = 1 times the rows view
+ * (channels-last or NC: N*H*W rows of C features).
  *
  *   bench_stats N C S [threads]      e.g. bench_stats 256 256 196 1
+ *   bench_stats R C 1 [threads]      e.g. bench_stats 50176 256 1 1
  *
  * Prints the best of 15 calls after one warm-up, in ms, GB/s of x read, and
  * ns per plane. A tensor that fits in the cache measures the kernel's own
@@ -30,8 +32,12 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_stats: N, C, S and threads must be positive\n");
         return 2;
     }
-    bn_view v = {BN_VIEW_PLANES, (size_t)n,       (size_t)c,
-                 (size_t)s,      (size_t)(n * s), (size_t)(n * c * s)};
+    bn_view v = {s > 1 ? BN_VIEW_PLANES : BN_VIEW_ROWS,
+                 (size_t)n,
+                 (size_t)c,
+                 (size_t)s,
+                 (size_t)(n * s),
+                 (size_t)(n * c * s)};
     float *x = malloc(v.total * sizeof(float));
     void *buf = malloc(bn_workspace_bytes(&v));
     if (!x || !buf) {
@@ -49,9 +55,9 @@ int main(int argc, char **argv) {
         t = seconds() - t;
         if (t < best) best = t;
     }
-    printf("stats %ldx%ldx%ld, %d thread(s): %.3f ms  %.1f GB/s  %.1f ns per plane\n", n, c, s,
+    printf("stats %ldx%ldx%ld, %d thread(s): %.3f ms  %.1f GB/s  %.1f ns per %s\n", n, c, s,
            threads, 1e3 * best, (double)(v.total * sizeof(float)) / best / 1e9,
-           1e9 * best / (double)(n * c));
+           1e9 * best / (double)(s > 1 ? n * c : n), s > 1 ? "plane" : "row");
     free(x), free(buf);
     return 0;
 }
