@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "idx.h"
@@ -178,11 +179,27 @@ static int resolve_threads(int t) {
 }
 
 /* Converts an IDX set to floats, standardised with (mean, std). */
+/* Pixels for `bytes`: large, and read one image at a time in shuffled
+ * order, so they go on 2 MiB pages where the kernel gives them on request.
+ * With 4 KiB pages the first epoch of the MLP spent 0.3 s gathering its
+ * batches (1.1 s for the epoch instead of 0.8; later epochs 0.03 s). */
+static float *alloc_pixels(size_t bytes) {
+#ifdef MADV_HUGEPAGE
+    const size_t page = 2u << 20, rounded = (bytes + page - 1) / page * page;
+    void *p = NULL;
+    if (posix_memalign(&p, page, rounded) != 0) return NULL;
+    (void)madvise(p, rounded, MADV_HUGEPAGE); /* a hint: without it, 4 KiB pages */
+    return p;
+#else
+    return malloc(bytes);
+#endif
+}
+
 static int to_data(const idx_set *s, size_t limit, float mean, float std, nn_data *d) {
     d->count = limit && limit < s->count ? limit : s->count;
     d->h = s->rows, d->w = s->cols;
     size_t px = (size_t)d->h * d->w;
-    d->x = malloc(d->count * px * sizeof(float));
+    d->x = alloc_pixels(d->count * px * sizeof(float));
     d->y = malloc(d->count);
     if (!d->x || !d->y) return -1;
     for (size_t i = 0; i < d->count * px; i++)
