@@ -124,12 +124,13 @@ typedef union {
  * Contiguous runs (the channels-first view: one plane, or part of one)
  * ------------------------------------------------------------------------- */
 
-/* The last `rem` (< VL) lanes of the vector that ends a run of len >= VL
- * values, the others zero: a run's ragged end joins the vector sums without
- * a scalar loop, whose double adds would sit on the critical path of every
- * short plane. */
+/* A run's ragged end (rem < VL values, in a run of at least VL) joins the
+ * vector sums as the vector that ends the run, with the lanes already
+ * counted masked off (LANE_INDEX >= VL - rem keeps the last rem): a scalar
+ * loop's double adds would sit on the critical path of every short plane. */
 typedef int32_t vi __attribute__((vector_size(64), aligned(4), __may_alias__));
 #define LANE_INDEX ((vi){0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15})
+
 /* The lanes of v summed in float, in the same tree order as LANE_SUM. */
 typedef float vf4 __attribute__((vector_size(16)));
 typedef float vf2 __attribute__((vector_size(8)));
