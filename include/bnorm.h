@@ -67,11 +67,14 @@
  *   propagates to the outputs of its feature only.
  *
  * THREADS AND DETERMINISM
- *   bnorm_params.threads says how many threads a call may use: exactly that
- *   many (1 = the calling thread only), 0 = one per core. The library never
- *   starts more. Called from inside an OpenMP parallel region it runs on the
- *   calling thread. Results are bit-identical for any thread count: every
- *   reduction runs in a fixed order that depends only on the shape.
+ *   bnorm_params.threads says how many threads a call may use (1 = the
+ *   calling thread only), 0 = one per core. The library never starts more,
+ *   and starts fewer for small tensors: one thread per 128 Ki values at the
+ *   most, since waking a thread costs more than normalizing fewer values
+ *   (BNORM_EXACT_THREADS turns that off, for tests and scaling studies).
+ *   Called from inside an OpenMP parallel region it runs on the calling
+ *   thread. Results are bit-identical for any thread count: every reduction
+ *   runs in a fixed order that depends only on the shape.
  */
 #ifndef BNORM_H
 #define BNORM_H
@@ -158,6 +161,7 @@ typedef struct {
 #define BNORM_RUNNING_VAR_BIASED 0x4u  /* running var from the biased variance */
 #define BNORM_RUNNING_CUMULATIVE 0x8u  /* cumulative average instead of decay */
 #define BNORM_FORCE_REFERENCE    0x10u /* use the scalar reference kernels */
+#define BNORM_EXACT_THREADS      0x20u /* exactly params.threads, however small the tensor */
 
 typedef struct {
     bnorm_mode mode; /* default BNORM_MODE_SPATIAL */

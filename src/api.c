@@ -12,7 +12,7 @@
 
 #define KNOWN_FLAGS                                                                                \
     (BNORM_USE_SCALE | BNORM_USE_SHIFT | BNORM_RUNNING_VAR_BIASED | BNORM_RUNNING_CUMULATIVE |     \
-     BNORM_FORCE_REFERENCE)
+     BNORM_FORCE_REFERENCE | BNORM_EXACT_THREADS)
 
 const char *bnorm_status_str(bnorm_status status) {
     switch (status) {
@@ -138,13 +138,20 @@ static bnorm_status make_view(const bnorm_shape *shape, const bnorm_params *p, b
     return BNORM_OK;
 }
 
-static int resolve_threads(const bnorm_params *p) {
+/* Values per thread below which another thread costs more than it saves:
+ * forward training of 64 x 256 values took 5 us on one thread and 22 us on
+ * two, of 256 x 1024 76 us on both, of 1024 x 1024 328 us and 222 us. */
+#define BN_VALUES_PER_THREAD ((size_t)1 << 17)
+
+static int resolve_threads(const bnorm_params *p, const bn_view *v) {
 #ifdef _OPENMP
     if (omp_in_parallel()) return 1;
     int t = p->threads == 0 ? omp_get_num_procs() : p->threads;
+    size_t most = v->total / BN_VALUES_PER_THREAD;
+    if (!(p->flags & BNORM_EXACT_THREADS) && (size_t)t > most) t = (int)most;
     return t < 1 ? 1 : t;
 #else
-    (void)p;
+    (void)p, (void)v;
     return 1;
 #endif
 }
@@ -247,7 +254,7 @@ bnorm_status bnorm_forward_training(const bnorm_shape *shape, const bnorm_params
         bn_ref_normalize(&v, x, &ws, y);
     } else {
         bn_fast_forward_training(&v, x, &ws, forward_coefficients, &ctx, y,
-                                 resolve_threads(params));
+                                 resolve_threads(params, &v));
     }
     if (running) running->count++;
     return BNORM_OK;
@@ -274,7 +281,7 @@ bnorm_status bnorm_forward_inference(const bnorm_shape *shape, const bnorm_param
     if (use_reference(params))
         bn_ref_normalize(&v, x, &ws, y);
     else
-        bn_fast_normalize(&v, x, &ws, y, resolve_threads(params));
+        bn_fast_normalize(&v, x, &ws, y, resolve_threads(params, &v));
     return BNORM_OK;
 }
 
@@ -340,7 +347,7 @@ static bnorm_status backward(const bnorm_shape *shape, const bnorm_params *param
         bn_ref_backward_dx(&v, x, dy, &ws, frozen, dx);
     } else {
         bn_fast_backward(&v, x, dy, &ws, frozen, backward_coefficients, &ctx, dx,
-                         resolve_threads(params));
+                         resolve_threads(params, &v));
     }
     return BNORM_OK;
 }

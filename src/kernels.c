@@ -37,17 +37,59 @@
 #endif
 #define BN_INLINE static inline __attribute__((always_inline))
 
+/* Loops and regions that fork only for more than one thread: a region
+ * entered with one thread (an `if` clause) still costs the OpenMP runtime
+ * about a microsecond, more than the whole of a small batch's work. The
+ * variable `threads` must be in scope. */
 #ifdef _OPENMP
-#define PARALLEL_FOR(threads)                                                                      \
-    _Pragma("omp parallel for schedule(static) num_threads(threads) if (threads > 1)")
-/* A parallel region whose threads each take a static share of a loop and
- * then fence their own non-temporal stores. */
-#define PARALLEL(threads) _Pragma("omp parallel num_threads(threads) if (threads > 1)")
-#define FOR_STATIC        _Pragma("omp for schedule(static)")
+#include <omp.h>
+#define PARALLEL_FOR(i, count, ...)                                                                \
+    do {                                                                                           \
+        const long n_ = (long)(count);                                                             \
+        if (threads > 1) {                                                                         \
+            _Pragma("omp parallel for schedule(static) num_threads(threads)") for (long i = 0;     \
+                                                                                   i < n_; i++) {  \
+                __VA_ARGS__                                                                        \
+            }                                                                                      \
+        } else {                                                                                   \
+            for (long i = 0; i < n_; i++) {                                                        \
+                __VA_ARGS__                                                                        \
+            }                                                                                      \
+        }                                                                                          \
+    } while (0)
+/* Items [lo, hi) of `count` for each thread, a contiguous share as
+ * schedule(static) would give it; the body then fences the thread's own
+ * non-temporal stores. With one thread, the whole range on the calling
+ * thread, which may itself be a thread of the caller's parallel region. */
+#define PARALLEL_RANGES(count, lo, hi, ...)                                                        \
+    do {                                                                                           \
+        const long n_ = (long)(count);                                                             \
+        if (threads > 1) {                                                                         \
+            _Pragma("omp parallel num_threads(threads)") {                                         \
+                long t_ = omp_get_thread_num(), nt_ = omp_get_num_threads();                       \
+                long q_ = n_ / nt_, r_ = n_ % nt_;                                                 \
+                long lo = t_ * q_ + (t_ < r_ ? t_ : r_), hi = lo + q_ + (t_ < r_ ? 1 : 0);         \
+                __VA_ARGS__                                                                        \
+            }                                                                                      \
+        } else {                                                                                   \
+            long lo = 0, hi = n_;                                                                  \
+            __VA_ARGS__                                                                            \
+        }                                                                                          \
+    } while (0)
 #else
-#define PARALLEL_FOR(threads)
-#define PARALLEL(threads)
-#define FOR_STATIC
+#define PARALLEL_FOR(i, count, ...)                                                                \
+    do {                                                                                           \
+        (void)threads;                                                                             \
+        for (long i = 0; i < (long)(count); i++) {                                                 \
+            __VA_ARGS__                                                                            \
+        }                                                                                          \
+    } while (0)
+#define PARALLEL_RANGES(count, lo, hi, ...)                                                        \
+    do {                                                                                           \
+        long lo = 0, hi = (long)(count);                                                           \
+        (void)threads;                                                                             \
+        __VA_ARGS__                                                                                \
+    } while (0)
 #endif
 
 /* 16 floats: one AVX-512 register, two AVX2 registers or four SSE ones,
@@ -683,25 +725,21 @@ void bn_fast_batch_stats(const bn_view *v, const float *x, bn_workspace *ws, int
     const size_t F = v->features;
     if (v->kind == BN_VIEW_ROWS) {
         const long tiles = (long)rows_tile_count(v, &ch);
-        PARALLEL_FOR(threads)
-        for (long t = 0; t < tiles; t++) {
+        PARALLEL_FOR(t, tiles, {
             rows_tile tl = rows_tile_at(v, &ch, (size_t)t);
             size_t p = tl.rb * F + tl.f0;
             tile_stats(x + tl.r0 * F + tl.f0, tl.rows, F, tl.w, ws->part0 + p, ws->part1 + p);
-        }
+        });
     } else {
         const size_t items = F * ch.chunks;
         const long blocks = (long)((items + PLANE_ITEMS_PER_BLOCK - 1) / PLANE_ITEMS_PER_BLOCK);
-        PARALLEL_FOR(threads)
-        for (long b = 0; b < blocks; b++) {
+        PARALLEL_FOR(b, blocks, {
             size_t t0 = (size_t)b * PLANE_ITEMS_PER_BLOCK;
             size_t t1 = t0 + PLANE_ITEMS_PER_BLOCK < items ? t0 + PLANE_ITEMS_PER_BLOCK : items;
             plane_items_stats(v, &ch, x, ws, t0, t1);
-        }
+        });
     }
-    PARALLEL_FOR(threads)
-    for (long f = 0; f < (long)F; f++)
-        merge_stats(v, &ch, ws, (size_t)f);
+    PARALLEL_FOR(f, F, merge_stats(v, &ch, ws, (size_t)f););
 }
 
 /* The element-wise passes go through the tensor in runs (rows, or planes)
@@ -761,14 +799,13 @@ void bn_fast_normalize(const bn_view *v, const float *x, bn_workspace *ws, float
     if (v->kind == BN_VIEW_ROWS)
         for (size_t f = 0; f < v->features; f++)
             ws->c[f] = ws->b[f] - ws->mean_lo[f] * ws->a[f];
-    PARALLEL(threads) {
-        FOR_STATIC
-        for (long b = 0; b < blocks; b++) {
+    PARALLEL_RANGES(blocks, lo, hi, {
+        for (long b = lo; b < hi; b++) {
             size_t r0 = (size_t)b * per, r1 = r0 + per < runs ? r0 + per : runs;
             normalize_runs(v, x, ws, y, r0, r1, stream);
         }
         if (stream) STREAM_FENCE();
-    }
+    });
 }
 
 void bn_fast_forward_training(const bn_view *v, const float *x, bn_workspace *ws,
@@ -787,8 +824,7 @@ void bn_fast_backward(const bn_view *v, const float *x, const float *dy, bn_work
     const size_t F = v->features;
     if (v->kind == BN_VIEW_ROWS) {
         const long tiles = (long)rows_tile_count(v, &ch);
-        PARALLEL_FOR(threads)
-        for (long t = 0; t < tiles; t++) {
+        PARALLEL_FOR(t, tiles, {
             rows_tile tl = rows_tile_at(v, &ch, (size_t)t);
             size_t o = tl.r0 * F + tl.f0, p = tl.rb * F + tl.f0;
             if (frozen)
@@ -797,32 +833,28 @@ void bn_fast_backward(const bn_view *v, const float *x, const float *dy, bn_work
             else
                 tile_backward_sums(x + o, dy + o, tl.rows, F, tl.w, ws->mean + tl.f0, ws->part0 + p,
                                    ws->part1 + p);
-        }
+        });
     } else {
         const size_t items = F * ch.chunks;
         const long blocks = (long)((items + PLANE_ITEMS_PER_BLOCK - 1) / PLANE_ITEMS_PER_BLOCK);
-        PARALLEL_FOR(threads)
-        for (long b = 0; b < blocks; b++) {
+        PARALLEL_FOR(b, blocks, {
             size_t t0 = (size_t)b * PLANE_ITEMS_PER_BLOCK;
             size_t t1 = t0 + PLANE_ITEMS_PER_BLOCK < items ? t0 + PLANE_ITEMS_PER_BLOCK : items;
             plane_items_backward(v, &ch, x, dy, frozen ? dx : NULL, ws, t0, t1);
-        }
+        });
     }
-    PARALLEL_FOR(threads)
-    for (long f = 0; f < (long)F; f++)
-        merge_sums(v, &ch, ws, (size_t)f);
+    PARALLEL_FOR(f, F, merge_sums(v, &ch, ws, (size_t)f););
     for (size_t f = 0; f < F; f++)
         coefficients(ctx, ws, f);
     if (frozen) return;
     const size_t runs = run_count(v), per = runs_per_block(v);
     const long blocks = (long)((runs + per - 1) / per);
     const int stream = stream_outputs(v);
-    PARALLEL(threads) {
-        FOR_STATIC
-        for (long b = 0; b < blocks; b++) {
+    PARALLEL_RANGES(blocks, lo, hi, {
+        for (long b = lo; b < hi; b++) {
             size_t r0 = (size_t)b * per, r1 = r0 + per < runs ? r0 + per : runs;
             dx_runs(v, x, dy, ws, dx, r0, r1, stream);
         }
         if (stream) STREAM_FENCE();
-    }
+    });
 }

@@ -18,6 +18,7 @@ static void run(const bnorm_shape *shape, bnorm_mode mode, int threads, const fl
     bnorm_params p = bnorm_params_default();
     p.mode = mode;
     p.threads = threads;
+    p.flags |= BNORM_EXACT_THREADS;
     size_t F, wsz;
     bnorm_feature_count(shape, &p, &F);
     bnorm_workspace_size(shape, &p, &wsz);

@@ -16,7 +16,8 @@ static bnorm_status batch_var(const bnorm_shape *s, bnorm_mode mode, unsigned ex
     p.mode = mode;
     p.decay = 0.0f;
     p.threads = 2;
-    p.flags = BNORM_USE_SCALE | BNORM_USE_SHIFT | BNORM_RUNNING_VAR_BIASED | extra;
+    p.flags =
+        BNORM_USE_SCALE | BNORM_USE_SHIFT | BNORM_RUNNING_VAR_BIASED | BNORM_EXACT_THREADS | extra;
     size_t F, wsz;
     bnorm_feature_count(s, &p, &F);
     bnorm_workspace_size(s, &p, &wsz);
