@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# bench_bn several times over, and each cell's median over the runs: on a
+# machine whose speed drifts, a ratio within about 25% of 1 in one run does
+# not say which side is faster, and the median of a few runs says more.
+# Builds like bench/kernels.sh; extra arguments go to every bench_bn run.
+#
+#   bash bench/kernels_median.sh RUNS [bench_bn arguments]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ $# -lt 1 ] || ! [ "$1" -ge 1 ] 2>/dev/null; then
+    echo "usage: bash bench/kernels_median.sh RUNS [bench_bn arguments]" >&2
+    exit 2
+fi
+runs=$1
+shift
+bash scripts/install-deps.sh libdnnl-dev python3-torch
+cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DBNORM_BUILD_BENCH=ON \
+    -DBNORM_BUILD_TESTS=OFF -DBNORM_BUILD_TOOLS=OFF -DBNORM_BUILD_EXAMPLES=OFF >/dev/null
+cmake --build build-bench -j "$(nproc)" --target bench_bn >/dev/null
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+for r in $(seq "$runs"); do
+    echo "run $r of $runs" >&2
+    (cd build-bench && ./bench/bench_bn --csv "$work/run$r.csv" "$@" >/dev/null)
+done
+# Median ms per (case, threads, op, implementation), then one line per cell
+# with ours and each peer's median and the ratio of the medians.
+cat "$work"/run*.csv | awk -F, '
+    $1 == "case" { next }
+    { key = $1 "," $2 "," $3; t[key, $4, ++n[key, $4]] = $5; keys[key] = 1 }
+    function median(key, impl,    k, i, j, v, tmp) {
+        k = n[key, impl]
+        if (!k) return ""
+        for (i = 1; i <= k; i++) v[i] = t[key, impl, i]
+        for (i = 2; i <= k; i++)
+            for (j = i; j > 1 && v[j - 1] + 0 > v[j] + 0; j--) { tmp = v[j]; v[j] = v[j - 1]; v[j - 1] = tmp }
+        return k % 2 ? v[(k + 1) / 2] : (v[k / 2] + v[k / 2 + 1]) / 2
+    }
+    function cell(ours, peer) {
+        return peer == "" || peer == "nan" ? sprintf("%9s %6s", "-", "-") : sprintf("%9.3f %6.2f", peer, ours / peer)
+    }
+    END {
+        printf "%-20s %3s %-10s %9s | %9s %6s | %9s %6s | %9s %6s\n", "case", "thr", "op", "ours ms",
+               "oneDNN", "ratio", "blocked", "ratio", "torch", "ratio"
+        for (key in keys) {
+            split(key, f, ",")
+            ours = median(key, "bnorm")
+            printf "%-20s %3s %-10s %9.3f | %s | %s | %s\n", f[1], f[2], f[3], ours,
+                   cell(ours, median(key, "onednn")), cell(ours, median(key, "onednn-nChw16c")),
+                   cell(ours, median(key, "pytorch"))
+        }
+    }' | { read -r header; echo "$header"; sort -k2,2n -k1,1 -k3,3; }
+echo "medians over $runs runs of bench_bn; ratio = ours / peer (below 1: ours is faster)"
