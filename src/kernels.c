@@ -162,6 +162,15 @@ typedef union {
 #define STREAM_ALIGNED(p)   1
 #endif
 
+/* A chunk's mean and M2 from its count values' deviations from `center`:
+ * s1 = sum(e), s2 = sum(e^2). */
+static inline void chunk_moments(float center, double s1, double s2, double count, double *mean,
+                                 double *m2) {
+    *mean = (double)center + s1 / count;
+    double q = s2 - s1 * s1 / count;
+    *m2 = q > 0.0 ? q : 0.0;
+}
+
 /* ---------------------------------------------------------------------------
  * Contiguous runs (the channels-first view: one plane, or part of one)
  * ------------------------------------------------------------------------- */
@@ -370,9 +379,7 @@ BN_INLINE void plane_chunk_stats(const bn_view *v, const float *x, size_t f, con
     double s1 = 0.0, s2 = 0.0;
     for (size_t n = c->n0; n < c->n1; n++)
         run_sums_centered(x + plane_offset(v, n, f) + c->s0, len, center, &s1, &s2);
-    *mean = (double)center + s1 / count;
-    double q = s2 - s1 * s1 / count;
-    *m2 = q > 0.0 ? q : 0.0;
+    chunk_moments(center, s1, s2, count, mean, m2);
 }
 
 /* Backward sums of one PLANES chunk, and dx = a * dy when frozen. */
@@ -429,11 +436,8 @@ BN_INLINE void tile_stats_groups(const float *base, size_t R, size_t F, int ng, 
         TO_LANES(ct, k[q]);
         TO_LANES(t1, s1[q]);
         TO_LANES(t2, s2[q]);
-        for (int j = 0; j < VL; j++) {
-            double a = t1[j], sq = (double)t2[j] - a * a / count;
-            mean[q * VL + j] = (double)ct[j] + a / count;
-            m2[q * VL + j] = sq > 0.0 ? sq : 0.0;
-        }
+        for (int j = 0; j < VL; j++)
+            chunk_moments(ct[j], t1[j], t2[j], count, &mean[q * VL + j], &m2[q * VL + j]);
     }
 }
 
@@ -449,9 +453,7 @@ static void tile_stats_column(const float *base, size_t R, size_t F, double *mea
         float e = base[r * F] - center;
         s1 += e, s2 += e * e;
     }
-    double a = s1, sq = (double)s2 - a * a / count;
-    *mean = (double)center + a / count;
-    *m2 = sq > 0.0 ? sq : 0.0;
+    chunk_moments(center, s1, s2, count, mean, m2);
 }
 
 BN_DISPATCH static void tile_stats(const float *base, size_t R, size_t F, size_t w, double *mean,
@@ -697,9 +699,7 @@ BN_DISPATCH static void plane_items_stats(const bn_view *v, const bn_chunking *c
             double s1 = 0.0, s2 = 0.0;
             run_sums_centered(p, S, center, &s1, &s2);
             size_t i = f * ch->chunks + n;
-            ws->part0[i] = (double)center + s1 / count;
-            double q = s2 - s1 * s1 / count;
-            ws->part1[i] = q > 0.0 ? q : 0.0;
+            chunk_moments(center, s1, s2, count, &ws->part0[i], &ws->part1[i]);
             if (++f == F) f = 0, n++;
         }
         return;
