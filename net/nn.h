@@ -72,8 +72,15 @@ typedef struct {
     float *probs;           /* [max_batch * classes] softmax output */
     void *bn_ws;            /* libbnorm workspace */
     size_t bn_ws_size;
-    void *one_ws; /* dense-only nets, threads > 1: one BN workspace per thread */
+    /* Dense-only nets: the single-sample path (nn_forward of one sample in
+     * test mode), split over threads by weight rows. */
+    void *one_ws; /* one BN workspace per thread */
     size_t one_ws_size;
+    float *one_partial;        /* [threads][one_partial_stride]: each dense layer's partial sums */
+    size_t one_partial_stride; /* floats: the dense layers' widths, each rounded to 16 */
+    struct nn_one_sync *one_sync; /* per-thread progress counters */
+    int one_dense_layers;
+    unsigned one_stage;   /* stages (dense layers) passed by earlier calls */
     float *wgrad_partial; /* nets with conv, threads > 1: [threads - 1][largest conv weight] */
     uint64_t adam_t;
 } nn_net;
