@@ -12,6 +12,7 @@
 #include "gemv.h"
 #include "ops.h"
 #include "rng.h"
+#include "team.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -239,7 +240,7 @@ int nn_build(nn_net *net, const char *arch, nn_bn_place bn, int in_h, int in_w, 
             size_t need;
             if (bnorm_workspace_size(&s, &p, &need) == BNORM_OK && need > one) one = need;
             if (l->kind == NN_DENSE) {
-                net->one_dense_layers++;
+                net->one_stages += i < net->n_layers - 1; /* see forward_one_slice */
                 net->one_partial_stride += round_floats((size_t)l->out_c);
             }
         }
@@ -264,6 +265,7 @@ void nn_free(nn_net *net) {
         free(l->out), free(l->col), free(l->argmax), free(l->save_mean), free(l->save_invstd);
     }
     free(net->arena), free(net->grad_a), free(net->grad_b), free(net->probs), free(net->bn_ws);
+    nn_team_stop(net->one_team);
     free(net->one_ws), free(net->one_partial), free(net->one_sync), free(net->wgrad_partial);
     memset(net, 0, sizeof *net);
 }
@@ -377,32 +379,51 @@ static void wait_for_stage(struct nn_one_sync *sync, int u, unsigned target) {
     }
 }
 
-/* The body run by thread s of u; base is this call's first stage number. */
-static void forward_one_slice(nn_net *net, const float *x, int s, int u, unsigned base,
-                              int *failed) {
+/* Out[c0..c1) of a dense layer: its threads' partials in thread order, plus
+ * the bias. */
+static void sum_partials(const nn_net *net, nn_layer *l, const float *partials, int u, int c0,
+                         int c1) {
+    size_t stride = net->one_partial_stride;
+    for (int c = c0; c < c1; c++) {
+        float sum = partials[c];
+        for (int t = 1; t < u; t++)
+            sum += partials[(size_t)t * stride + c];
+        l->out[c] = l->bias ? sum + l->bias->value[c] : sum;
+    }
+}
+
+typedef struct {
+    nn_net *net;
+    const float *x;
+    unsigned base; /* this call's first stage number */
+    int threads;   /* how many threads run it */
+    int failed;
+} one_job;
+
+/* The share of thread s of u. A network that ends in a dense layer (every
+ * one built here) leaves that layer's partials to be summed after the
+ * threads are done, which spares one handoff. */
+static void forward_one_slice(one_job *job, int s, int u) {
+    nn_net *net = job->net;
     void *ws = (char *)net->one_ws + (size_t)s * net->one_ws_size;
     float *partials = net->one_partial;
-    unsigned stage = base;
-    const float *in = x;
+    unsigned stage = job->base;
+    const float *in = job->x;
     for (int i = 0; i < net->n_layers; i++) {
         nn_layer *l = &net->layers[i];
         int c0 = slice_begin(l->out_c, u, s), c1 = slice_begin(l->out_c, u, s + 1);
         if (l->kind == NN_DENSE) {
             int k0 = slice_begin((int)l->in_size, u, s),
                 k1 = slice_begin((int)l->in_size, u, s + 1);
-            size_t stride = net->one_partial_stride;
-            nn_gemv_rows(l->weight->value, l->out_c, in, k0, k1, l->out_c, partials + s * stride);
+            nn_gemv_rows(l->weight->value, l->out_c, in, k0, k1, l->out_c,
+                         partials + (size_t)s * net->one_partial_stride);
+            if (i == net->n_layers - 1) break;
             stage++;
             if (u > 1) {
                 atomic_store_explicit(&net->one_sync[s].stage, stage, memory_order_release);
                 wait_for_stage(net->one_sync, u, stage);
             }
-            for (int c = c0; c < c1; c++) {
-                float sum = partials[c];
-                for (int t = 1; t < u; t++)
-                    sum += partials[t * stride + c];
-                l->out[c] = l->bias ? sum + l->bias->value[c] : sum;
-            }
+            sum_partials(net, l, partials, u, c0, c1);
             partials += round_floats((size_t)l->out_c); /* each stage has its own */
         } else if (l->kind == NN_RELU) {
             for (int c = c0; c < c1; c++)
@@ -414,19 +435,30 @@ static void forward_one_slice(nn_net *net, const float *x, int s, int u, unsigne
                                         l->run_mean->value + c0, l->run_var->value + c0,
                                         l->out + c0, ws, net->one_ws_size) != BNORM_OK) {
 #pragma omp atomic write
-                *failed = 1;
+                job->failed = 1;
             }
         }
         in = l->out;
     }
+    if (s == 0) job->threads = u;
 }
 
+static void one_job_slice(void *arg, int s, int u) { forward_one_slice(arg, s, u); }
+
+/* Threads: a team of persistent threads (team.h), started at the first call,
+ * since an OpenMP region costs about as much as the whole pass; OpenMP only
+ * where the team could not be started. */
 static int forward_one(nn_net *net, const float *x) {
-    int failed = 0;
-    unsigned base = net->one_stage;
-    net->one_stage += (unsigned)net->one_dense_layers;
+    one_job job = {net, x, net->one_stage, 1, 0};
+    net->one_stage += (unsigned)net->one_stages;
+    if (net->threads > 1 && !net->one_team && !net->one_team_failed) {
+        net->one_team = nn_team_start(net->threads);
+        net->one_team_failed = net->one_team == NULL;
+    }
     if (net->threads <= 1) {
-        forward_one_slice(net, x, 0, 1, base, &failed);
+        forward_one_slice(&job, 0, 1);
+    } else if (net->one_team) {
+        nn_team_run(net->one_team, one_job_slice, &job);
     } else {
 #pragma omp parallel num_threads(net->threads)
         {
@@ -434,10 +466,15 @@ static int forward_one(nn_net *net, const float *x) {
 #ifdef _OPENMP
             s = omp_get_thread_num(), u = omp_get_num_threads();
 #endif
-            forward_one_slice(net, x, s, u, base, &failed);
+            forward_one_slice(&job, s, u);
         }
     }
-    return failed ? -1 : 0;
+    nn_layer *last = &net->layers[net->n_layers - 1];
+    if (last->kind == NN_DENSE)
+        sum_partials(net, last,
+                     net->one_partial + net->one_partial_stride - round_floats((size_t)last->out_c),
+                     job.threads, 0, last->out_c);
+    return job.failed ? -1 : 0;
 }
 
 const float *nn_forward(nn_net *net, const float *x, int n, int training) {

@@ -24,6 +24,16 @@ run_suite clang -DCMAKE_C_COMPILER=clang
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
     run_suite sanitize -DCMAKE_C_COMPILER=gcc -DBNORM_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
 
+# ThreadSanitizer on the code that hands work between threads of its own
+# (the single-sample path's team and counters), without OpenMP, whose
+# runtime it cannot see into; OpenBLAS single-threaded for the same reason.
+echo "== thread sanitizer"
+cmake -S . -B "$out/tsan" -DCMAKE_C_COMPILER=gcc -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DBNORM_SANITIZE_THREAD=ON -DBNORM_OPENMP=OFF >/dev/null
+cmake --build "$out/tsan" -j "$jobs" --target test_team test_network_grad >/dev/null
+TSAN_OPTIONS=halt_on_error=1 OPENBLAS_NUM_THREADS=1 "$out/tsan/tests/test_team"
+TSAN_OPTIONS=halt_on_error=1 OPENBLAS_NUM_THREADS=1 "$out/tsan/tests/test_network_grad" | tail -1
+
 echo "== install and consume"
 prefix=$(realpath "$out")/prefix
 cmake --install "$out/gcc" --prefix "$prefix" >/dev/null

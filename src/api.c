@@ -276,13 +276,16 @@ bnorm_status bnorm_forward_inference(const bnorm_shape *shape, const bnorm_param
 
     bn_workspace ws = bn_workspace_carve(&v, workspace);
     const double eps = params->eps;
-    for (size_t f = 0; f < v.features; f++)
-        set_affine(&ws, f, mean[f], 1.0 / sqrt((double)var[f] + eps), use_scale ? gamma : NULL,
-                   use_shift ? beta : NULL);
-    if (use_reference(params))
+    if (use_reference(params)) {
+        for (size_t f = 0; f < v.features; f++)
+            set_affine(&ws, f, mean[f], 1.0 / sqrt((double)var[f] + eps), use_scale ? gamma : NULL,
+                       use_shift ? beta : NULL);
         bn_ref_normalize(&v, x, &ws, y);
-    else
+    } else {
+        bn_fast_inference_coefficients(v.features, mean, var, use_scale ? gamma : NULL,
+                                       use_shift ? beta : NULL, eps, &ws);
         bn_fast_normalize(&v, x, &ws, y, resolve_threads(params, &v));
+    }
     return BNORM_OK;
 }
 

@@ -88,6 +88,14 @@ void bn_ref_backward_dx(const bn_view *v, const float *x, const float *dy, const
 /* The fast kernels: the same results within rounding, identical for any
  * thread count. */
 void bn_fast_batch_stats(const bn_view *v, const float *x, bn_workspace *ws, int threads);
+/* Test-mode coefficients of every feature from the running statistics:
+ * mean, mean_lo (0), a = gamma / sqrt(var + eps) (gamma NULL: 1), b = beta
+ * (NULL: 0). The same bits as the reference's scalar loop (square root and
+ * division are correctly rounded in every instruction set), at a fraction
+ * of its cost where features are many and values per feature few. */
+void bn_fast_inference_coefficients(size_t features, const float *mean, const float *var,
+                                    const float *gamma, const float *beta, double eps,
+                                    bn_workspace *ws);
 /* Uses ws->c as scratch in the rows view. */
 void bn_fast_normalize(const bn_view *v, const float *x, bn_workspace *ws, float *y, int threads);
 /* Statistics, coefficients for every feature, then y. */

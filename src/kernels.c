@@ -15,6 +15,7 @@
  * Backward likewise reads (x, dy) once for its two sums and once for dx.
  * With frozen statistics dx = a * dy does not depend on the sums, so the
  * sums and dx come out of a single pass. */
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 #if defined(__x86_64__) || defined(__SSE__)
@@ -790,6 +791,36 @@ BN_DISPATCH static void dx_runs(const bn_view *v, const float *x, const float *d
  * it streams through one range of memory. */
 static size_t run_count(const bn_view *v) {
     return v->kind == BN_VIEW_ROWS ? v->n : v->n * v->features;
+}
+
+/* The loop of the per-feature square roots and divisions: in scalar code
+ * they cost more than normalizing a single sample's 128 features. Four
+ * loops, so that each vectorizes without a branch on gamma or beta. */
+BN_DISPATCH static void inference_coefficients(size_t features, const float *restrict mean,
+                                               const float *restrict var,
+                                               const float *restrict gamma,
+                                               const float *restrict beta, double eps,
+                                               float *restrict ws_mean, float *restrict ws_mean_lo,
+                                               float *restrict ws_a, float *restrict ws_b) {
+    for (size_t f = 0; f < features; f++) {
+        ws_mean[f] = mean[f];
+        ws_mean_lo[f] = 0.0f; /* the mean is a float already: nothing below it */
+    }
+    if (gamma)
+        for (size_t f = 0; f < features; f++)
+            ws_a[f] = (float)((double)gamma[f] * (1.0 / sqrt((double)var[f] + eps)));
+    else
+        for (size_t f = 0; f < features; f++)
+            ws_a[f] = (float)(1.0 / sqrt((double)var[f] + eps));
+    for (size_t f = 0; f < features; f++)
+        ws_b[f] = beta ? beta[f] : 0.0f;
+}
+
+void bn_fast_inference_coefficients(size_t features, const float *mean, const float *var,
+                                    const float *gamma, const float *beta, double eps,
+                                    bn_workspace *ws) {
+    inference_coefficients(features, mean, var, gamma, beta, eps, ws->mean, ws->mean_lo, ws->a,
+                           ws->b);
 }
 
 void bn_fast_normalize(const bn_view *v, const float *x, bn_workspace *ws, float *y, int threads) {

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gemv.h"
 #include "ops.h"
 
 static int failures;
@@ -164,6 +165,63 @@ static void one_shape(int n, int h, int w, int c) {
     free(in), free(g), free(a), free(b), free(arg_a), free(arg_b), free(bias), free(col);
 }
 
+/* The single-sample GEMV (net/gemv.c) fuses multiply-adds, so it is held to
+ * the error bound of a K-term sum instead of bit-identity: against a double
+ * sum, |y - ref| <= (K + 1) * 2^-24 * sum |x w| (each partial sum rounds at
+ * most once per term). A sum from the wrong rows or columns misses by whole
+ * terms, far beyond it. Widths cover the 256-column sweeps, whole vectors and
+ * the float tail; guards past n must stay untouched. */
+static int gemv_case(int K, int ldw, int n, int k0, int k1) {
+    float *w = malloc((size_t)K * ldw * sizeof(float)), *x = malloc((size_t)K * sizeof(float));
+    float *y = malloc((size_t)(n + 16) * sizeof(float));
+    if (!w || !x || !y) {
+        fprintf(stderr, "FAIL gemv: out of memory\n");
+        exit(1);
+    }
+    fill_fine(w, (size_t)K * ldw);
+    fill_fine(x, (size_t)K);
+    for (int j = 0; j < n + 16; j++)
+        y[j] = 1234.5f;
+    nn_gemv_rows(w, ldw, x, k0, k1, n, y);
+    int bad = 0;
+    for (int j = 0; j < n && !bad; j++) {
+        double ref = 0.0, mag = 0.0;
+        for (int k = k0; k < k1; k++) {
+            double t = (double)x[k] * w[(size_t)k * ldw + j];
+            ref += t, mag += fabs(t);
+        }
+        double bound = (double)(k1 - k0 + 1) * ldexp(1.0, -24) * mag;
+        if (!(fabs((double)y[j] - ref) <= bound)) {
+            fprintf(stderr,
+                    "FAIL gemv K=%d ldw=%d n=%d rows [%d,%d): y[%d] = %.9g, want %.9g +- %.3g\n", K,
+                    ldw, n, k0, k1, j, (double)y[j], ref, bound);
+            bad = 1;
+        }
+    }
+    for (int j = n; j < n + 16 && !bad; j++)
+        if (y[j] != 1234.5f) {
+            fprintf(stderr, "FAIL gemv K=%d n=%d: wrote y[%d] past n\n", K, n, j);
+            bad = 1;
+        }
+    free(w), free(x), free(y);
+    return bad;
+}
+
+static int check_gemv(void) {
+    const int widths[] = {1, 10, 15, 16, 17, 100, 255, 256, 257, 300, 512, 528};
+    const int depths[] = {1, 7, 64, 300};
+    int cases = 0;
+    for (size_t i = 0; i < sizeof widths / sizeof *widths; i++)
+        for (size_t j = 0; j < sizeof depths / sizeof *depths; j++) {
+            int n = widths[i], K = depths[j];
+            failures += gemv_case(K, n, n, 0, K);         /* all rows */
+            failures += gemv_case(K, n + 5, n, K / 3, K); /* a later block, wider rows */
+            failures += gemv_case(K, n, n, 0, K / 2);     /* an earlier block (maybe empty) */
+            cases += 3;
+        }
+    return cases;
+}
+
 int main(void) {
 #ifdef NN_TEST_NEEDS_AVX2
     if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) {
@@ -180,10 +238,13 @@ int main(void) {
                     one_shape(ns[i], sizes[j], sizes[k] + 1, cs[l]);
     one_shape(2, 28, 28, 1);
     one_shape(2, 14, 14, 32);
+    int gemv_cases = check_gemv();
     if (failures) {
         fprintf(stderr, "test_net_ops: %d failures\n", failures);
         return 1;
     }
-    printf("test_net_ops: %d shapes, every op bit-identical to its scalar loop\n", shapes + 2);
+    printf("test_net_ops: %d shapes, every op bit-identical to its scalar loop; "
+           "%d GEMV cases within the bound of their sums\n",
+           shapes + 2, gemv_cases);
     return 0;
 }
