@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "gemv.h"
 #include "ops.h"
@@ -149,6 +150,16 @@ static void *alloc_aligned(size_t bytes) {
     void *p = NULL;
     return posix_memalign(&p, NN_ALIGN, bytes ? bytes : NN_ALIGN) ? NULL : p;
 }
+/* The CPUs this process may run on (at least 1). */
+static int available_cpus(void) {
+#ifdef _OPENMP
+    int n = omp_get_num_procs();
+#else
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+#endif
+    return n > 1 ? (int)n : 1;
+}
+
 static size_t round_floats(size_t n) {
     size_t per_line = NN_ALIGN / sizeof(float);
     return (n + per_line - 1) / per_line * per_line;
@@ -240,11 +251,12 @@ int nn_build(nn_net *net, const char *arch, nn_bn_place bn, int in_h, int in_w, 
             size_t need;
             if (bnorm_workspace_size(&s, &p, &need) == BNORM_OK && need > one) one = need;
             if (l->kind == NN_DENSE) {
-                net->one_stages += i < net->n_layers - 1; /* see forward_one_slice */
+                net->one_stages += i < net->n_layers - 1; /* see forward_one_worker */
                 net->one_partial_stride += round_floats((size_t)l->out_c);
             }
         }
         net->one_ws_size = (one + 63) / 64 * 64;
+        net->one_workers = threads < available_cpus() ? threads : available_cpus();
         net->one_ws = alloc_aligned((size_t)threads * net->one_ws_size);
         net->one_partial = alloc_aligned((size_t)threads * net->one_partial_stride * sizeof(float));
         net->one_sync = alloc_aligned((size_t)threads * sizeof(struct nn_one_sync));
@@ -343,30 +355,33 @@ static void layer_forward_slice(const nn_net *net, nn_layer *l, const float *in,
     }
 }
 
-/* One sample in test mode through a dense-only network. Thread s of T owns
- * a range of every dense layer's input rows, the same range of units of the
- * layer before: it streams its own block of each weight matrix (from its own
- * L2, call after call), and passes a partial sum of all outputs to the
- * others. Once every thread has published its partials for a layer, each
- * adds up the partials of its own units, and carries them through the bias,
- * test-mode BN and ReLU, which work unit by unit, so they are the next dense
- * layer's inputs for the same thread. Only the partial sums cross cores, and
- * a thread waits on per-thread counters, not on an OpenMP barrier: here a
- * barrier costs about 1 us, a core-to-core handoff about 0.25 us.
+/* One sample in test mode through a dense-only network. The work is cut in
+ * T = net->threads slices: slice s owns a range of every dense layer's input
+ * rows, the same range of units of the layer before. Its worker streams that
+ * block of each weight matrix (from its own L2, call after call) into a
+ * partial sum of all outputs. Once every worker has published its partials
+ * for a layer, each adds up the partials of its slices' units, and carries
+ * them through the bias, test-mode BN and ReLU, which work unit by unit, so
+ * they are the next dense layer's rows of the same slices. Only the partial
+ * sums cross cores, and a worker waits on per-worker counters, not on an
+ * OpenMP barrier: here a barrier costs about 1 us, a core-to-core handoff
+ * about 0.25 us.
  *
- * Sums: an output is its threads' partials added in thread order, each
- * partial in row order; the same thread count gives the same numbers. */
+ * Workers: one per slice, but no more than the CPUs (spinning workers that
+ * share a core take turns in scheduler time slices); worker w runs slices
+ * w, w + W, ... The numbers depend on T only: an output is the partials of
+ * the T slices added in slice order, each partial in row order. */
 static void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();
 #endif
 }
 
-/* Waits until threads [0, u) have all published stage `target` (counters
- * wrap, so the comparison is of the difference). A thread descheduled
+/* Waits until workers [0, W) have all published stage `target` (counters
+ * wrap, so the comparison is of the difference). A worker descheduled
  * mid-call keeps the others spinning; after a while they yield the core. */
-static void wait_for_stage(struct nn_one_sync *sync, int u, unsigned target) {
-    for (int t = 0; t < u; t++) {
+static void wait_for_stage(struct nn_one_sync *sync, int W, unsigned target) {
+    for (int t = 0; t < W; t++) {
         unsigned spins = 0;
         while ((int)(atomic_load_explicit(&sync[t].stage, memory_order_acquire) - target) < 0) {
             if (++spins < 4096) {
@@ -379,14 +394,13 @@ static void wait_for_stage(struct nn_one_sync *sync, int u, unsigned target) {
     }
 }
 
-/* Out[c0..c1) of a dense layer: its threads' partials in thread order, plus
+/* Out[c0..c1) of a dense layer: the T slices' partials in slice order, plus
  * the bias. */
-static void sum_partials(const nn_net *net, nn_layer *l, const float *partials, int u, int c0,
-                         int c1) {
+static void sum_partials(const nn_net *net, nn_layer *l, const float *partials, int c0, int c1) {
     size_t stride = net->one_partial_stride;
     for (int c = c0; c < c1; c++) {
         float sum = partials[c];
-        for (int t = 1; t < u; t++)
+        for (int t = 1; t < net->threads; t++)
             sum += partials[(size_t)t * stride + c];
         l->out[c] = l->bias ? sum + l->bias->value[c] : sum;
     }
@@ -396,84 +410,91 @@ typedef struct {
     nn_net *net;
     const float *x;
     unsigned base; /* this call's first stage number */
-    int threads;   /* how many threads run it */
     int failed;
 } one_job;
 
-/* The share of thread s of u. A network that ends in a dense layer (every
+/* The share of worker w of W. A network that ends in a dense layer (every
  * one built here) leaves that layer's partials to be summed after the
- * threads are done, which spares one handoff. */
-static void forward_one_slice(one_job *job, int s, int u) {
+ * workers are done, which spares one handoff. */
+static void forward_one_worker(one_job *job, int w, int W) {
     nn_net *net = job->net;
-    void *ws = (char *)net->one_ws + (size_t)s * net->one_ws_size;
+    const int T = net->threads;
+    void *ws = (char *)net->one_ws + (size_t)w * net->one_ws_size;
     float *partials = net->one_partial;
     unsigned stage = job->base;
     const float *in = job->x;
     for (int i = 0; i < net->n_layers; i++) {
         nn_layer *l = &net->layers[i];
-        int c0 = slice_begin(l->out_c, u, s), c1 = slice_begin(l->out_c, u, s + 1);
         if (l->kind == NN_DENSE) {
-            int k0 = slice_begin((int)l->in_size, u, s),
-                k1 = slice_begin((int)l->in_size, u, s + 1);
-            nn_gemv_rows(l->weight->value, l->out_c, in, k0, k1, l->out_c,
-                         partials + (size_t)s * net->one_partial_stride);
+            for (int s = w; s < T; s += W)
+                nn_gemv_rows(l->weight->value, l->out_c, in, slice_begin((int)l->in_size, T, s),
+                             slice_begin((int)l->in_size, T, s + 1), l->out_c,
+                             partials + (size_t)s * net->one_partial_stride);
             if (i == net->n_layers - 1) break;
             stage++;
-            if (u > 1) {
-                atomic_store_explicit(&net->one_sync[s].stage, stage, memory_order_release);
-                wait_for_stage(net->one_sync, u, stage);
+            if (W > 1) {
+                atomic_store_explicit(&net->one_sync[w].stage, stage, memory_order_release);
+                wait_for_stage(net->one_sync, W, stage);
             }
-            sum_partials(net, l, partials, u, c0, c1);
+            for (int s = w; s < T; s += W)
+                sum_partials(net, l, partials, slice_begin(l->out_c, T, s),
+                             slice_begin(l->out_c, T, s + 1));
             partials += round_floats((size_t)l->out_c); /* each stage has its own */
-        } else if (l->kind == NN_RELU) {
-            for (int c = c0; c < c1; c++)
-                l->out[c] = in[c] > 0.0f ? in[c] : 0.0f;
-        } else if (c1 > c0) {
-            bnorm_shape sh = bnorm_shape_nc(1, c1 - c0);
-            bnorm_params p = bnorm_params_default();
-            if (bnorm_forward_inference(&sh, &p, in + c0, l->gamma->value + c0, l->beta->value + c0,
-                                        l->run_mean->value + c0, l->run_var->value + c0,
-                                        l->out + c0, ws, net->one_ws_size) != BNORM_OK) {
+        } else {
+            for (int s = w; s < T; s += W) {
+                int c0 = slice_begin(l->out_c, T, s), c1 = slice_begin(l->out_c, T, s + 1);
+                if (c1 == c0) continue;
+                if (l->kind == NN_RELU) {
+                    for (int c = c0; c < c1; c++)
+                        l->out[c] = in[c] > 0.0f ? in[c] : 0.0f;
+                    continue;
+                }
+                bnorm_shape sh = bnorm_shape_nc(1, c1 - c0);
+                bnorm_params p = bnorm_params_default();
+                if (bnorm_forward_inference(&sh, &p, in + c0, l->gamma->value + c0,
+                                            l->beta->value + c0, l->run_mean->value + c0,
+                                            l->run_var->value + c0, l->out + c0, ws,
+                                            net->one_ws_size) != BNORM_OK) {
 #pragma omp atomic write
-                job->failed = 1;
+                    job->failed = 1;
+                }
             }
         }
         in = l->out;
     }
-    if (s == 0) job->threads = u;
 }
 
-static void one_job_slice(void *arg, int s, int u) { forward_one_slice(arg, s, u); }
+static void one_job_worker(void *arg, int w, int W) { forward_one_worker(arg, w, W); }
 
-/* Threads: a team of persistent threads (team.h), started at the first call,
+/* Workers: a team of persistent threads (team.h), started at the first call,
  * since an OpenMP region costs about as much as the whole pass; OpenMP only
  * where the team could not be started. */
 static int forward_one(nn_net *net, const float *x) {
-    one_job job = {net, x, net->one_stage, 1, 0};
+    one_job job = {net, x, net->one_stage, 0};
     net->one_stage += (unsigned)net->one_stages;
-    if (net->threads > 1 && !net->one_team && !net->one_team_failed) {
-        net->one_team = nn_team_start(net->threads);
+    if (net->one_workers > 1 && !net->one_team && !net->one_team_failed) {
+        net->one_team = nn_team_start(net->one_workers);
         net->one_team_failed = net->one_team == NULL;
     }
-    if (net->threads <= 1) {
-        forward_one_slice(&job, 0, 1);
+    if (net->one_workers <= 1) {
+        forward_one_worker(&job, 0, 1);
     } else if (net->one_team) {
-        nn_team_run(net->one_team, one_job_slice, &job);
+        nn_team_run(net->one_team, one_job_worker, &job);
     } else {
-#pragma omp parallel num_threads(net->threads)
+#pragma omp parallel num_threads(net->one_workers)
         {
-            int s = 0, u = 1;
+            int w = 0, W = 1;
 #ifdef _OPENMP
-            s = omp_get_thread_num(), u = omp_get_num_threads();
+            w = omp_get_thread_num(), W = omp_get_num_threads();
 #endif
-            forward_one_slice(&job, s, u);
+            forward_one_worker(&job, w, W);
         }
     }
     nn_layer *last = &net->layers[net->n_layers - 1];
     if (last->kind == NN_DENSE)
         sum_partials(net, last,
                      net->one_partial + net->one_partial_stride - round_floats((size_t)last->out_c),
-                     job.threads, 0, last->out_c);
+                     0, last->out_c);
     return job.failed ? -1 : 0;
 }
 

@@ -79,11 +79,15 @@ typedef struct {
     float *one_partial;        /* [threads][one_partial_stride]: each dense layer's partial sums */
     size_t one_partial_stride; /* floats: the dense layers' widths, each rounded to 16 */
     struct nn_one_sync *one_sync; /* per-thread progress counters */
-    struct nn_team *one_team;     /* its threads, started at the first call */
-    int one_team_failed;          /* the team could not be started: OpenMP instead */
-    int one_stages;               /* handoffs per call: the dense layers but a last one */
-    unsigned one_stage;           /* handoffs made by earlier calls */
-    float *wgrad_partial; /* nets with conv, threads > 1: [threads - 1][largest conv weight] */
+    /* Threads that run it: one per thread, at most one per CPU. May be
+     * lowered after nn_build, before the first single-sample call; the
+     * numbers depend on `threads` only. */
+    int one_workers;
+    struct nn_team *one_team; /* its threads, started at the first call */
+    int one_team_failed;      /* the team could not be started: OpenMP instead */
+    int one_stages;           /* handoffs per call: the dense layers but a last one */
+    unsigned one_stage;       /* handoffs made by earlier calls */
+    float *wgrad_partial;     /* nets with conv, threads > 1: [threads - 1][largest conv weight] */
     uint64_t adam_t;
 } nn_net;
 

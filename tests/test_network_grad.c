@@ -136,32 +136,49 @@ static void check_single_sample(const char *arch, nn_bn_place bn, test_rng *rng)
     for (int i = 0; i < BATCH; i++)
         y[i] = (uint8_t)(i * 3 % 10);
     for (int threads = 1; threads <= 4; threads++) {
-        nn_net net;
-        CHECK(nn_build(&net, arch, bn, hw, hw, 1, 10, BATCH, threads, err, sizeof err) == 0, "%s",
-              err);
-        nn_init_params(&net, 5);
-        nn_optim opt = {NN_SGD, 0.05f, 0.9f, 0.0f, 0.0f, 0.0f};
-        for (int step = 0; step < 3; step++) {
-            nn_forward(&net, x, BATCH, 1);
-            nn_loss(&net, y, BATCH, NULL);
-            nn_backward(&net, x, BATCH);
-            nn_step(&net, &opt);
-        }
-        float zb[BATCH * 10];
-        memcpy(zb, nn_forward(&net, x, BATCH, 0), sizeof zb);
-        double worst = 0.0;
-        for (int round = 0; round < 2; round++) /* the stage counters move on between calls */
-            for (int b = 0; b < BATCH; b++) {
-                const float *z = nn_forward(&net, x + b * hw * hw, 1, 0);
-                CHECK(z != NULL, "%s: one sample refused", arch);
-                if (!z) continue;
-                for (int k = 0; k < 10; k++)
-                    worst = fmax(worst, fabs((double)z[k] - zb[b * 10 + k]) /
-                                            (1.0 + fabs((double)zb[b * 10 + k])));
+        /* workers 0: as nn_build chose (one per slice, at most one per CPU);
+         * then fewer, each running several slices: the same bits. */
+        float first[2 * BATCH * 10];
+        for (int workers = 0; workers < threads; workers++) {
+            nn_net net;
+            CHECK(nn_build(&net, arch, bn, hw, hw, 1, 10, BATCH, threads, err, sizeof err) == 0,
+                  "%s", err);
+            if (workers) net.one_workers = workers;
+            nn_init_params(&net, 5);
+            nn_optim opt = {NN_SGD, 0.05f, 0.9f, 0.0f, 0.0f, 0.0f};
+            for (int step = 0; step < 3; step++) {
+                nn_forward(&net, x, BATCH, 1);
+                nn_loss(&net, y, BATCH, NULL);
+                nn_backward(&net, x, BATCH);
+                nn_step(&net, &opt);
             }
-        CHECK(worst < 1e-5, "%s bn %d, %d threads: one sample differs by %.3g", arch, (int)bn,
-              threads, worst);
-        nn_free(&net);
+            float zb[BATCH * 10], zs[2 * BATCH * 10];
+            memcpy(zb, nn_forward(&net, x, BATCH, 0), sizeof zb);
+            double worst = 0.0;
+            int refused = 0;
+            for (int round = 0; round < 2; round++) /* the stage counters move on between calls */
+                for (int b = 0; b < BATCH; b++) {
+                    const float *z = nn_forward(&net, x + b * hw * hw, 1, 0);
+                    if (!z) {
+                        refused = 1;
+                        continue;
+                    }
+                    memcpy(zs + (round * BATCH + b) * 10, z, 10 * sizeof(float));
+                    for (int k = 0; k < 10; k++)
+                        worst = fmax(worst, fabs((double)z[k] - zb[b * 10 + k]) /
+                                                (1.0 + fabs((double)zb[b * 10 + k])));
+                }
+            CHECK(!refused, "%s: one sample refused", arch);
+            CHECK(worst < 1e-5, "%s bn %d, %d threads: one sample differs by %.3g", arch, (int)bn,
+                  threads, worst);
+            if (workers == 0)
+                memcpy(first, zs, sizeof first);
+            else
+                CHECK(memcmp(first, zs, sizeof first) == 0,
+                      "%s bn %d, %d threads: %d workers give other bits", arch, (int)bn, threads,
+                      workers);
+            nn_free(&net);
+        }
     }
 }
 
