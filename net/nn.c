@@ -3,7 +3,6 @@
 
 #include <cblas.h>
 #include <math.h>
-#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -371,27 +370,10 @@ static void layer_forward_slice(const nn_net *net, nn_layer *l, const float *in,
  * share a core take turns in scheduler time slices); worker w runs slices
  * w, w + W, ... The numbers depend on T only: an output is the partials of
  * the T slices added in slice order, each partial in row order. */
-static void cpu_relax(void) {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#endif
-}
-
-/* Waits until workers [0, W) have all published stage `target` (counters
- * wrap, so the comparison is of the difference). A worker descheduled
- * mid-call keeps the others spinning; after a while they yield the core. */
+/* Waits until workers [0, W) have all published stage `target`. */
 static void wait_for_stage(struct nn_one_sync *sync, int W, unsigned target) {
-    for (int t = 0; t < W; t++) {
-        unsigned spins = 0;
-        while ((int)(atomic_load_explicit(&sync[t].stage, memory_order_acquire) - target) < 0) {
-            if (++spins < 4096) {
-                cpu_relax();
-            } else {
-                sched_yield();
-                spins = 0;
-            }
-        }
-    }
+    for (int t = 0; t < W; t++)
+        nn_wait_counter(&sync[t].stage, target);
 }
 
 /* Out[c0..c1) of a dense layer: the T slices' partials in slice order, plus

@@ -132,23 +132,26 @@ no_lock:
     return NULL;
 }
 
+void nn_wait_counter(const atomic_uint *counter, unsigned target) {
+    unsigned spins = 0;
+    while ((int)(atomic_load_explicit(counter, memory_order_acquire) - target) < 0) {
+        if (++spins < 4096) {
+            cpu_relax();
+        } else {
+            sched_yield();
+            spins = 0;
+        }
+    }
+}
+
 void nn_team_run(nn_team *team, nn_team_fn fn, void *arg) {
     team->fn = fn;
     team->arg = arg;
     unsigned job = atomic_load_explicit(&team->job, memory_order_relaxed) + 1;
     publish_job(team, job);
     fn(arg, 0, team->threads);
-    for (int s = 1; s < team->threads; s++) {
-        unsigned spins = 0;
-        while (atomic_load_explicit(&team->members[s].done, memory_order_acquire) != job) {
-            if (++spins < 4096) {
-                cpu_relax();
-            } else { /* the helper was descheduled: let it have the core */
-                sched_yield();
-                spins = 0;
-            }
-        }
-    }
+    for (int s = 1; s < team->threads; s++)
+        nn_wait_counter(&team->members[s].done, job);
 }
 
 void nn_team_stop(nn_team *team) {

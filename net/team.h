@@ -14,6 +14,8 @@
 #ifndef NN_TEAM_H
 #define NN_TEAM_H
 
+#include <stdatomic.h>
+
 typedef struct nn_team nn_team;
 
 /* The work of member s of u (s = 0 is the thread that calls nn_team_run). */
@@ -29,5 +31,11 @@ void nn_team_run(nn_team *team, nn_team_fn fn, void *arg);
 
 /* Stops and joins the helpers and frees the team (NULL is ignored). */
 void nn_team_stop(nn_team *team);
+
+/* Waits until *counter has reached target (counters only grow, and may wrap:
+ * the test is on the difference), spinning first and then yielding the
+ * core, in case the thread that will advance it was descheduled. Acquire:
+ * what was written before the counter was advanced is visible after. */
+void nn_wait_counter(const atomic_uint *counter, unsigned target);
 
 #endif
