@@ -410,25 +410,64 @@ BN_INLINE void plane_chunk_backward(const bn_view *v, const float *x, const floa
 
 #define TILE_GROUPS (BN_FEATURE_BLOCK / VL)
 
-/* Statistics of ng groups of VL features (columns from `base`, R rows with
- * stride F). With ng a constant the accumulators live in registers. */
-BN_INLINE void tile_stats_groups(const float *base, size_t R, size_t F, int ng, double *mean,
-                                 double *m2) {
-    vf k[TILE_GROUPS], acc[TILE_GROUPS], s1[TILE_GROUPS], s2[TILE_GROUPS];
+/* The rows view's statistics go through a block of rows in strips of up to
+ * ROWS_STRIP features (whole rows where there are no more): a first pass
+ * adds up each feature's values, with the sums in registers, and places the
+ * centers; a second pass, over tiles of BN_FEATURE_BLOCK features, sums the
+ * deviations from them while the strip is still in L2. The first pass thus
+ * reads memory in runs of up to 1 KiB: read as 256-byte strips of each row,
+ * a tile's width, the same bytes came at half the speed (13 GB/s against 27
+ * for 256-feature rows on one thread).
+ *
+ * The first pass's sums are plain float sums: they only place the centers,
+ * within a few float ulps of the means, and the second pass's sum of
+ * deviations corrects for that. */
+#define ROWS_STRIP   256
+#define STRIP_GROUPS (ROWS_STRIP / VL)
+
+/* sums[j] = the sum of base[r * F + j] over R rows, for ng groups of VL
+ * features; in registers where ng is a constant. */
+BN_INLINE void strip_sums_groups(const float *base, size_t R, size_t F, int ng, float *sums) {
+    vf acc[STRIP_GROUPS];
+    for (int q = 0; q < ng; q++)
+        acc[q] = (vf){0};
+    for (size_t r = 0; r < R; r++)
+        for (int q = 0; q < ng; q++)
+            acc[q] += LD(base + r * F + q * VL);
+    for (int q = 0; q < ng; q++)
+        ST(sums + q * VL, acc[q]);
+}
+
+/* Centers of w <= ROWS_STRIP features: each feature's float sum over R rows
+ * in row order (lane or scalar alike), divided by R. */
+BN_INLINE void strip_centers(const float *base, size_t R, size_t F, size_t w, float *center) {
+    size_t j = 0;
+    if (w == ROWS_STRIP) {
+        strip_sums_groups(base, R, F, STRIP_GROUPS, center);
+        j = w;
+    }
+    for (; j + 4 * VL <= w; j += 4 * VL)
+        strip_sums_groups(base + j, R, F, 4, center + j);
+    for (; j + VL <= w; j += VL)
+        strip_sums_groups(base + j, R, F, 1, center + j);
+    for (; j < w; j++) {
+        float sum = 0.0f;
+        for (size_t r = 0; r < R; r++)
+            sum += base[r * F + j];
+        center[j] = sum;
+    }
+    for (j = 0; j < w; j++)
+        center[j] = (float)((double)center[j] / (double)R);
+}
+
+/* Chunk statistics of ng groups of VL features (columns from `base`, R rows
+ * with stride F) from their deviations from `center`. */
+BN_INLINE void tile_stats_groups(const float *base, size_t R, size_t F, int ng, const float *center,
+                                 double *mean, double *m2) {
+    vf k[TILE_GROUPS], s1[TILE_GROUPS], s2[TILE_GROUPS];
     const double count = (double)R;
     for (int q = 0; q < ng; q++)
-        k[q] = LD(base + q * VL), acc[q] = (vf){0}, s1[q] = (vf){0}, s2[q] = (vf){0};
-    for (size_t r = 1; r < R; r++)
-        for (int q = 0; q < ng; q++)
-            acc[q] += LD(base + r * F + q * VL) - k[q];
-    float kt[VL], at[VL], ct[VL];
-    for (int q = 0; q < ng; q++) {
-        TO_LANES(kt, k[q]);
-        TO_LANES(at, acc[q]);
-        for (int j = 0; j < VL; j++)
-            ct[j] = (float)((double)kt[j] + (double)at[j] / count);
-        k[q] = LD(ct); /* from here on, the center */
-    }
+        k[q] = LD(center + q * VL), s1[q] = (vf){0}, s2[q] = (vf){0};
     for (size_t r = 0; r < R; r++)
         for (int q = 0; q < ng; q++) {
             vf e = LD(base + r * F + q * VL) - k[q];
@@ -436,40 +475,39 @@ BN_INLINE void tile_stats_groups(const float *base, size_t R, size_t F, int ng, 
         }
     float t1[VL], t2[VL];
     for (int q = 0; q < ng; q++) {
-        TO_LANES(ct, k[q]);
         TO_LANES(t1, s1[q]);
         TO_LANES(t2, s2[q]);
         for (int j = 0; j < VL; j++)
-            chunk_moments(ct[j], t1[j], t2[j], count, &mean[q * VL + j], &m2[q * VL + j]);
+            chunk_moments(center[q * VL + j], t1[j], t2[j], count, &mean[q * VL + j],
+                          &m2[q * VL + j]);
     }
 }
 
 /* The same for one feature, for the columns left over after the groups. */
-static void tile_stats_column(const float *base, size_t R, size_t F, double *mean, double *m2) {
-    const double count = (double)R;
-    const float k = base[0];
-    float acc = 0.0f, s1 = 0.0f, s2 = 0.0f;
-    for (size_t r = 1; r < R; r++)
-        acc += base[r * F] - k;
-    const float center = (float)((double)k + (double)acc / count);
+static void tile_stats_column(const float *base, size_t R, size_t F, float center, double *mean,
+                              double *m2) {
+    float s1 = 0.0f, s2 = 0.0f;
     for (size_t r = 0; r < R; r++) {
         float e = base[r * F] - center;
         s1 += e, s2 += e * e;
     }
-    chunk_moments(center, s1, s2, count, mean, m2);
+    chunk_moments(center, s1, s2, (double)R, mean, m2);
 }
 
-BN_DISPATCH static void tile_stats(const float *base, size_t R, size_t F, size_t w, double *mean,
-                                   double *m2) {
+/* Chunk statistics of a strip: R rows by w <= ROWS_STRIP features. */
+BN_DISPATCH static void strip_stats(const float *base, size_t R, size_t F, size_t w, double *mean,
+                                    double *m2) {
+    float center[ROWS_STRIP];
+    strip_centers(base, R, F, w, center);
     size_t j = 0;
     for (; j + BN_FEATURE_BLOCK <= w; j += BN_FEATURE_BLOCK)
-        tile_stats_groups(base + j, R, F, TILE_GROUPS, mean + j, m2 + j);
+        tile_stats_groups(base + j, R, F, TILE_GROUPS, center + j, mean + j, m2 + j);
     for (; j + 2 * VL <= w; j += 2 * VL)
-        tile_stats_groups(base + j, R, F, 2, mean + j, m2 + j);
+        tile_stats_groups(base + j, R, F, 2, center + j, mean + j, m2 + j);
     for (; j + VL <= w; j += VL)
-        tile_stats_groups(base + j, R, F, 1, mean + j, m2 + j);
+        tile_stats_groups(base + j, R, F, 1, center + j, mean + j, m2 + j);
     for (; j < w; j++)
-        tile_stats_column(base + j, R, F, mean + j, m2 + j);
+        tile_stats_column(base + j, R, F, center[j], mean + j, m2 + j);
 }
 
 /* Backward sums of ng groups of features over R rows; with dx, also
@@ -737,11 +775,15 @@ void bn_fast_batch_stats(const bn_view *v, const float *x, bn_workspace *ws, int
     const bn_chunking ch = bn_chunking_for(v);
     const size_t F = v->features;
     if (v->kind == BN_VIEW_ROWS) {
-        const long tiles = (long)rows_tile_count(v, &ch);
-        PARALLEL_FOR(t, tiles, {
-            rows_tile tl = rows_tile_at(v, &ch, (size_t)t);
-            size_t p = tl.rb * F + tl.f0;
-            tile_stats(x + tl.r0 * F + tl.f0, tl.rows, F, tl.w, ws->part0 + p, ws->part1 + p);
+        const size_t strips = (F + ROWS_STRIP - 1) / ROWS_STRIP;
+        const long items = (long)(ch.chunks * strips);
+        PARALLEL_FOR(t, items, {
+            size_t rb = (size_t)t / strips, f0 = (size_t)t % strips * ROWS_STRIP;
+            size_t r0 = rb * ch.rows_per_block;
+            size_t rows = v->n - r0 < ch.rows_per_block ? v->n - r0 : ch.rows_per_block;
+            size_t w = F - f0 < ROWS_STRIP ? F - f0 : ROWS_STRIP;
+            size_t p = rb * F + f0;
+            strip_stats(x + r0 * F + f0, rows, F, w, ws->part0 + p, ws->part1 + p);
         });
     } else {
         const size_t items = F * ch.chunks;
