@@ -12,6 +12,15 @@
 
 #define BATCH 6
 
+/* A batch of BATCH hw x hw inputs drawn from rng, and labels
+ * (i + shift) * mult % 10. */
+static void random_batch(float *x, uint8_t *y, int hw, int mult, int shift, test_rng *rng) {
+    for (int i = 0; i < BATCH * hw * hw; i++)
+        x[i] = (float)rng_normal(rng);
+    for (int i = 0; i < BATCH; i++)
+        y[i] = (uint8_t)((i + shift) * mult % 10);
+}
+
 static double loss_at(nn_net *net, const float *x, const uint8_t *y) {
     nn_forward(net, x, BATCH, 1);
     return nn_loss(net, y, BATCH, NULL);
@@ -29,10 +38,7 @@ static void check_net(const char *arch, nn_bn_place bn, test_rng *rng) {
                 net.tensors[i].value[k] += (float)(0.3 * rng_normal(rng));
     float x[BATCH * 64];
     uint8_t y[BATCH];
-    for (int i = 0; i < BATCH * hw * hw; i++)
-        x[i] = (float)rng_normal(rng);
-    for (int i = 0; i < BATCH; i++)
-        y[i] = (uint8_t)(i * 3 % 10);
+    random_batch(x, y, hw, 3, 0, rng);
     loss_at(&net, x, y);
     nn_backward(&net, x, BATCH);
     /* Per tensor, the derivative along a random direction: sampling single
@@ -78,10 +84,7 @@ static void check_slices(const char *arch, test_rng *rng) {
     int hw = 8;
     float x[BATCH * 64];
     uint8_t y[BATCH];
-    for (int i = 0; i < BATCH * hw * hw; i++)
-        x[i] = (float)rng_normal(rng);
-    for (int i = 0; i < BATCH; i++)
-        y[i] = (uint8_t)(i * 7 % 10);
+    random_batch(x, y, hw, 7, 0, rng);
     CHECK(nn_build(&one, arch, NN_BN_BEFORE_RELU, hw, hw, 1, 10, BATCH, 1, err, sizeof err) == 0,
           "%s", err);
     nn_init_params(&one, 9);
@@ -131,10 +134,7 @@ static void check_single_sample(const char *arch, nn_bn_place bn, test_rng *rng)
     int hw = 8;
     float x[BATCH * 64];
     uint8_t y[BATCH];
-    for (int i = 0; i < BATCH * hw * hw; i++)
-        x[i] = (float)rng_normal(rng);
-    for (int i = 0; i < BATCH; i++)
-        y[i] = (uint8_t)(i * 3 % 10);
+    random_batch(x, y, hw, 3, 0, rng);
     for (int threads = 1; threads <= 4; threads++) {
         /* workers 0: as nn_build chose (one per slice, at most one per CPU);
          * then fewer, each running several slices: the same bits. */
@@ -203,10 +203,7 @@ static void check_fused_sgd(const char *arch, int threads, test_rng *rng) {
     float x[BATCH * 64];
     uint8_t y[BATCH];
     for (int step = 0; step < 3; step++) {
-        for (int i = 0; i < BATCH * hw * hw; i++)
-            x[i] = (float)rng_normal(rng);
-        for (int i = 0; i < BATCH; i++)
-            y[i] = (uint8_t)((i + step) * 3 % 10);
+        random_batch(x, y, hw, 3, step, rng);
         /* The plain network follows the fused one's weights, so both take
          * gradients at the same point; the oracle keeps its own velocity. */
         memcpy(plain.arena, fused.arena, plain.arena_size * sizeof(float));
