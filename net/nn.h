@@ -12,7 +12,9 @@
  * and calls OpenBLAS from each slice, so OpenBLAS should be single-threaded
  * (openblas_set_num_threads(1)). Results depend on the thread count only
  * through the order of a few float sums; the same seed and thread count
- * give the same numbers.
+ * give the same numbers. One sample in test mode through a dense-only
+ * network runs on threads of its own instead (team.h), started at the first
+ * such call and stopped by nn_free.
  */
 #ifndef NN_H
 #define NN_H
