@@ -29,8 +29,9 @@ typedef struct {
  * How the fast kernels split each feature's m values into chunks. The split
  * depends on the view only, never on the thread count, which is what makes
  * results bit-identical for any number of threads.
- *   ROWS    a chunk is a block of `rows_per_block` rows; tiles of that block
- *           and `BN_FEATURE_BLOCK` features are the units of parallel work
+ *   ROWS    a chunk is a block of `rows_per_block` rows. The statistics take
+ *           strips of that block up to 256 features wide as their units of
+ *           parallel work; the backward, tiles of `BN_FEATURE_BLOCK` features
  *           (a tile's accumulators fit in registers).
  *   PLANES  a chunk is one plane (`planes_per_chunk` planes of one feature
  *           when planes are shorter than BN_MIN_PLANE), or, for planes over

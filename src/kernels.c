@@ -848,8 +848,8 @@ static size_t run_count(const bn_view *v) {
 }
 
 /* The loop of the per-feature square roots and divisions: in scalar code
- * they cost more than normalizing a single sample's 128 features. Four
- * loops, so that each vectorizes without a branch on gamma or beta. */
+ * they cost more than normalizing a single sample's 128 features. Separate
+ * loops, so that each vectorizes without a branch on gamma. */
 BN_DISPATCH static void inference_coefficients(size_t features, const float *restrict mean,
                                                const float *restrict var,
                                                const float *restrict gamma,

@@ -11,8 +11,9 @@ static size_t align_up(size_t a) { return (a + ALIGN - 1) / ALIGN * ALIGN; }
 bn_chunking bn_chunking_for(const bn_view *v) {
     bn_chunking ch = {0};
     if (v->kind == BN_VIEW_ROWS) {
-        /* A tile of 256 rows by 64 features is 64 KiB: its second pass hits
-         * L2, and float lane sums stay short. */
+        /* A block of 256 rows is at most 256 KiB per 256 features, so the
+         * statistics' second pass over it hits L2, and float lane sums stay
+         * short. */
         size_t rows = BN_ROWS_PER_BLOCK;
         ch.rows_per_block = rows;
         ch.chunks = div_up(v->n, rows);
