@@ -454,6 +454,10 @@ static void one_job_worker(void *arg, int w, int W) { forward_one_worker(arg, w,
 static int forward_one(nn_net *net, const float *x) {
     one_job job = {net, x, net->one_stage, 0};
     net->one_stage += (unsigned)net->one_stages;
+    if (net->one_team && !nn_team_alive(net->one_team)) { /* inherited through fork() */
+        nn_team_stop(net->one_team);
+        net->one_team = NULL;
+    }
     if (net->one_workers > 1 && !net->one_team && !net->one_team_failed) {
         net->one_team = nn_team_start(net->one_workers);
         net->one_team_failed = net->one_team == NULL;

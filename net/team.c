@@ -19,6 +19,7 @@ typedef struct {
 
 struct nn_team {
     _Alignas(64) atomic_uint job; /* job number; the caller increments it to start one */
+    unsigned generation;          /* fork_generation when the helpers were started */
     nn_team_fn fn;                /* written before job, read after it */
     void *arg;
     int threads;
@@ -28,6 +29,14 @@ struct nn_team {
     pthread_cond_t wake;
     member *members; /* [threads]; [0] is the caller and has no thread */
 };
+
+/* A child of fork() has none of its parent's helper threads: a team it
+ * inherited would wait for them forever. The count of forks this process
+ * went through as a child tells a team from before the fork. */
+static atomic_uint fork_generation;
+static pthread_once_t fork_handler_once = PTHREAD_ONCE_INIT;
+static void after_fork_in_child(void) { atomic_fetch_add(&fork_generation, 1); }
+static void install_fork_handler(void) { pthread_atfork(NULL, NULL, after_fork_in_child); }
 
 static void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -109,6 +118,8 @@ nn_team *nn_team_start(int threads) {
     atomic_init(&team->sleepers, 0);
     team->fn = NULL, team->arg = NULL;
     team->threads = threads;
+    pthread_once(&fork_handler_once, install_fork_handler);
+    team->generation = atomic_load(&fork_generation);
     if (pthread_mutex_init(&team->lock, NULL)) goto no_lock;
     if (pthread_cond_init(&team->wake, NULL)) goto no_cond;
     for (int s = 0; s < threads; s++) {
@@ -154,11 +165,18 @@ void nn_team_run(nn_team *team, nn_team_fn fn, void *arg) {
         nn_wait_counter(&team->members[s].done, job);
 }
 
+int nn_team_alive(const nn_team *team) { return team->generation == atomic_load(&fork_generation); }
+
 void nn_team_stop(nn_team *team) {
     if (!team) return;
-    stop_helpers(team, team->threads - 1);
-    pthread_cond_destroy(&team->wake);
-    pthread_mutex_destroy(&team->lock);
+    /* Inherited through fork(): no helpers to stop, and the lock and the
+     * condition variable may have been caught mid-use; only the memory is
+     * ours to free. */
+    if (nn_team_alive(team)) {
+        stop_helpers(team, team->threads - 1);
+        pthread_cond_destroy(&team->wake);
+        pthread_mutex_destroy(&team->lock);
+    }
     free(team->members);
     free(team);
 }

@@ -29,6 +29,11 @@ nn_team *nn_team_start(int threads);
  * returns when every member has returned. */
 void nn_team_run(nn_team *team, nn_team_fn fn, void *arg);
 
+/* Whether the team's helpers exist in this process: 0 in a child of fork()
+ * for a team started before it. Such a team must not run; nn_team_stop
+ * still frees it. */
+int nn_team_alive(const nn_team *team);
+
 /* Stops and joins the helpers and frees the team (NULL is ignored). */
 void nn_team_stop(nn_team *team);
 

@@ -2,12 +2,18 @@
  * exactly once, with the caller's data visible to it and its writes visible
  * to the caller when nn_team_run returns; helpers asleep after an idle
  * spell wake for the next job; teams stop cleanly, also straight after they
- * start. Run under ThreadSanitizer too (scripts/test.sh). */
+ * start; a child of fork() neither runs nor waits on its parent's team, and
+ * its network's single-sample path gives the parent's numbers. Run under
+ * ThreadSanitizer too (scripts/test.sh), without the fork checks. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "nn.h"
 #include "team.h"
 
 #define MAX_MEMBERS 4
@@ -66,6 +72,95 @@ static void check_team(int threads, int jobs, int idle_every) {
     nn_team_stop(team);
 }
 
+#if !defined(__SANITIZE_THREAD__)
+/* Runs child() in a fork, which must exit 0 within 20 s. */
+static void in_child(const char *what, int (*child)(void *), void *arg) {
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        alarm(20); /* a child that waits on helpers it does not have dies here */
+        _exit(child(arg));
+    }
+    int status = 0;
+    if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
+        WEXITSTATUS(status) != 0) {
+        failures++;
+        fprintf(stderr, "FAIL: %s (child %s)\n", what,
+                pid < 0               ? "not started"
+                : WIFSIGNALED(status) ? "killed"
+                                      : "failed");
+    }
+}
+
+static int child_team(void *arg) {
+    nn_team *inherited = arg;
+    if (nn_team_alive(inherited)) return 1;
+    nn_team_stop(inherited); /* frees it without waiting for helpers */
+    nn_team *team = nn_team_start(2);
+    if (!team) return 1;
+    shared sh = {0};
+    for (int j = 1; j <= 100; j++) {
+        sh.job = j, sh.input[0] = j, sh.input[1] = -j;
+        nn_team_run(team, work, &sh);
+        if (sh.output[0] != 4 * j || sh.output[1] != -2 * j) return 1;
+    }
+    nn_team_stop(team);
+    return 0;
+}
+
+typedef struct {
+    nn_net *net;
+    const float *x;
+    const float *want; /* the parent's logits */
+} fork_net;
+
+static int child_net(void *arg) {
+    fork_net *f = arg;
+    const float *z = nn_forward(f->net, f->x, 1, 0);
+    return z && memcmp(z, f->want, 10 * sizeof(float)) == 0 ? 0 : 1;
+}
+
+static void check_fork(void) {
+    nn_team *team = nn_team_start(2);
+    shared sh = {0};
+    if (!team) {
+        failures++;
+        fprintf(stderr, "FAIL: no team of 2\n");
+        return;
+    }
+    sh.job = 1;
+    nn_team_run(team, work, &sh);
+    in_child("a team inherited through fork", child_team, team);
+    if (!nn_team_alive(team)) {
+        failures++;
+        fprintf(stderr, "FAIL: the parent's team is no longer alive after a fork\n");
+    }
+    nn_team_stop(team);
+
+    nn_net net;
+    char err[256];
+    if (nn_build(&net, "mlp", NN_BN_BEFORE_RELU, 8, 8, 1, 10, 4, 2, err, sizeof err)) {
+        failures++;
+        fprintf(stderr, "FAIL: %s\n", err);
+        return;
+    }
+    nn_init_params(&net, 7);
+    float x[64], want[10];
+    for (int i = 0; i < 64; i++)
+        x[i] = (float)((i * 37) % 17) / 8.0f - 1.0f;
+    const float *z = nn_forward(&net, x, 1, 0); /* starts the net's team */
+    if (!z) {
+        failures++;
+        fprintf(stderr, "FAIL: one sample refused\n");
+    } else {
+        memcpy(want, z, sizeof want);
+        fork_net f = {&net, x, want};
+        in_child("one sample in a child of fork", child_net, &f);
+    }
+    nn_free(&net);
+}
+#endif
+
 int main(void) {
     if (nn_team_start(1) != NULL || nn_team_start(0) != NULL) {
         failures++;
@@ -78,10 +173,19 @@ int main(void) {
         for (int k = 0; k < 20; k++)   /* stopped at once, or after one job */
             check_team(threads, k % 2, 0);
     }
+#if !defined(__SANITIZE_THREAD__)
+    check_fork();
+#endif
     if (failures) {
         fprintf(stderr, "test_team: %d failures\n", failures);
         return 1;
     }
-    printf("test_team: teams of 2-%d ran every job on every member\n", MAX_MEMBERS);
+    printf("test_team: teams of 2-%d ran every job on every member%s\n", MAX_MEMBERS,
+#if !defined(__SANITIZE_THREAD__)
+           "; children of fork() ran without their parent's helpers"
+#else
+           ""
+#endif
+    );
     return 0;
 }
