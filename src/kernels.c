@@ -661,24 +661,26 @@ static void merge_sums(const bn_view *v, const bn_chunking *ch, bn_workspace *ws
  * The passes
  * ------------------------------------------------------------------------- */
 
-/* The tile `t` of the rows view: rows [r0, r0 + rows), features [f0, f0 + w). */
+/* Tile `t` of the rows view, in tiles `width` features wide: rows [r0, r0 +
+ * rows) of row block rb, features [f0, f0 + w). The statistics take strips
+ * (ROWS_STRIP wide), the backward BN_FEATURE_BLOCK-wide tiles. */
 typedef struct {
     size_t rb, r0, rows, f0, w;
 } rows_tile;
 
-static rows_tile rows_tile_at(const bn_view *v, const bn_chunking *ch, size_t t) {
-    const size_t fb = (v->features + BN_FEATURE_BLOCK - 1) / BN_FEATURE_BLOCK;
+static rows_tile rows_tile_at(const bn_view *v, const bn_chunking *ch, size_t width, size_t t) {
+    const size_t fb = (v->features + width - 1) / width;
     rows_tile tl;
     tl.rb = t / fb;
-    tl.f0 = t % fb * BN_FEATURE_BLOCK;
-    tl.w = v->features - tl.f0 < BN_FEATURE_BLOCK ? v->features - tl.f0 : BN_FEATURE_BLOCK;
+    tl.f0 = t % fb * width;
+    tl.w = v->features - tl.f0 < width ? v->features - tl.f0 : width;
     tl.r0 = tl.rb * ch->rows_per_block;
     tl.rows = v->n - tl.r0 < ch->rows_per_block ? v->n - tl.r0 : ch->rows_per_block;
     return tl;
 }
 
-static size_t rows_tile_count(const bn_view *v, const bn_chunking *ch) {
-    return ch->chunks * ((v->features + BN_FEATURE_BLOCK - 1) / BN_FEATURE_BLOCK);
+static size_t rows_tile_count(const bn_view *v, const bn_chunking *ch, size_t width) {
+    return ch->chunks * ((v->features + width - 1) / width);
 }
 
 /* Work item t of the PLANES view as (feature, chunk). When a chunk is one
@@ -775,15 +777,11 @@ void bn_fast_batch_stats(const bn_view *v, const float *x, bn_workspace *ws, int
     const bn_chunking ch = bn_chunking_for(v);
     const size_t F = v->features;
     if (v->kind == BN_VIEW_ROWS) {
-        const size_t strips = (F + ROWS_STRIP - 1) / ROWS_STRIP;
-        const long items = (long)(ch.chunks * strips);
-        PARALLEL_FOR(t, items, {
-            size_t rb = (size_t)t / strips, f0 = (size_t)t % strips * ROWS_STRIP;
-            size_t r0 = rb * ch.rows_per_block;
-            size_t rows = v->n - r0 < ch.rows_per_block ? v->n - r0 : ch.rows_per_block;
-            size_t w = F - f0 < ROWS_STRIP ? F - f0 : ROWS_STRIP;
-            size_t p = rb * F + f0;
-            strip_stats(x + r0 * F + f0, rows, F, w, ws->part0 + p, ws->part1 + p);
+        const long strips = (long)rows_tile_count(v, &ch, ROWS_STRIP);
+        PARALLEL_FOR(t, strips, {
+            rows_tile tl = rows_tile_at(v, &ch, ROWS_STRIP, (size_t)t);
+            size_t p = tl.rb * F + tl.f0;
+            strip_stats(x + tl.r0 * F + tl.f0, tl.rows, F, tl.w, ws->part0 + p, ws->part1 + p);
         });
     } else {
         const size_t items = F * ch.chunks;
@@ -908,9 +906,9 @@ void bn_fast_backward(const bn_view *v, const float *x, const float *dy, bn_work
     const bn_chunking ch = bn_chunking_for(v);
     const size_t F = v->features;
     if (v->kind == BN_VIEW_ROWS) {
-        const long tiles = (long)rows_tile_count(v, &ch);
+        const long tiles = (long)rows_tile_count(v, &ch, BN_FEATURE_BLOCK);
         PARALLEL_FOR(t, tiles, {
-            rows_tile tl = rows_tile_at(v, &ch, (size_t)t);
+            rows_tile tl = rows_tile_at(v, &ch, BN_FEATURE_BLOCK, (size_t)t);
             size_t o = tl.r0 * F + tl.f0, p = tl.rb * F + tl.f0;
             if (frozen)
                 tile_backward_frozen(x + o, dy + o, dx + o, tl.rows, F, tl.w, ws->mean + tl.f0,
