@@ -23,7 +23,8 @@ static const case_shape SHAPES[] = {
     {7, 1, 0, {0}},     {5, 17, 0, {0}},      {64, 40, 0, {0}},    {300, 24, 0, {0}},
     {3, 600, 0, {0}},   {1, 3, 2, {5, 7}},    {4, 19, 1, {1}},     {2, 3, 3, {3, 4, 5}},
     {3, 33, 2, {6, 7}}, {2, 2, 1, {4097}},    {1, 2, 2, {70, 70}}, {9, 1, 2, {3, 3}},
-    {2, 5, 1, {2}},     {40, 3, 2, {11, 13}},
+    {2, 5, 1, {2}},     {40, 3, 2, {11, 13}}, {37, 48, 0, {0}},    {3, 128, 2, {5, 7}},
+    {21, 16, 1, {3}},
 };
 
 static bnorm_shape shape_of(const case_shape *cs, bnorm_layout layout) {
@@ -223,9 +224,11 @@ int main(void) {
         }
     /* Tensors over the size from which outputs bypass the cache: 14 x 14
      * planes stream (a whole number of 16-byte stores each), 13 x 13 ones do
-     * not, and channels-last rows of a ragged width do. */
+     * not, channels-last rows of a ragged width do, and so do rows of 64
+     * features, which go through the kernels' register-held coefficients. */
     test_rng large_rng = {777};
-    const case_shape large[] = {{128, 168, 2, {14, 14}}, {150, 166, 2, {13, 13}}};
+    const case_shape large[] = {
+        {128, 168, 2, {14, 14}}, {150, 166, 2, {13, 13}}, {64, 64, 2, {32, 33}}};
     for (size_t si = 0; si < sizeof large / sizeof large[0]; si++)
         for (int li = 1; li < 3; li++) {
             bnorm_shape shape = shape_of(&large[si], layouts[li]);
