@@ -31,8 +31,8 @@ typedef struct {
  * results bit-identical for any number of threads.
  *   ROWS    a chunk is a block of `rows_per_block` rows. The statistics take
  *           strips of that block up to 256 features wide as their units of
- *           parallel work; the backward, tiles of `BN_FEATURE_BLOCK` features
- *           (a tile's accumulators fit in registers).
+ *           parallel work; the backward, whole rows of up to 128 features
+ *           or tiles of `BN_FEATURE_BLOCK` (the sums fit in registers).
  *   PLANES  a chunk is one plane (`planes_per_chunk` planes of one feature
  *           when planes are shorter than BN_MIN_PLANE), or, for planes over
  *           BN_CHUNK_VALUES, one of `segments` equal parts of a plane.
