@@ -24,30 +24,65 @@ for r in $(seq "$runs"); do
     (cd build-bench && ./bench/bench_bn --csv "$work/run$r.csv" "$@" >/dev/null)
 done
 # Median ms per (case, threads, op, implementation), then one line per cell
-# with ours and each peer's median and the ratio of the medians.
+# with ours and each peer's median and the ratio of the medians, our %copy
+# (model GB/s over the same run's copy bandwidth, median over the runs), and
+# at the end the cells where a peer is ahead.
 cat "$work"/run*.csv | awk -F, '
     $1 == "case" { next }
-    { key = $1 "," $2 "," $3; t[key, $4, ++n[key, $4]] = $5; keys[key] = 1 }
-    function median(key, impl,    k, i, j, v, tmp) {
-        k = n[key, impl]
-        if (!k) return ""
-        for (i = 1; i <= k; i++) v[i] = t[key, impl, i]
+    {
+        key = $1 "," $2 "," $3; t[key, $4, ++n[key, $4]] = $5; keys[key] = 1
+        if ($4 == "bnorm") pc[key, n[key, $4]] = 100 * $6 / $7
+    }
+    function median_of(v, k,    i, j, tmp) {
         for (i = 2; i <= k; i++)
             for (j = i; j > 1 && v[j - 1] + 0 > v[j] + 0; j--) { tmp = v[j]; v[j] = v[j - 1]; v[j - 1] = tmp }
         return k % 2 ? v[(k + 1) / 2] : (v[k / 2] + v[k / 2 + 1]) / 2
     }
+    function median(key, impl,    k, i, v) {
+        k = n[key, impl]
+        if (!k) return ""
+        for (i = 1; i <= k; i++) v[i] = t[key, impl, i]
+        return median_of(v, k)
+    }
+    function copy_pct(key,    k, i, v) {
+        k = n[key, "bnorm"]
+        for (i = 1; i <= k; i++) v[i] = pc[key, i]
+        return median_of(v, k)
+    }
     function cell(ours, peer) {
         return peer == "" || peer == "nan" ? sprintf("%9s %6s", "-", "-") : sprintf("%9.3f %6.2f", peer, ours / peer)
     }
+    function note(key, name, ours, peer) {
+        split(key, f, ",")
+        if (peer != "" && peer != "nan" && ours > peer)
+            behind[name] = behind[name] sprintf("  %s, %s thread(s), %s: %.2f\n", f[1], f[2], f[3], ours / peer)
+        if (peer != "" && peer != "nan") cells[name]++
+    }
     END {
-        printf "%-20s %3s %-10s %9s | %9s %6s | %9s %6s | %9s %6s\n", "case", "thr", "op", "ours ms",
-               "oneDNN", "ratio", "blocked", "ratio", "torch", "ratio"
+        printf "%-20s %3s %-10s %9s %6s | %9s %6s | %9s %6s | %9s %6s\n", "case", "thr", "op", "ours ms",
+               "%copy", "oneDNN", "ratio", "blocked", "ratio", "torch", "ratio"
         for (key in keys) {
             split(key, f, ",")
             ours = median(key, "bnorm")
-            printf "%-20s %3s %-10s %9.3f | %s | %s | %s\n", f[1], f[2], f[3], ours,
-                   cell(ours, median(key, "onednn")), cell(ours, median(key, "onednn-nChw16c")),
-                   cell(ours, median(key, "pytorch"))
+            dn = median(key, "onednn"); bl = median(key, "onednn-nChw16c"); pt = median(key, "pytorch")
+            printf "%-20s %3s %-10s %9.3f %5.0f%% | %s | %s | %s\n", f[1], f[2], f[3], ours, copy_pct(key),
+                   cell(ours, dn), cell(ours, bl), cell(ours, pt)
+            note(key, "oneDNN, same layout", ours, dn)
+            note(key, "oneDNN, blocked nChw16c", ours, bl)
+            note(key, "PyTorch", ours, pt)
         }
-    }' | { read -r header; echo "$header"; sort -k2,2n -k1,1 -k3,3; }
-echo "medians over $runs runs of bench_bn; ratio = ours / peer (below 1: ours is faster)"
+        for (name in cells) {
+            c = 0; s = behind[name]; while (i = index(s, "\n")) { c++; s = substr(s, i + 1) }
+            printf "SUMMARY %s: ahead or level in %d of %d cells%s\n", name, cells[name] - c, cells[name],
+                   c ? "; behind in:" : ""
+            printf "%s", behind[name]
+        }
+    }' | {
+    read -r header
+    echo "$header"
+    tee "$work/lines" | grep -v '^SUMMARY\|^  ' | sort -k2,2n -k1,1 -k3,3
+    echo "medians over $runs runs of bench_bn; ratio = ours / peer (below 1: ours is faster);"
+    echo "%copy = our GB/s under the traffic model over the same run's copy bandwidth"
+    echo
+    sed -n '/^SUMMARY/,$p' "$work/lines" | sed 's/^SUMMARY //'
+}
