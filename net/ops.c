@@ -3,11 +3,7 @@
 
 #include <string.h>
 
-#if defined(__x86_64__) && !defined(NN_NO_DISPATCH)
-#define NN_DISPATCH __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define NN_DISPATCH
-#endif
+#include "dispatch.h"
 
 /* 16 lanes: one AVX-512 register, two AVX2 ones or four SSE ones, whichever
  * copy is running, for the loops that the compiler would not vectorize on
