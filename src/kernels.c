@@ -630,6 +630,10 @@ BN_INLINE void row_dx(const float *x, const float *dy, float *dx, size_t F, cons
  * non-temporal stores no longer went out in address order.) */
 #define HOIST_GROUPS 8
 
+/* One switch case per group count, so that each call has a constant one. */
+#define GROUP_COUNTS_1_TO_4(CASE) CASE(1) CASE(2) CASE(3) CASE(4)
+#define GROUP_COUNTS_1_TO_8(CASE) GROUP_COUNTS_1_TO_4(CASE) CASE(5) CASE(6) CASE(7) CASE(8)
+
 BN_INLINE void rows_normalize_hoisted(const float *x, float *y, size_t R, int ng, const float *mean,
                                       const float *a, const float *b2, int stream) {
     vf vm[HOIST_GROUPS], va[HOIST_GROUPS], vb[HOIST_GROUPS];
@@ -866,7 +870,6 @@ BN_DISPATCH static void normalize_runs(const bn_view *v, const float *x, const b
                                        float *y, size_t r0, size_t r1, int stream) {
     const size_t F = v->features;
     if (v->kind == BN_VIEW_ROWS) {
-        size_t r = r0;
         if (F % VL == 0 && F / VL <= HOIST_GROUPS && (!stream || STREAM_ALIGNED(y))) {
             const float *xb = x + r0 * F;
             float *yb = y + r0 * F;
@@ -875,19 +878,12 @@ BN_DISPATCH static void normalize_runs(const bn_view *v, const float *x, const b
 #define NORMALIZE_CASE(ng)                                                                         \
     case 2 * ng: rows_normalize_hoisted(xb, yb, R, ng, ws->mean, ws->a, ws->c, 0); break;          \
     case 2 * ng + 1: rows_normalize_hoisted(xb, yb, R, ng, ws->mean, ws->a, ws->c, 1); break;
-                NORMALIZE_CASE(1)
-                NORMALIZE_CASE(2)
-                NORMALIZE_CASE(3)
-                NORMALIZE_CASE(4)
-                NORMALIZE_CASE(5)
-                NORMALIZE_CASE(6)
-                NORMALIZE_CASE(7)
-                NORMALIZE_CASE(8)
+                GROUP_COUNTS_1_TO_8(NORMALIZE_CASE)
 #undef NORMALIZE_CASE
             }
             return;
         }
-        for (; r < r1; r++)
+        for (size_t r = r0; r < r1; r++)
             row_normalize(x + r * F, y + r * F, F, ws->mean, ws->a, ws->c, stream);
         return;
     }
@@ -904,7 +900,6 @@ BN_DISPATCH static void dx_runs(const bn_view *v, const float *x, const float *d
                                 int stream) {
     const size_t F = v->features;
     if (v->kind == BN_VIEW_ROWS) {
-        size_t r = r0;
         if (F % VL == 0 && F / VL <= HOIST_GROUPS / 2 && (!stream || STREAM_ALIGNED(dx))) {
             const size_t o = r0 * F, R = r1 - r0;
             switch ((F / VL) * 2 + (stream != 0)) {
@@ -915,15 +910,12 @@ BN_DISPATCH static void dx_runs(const bn_view *v, const float *x, const float *d
     case 2 * ng + 1:                                                                               \
         rows_dx_hoisted(x + o, dy + o, dx + o, R, ng, ws->mean, ws->a, ws->b, ws->c, 1);           \
         break;
-                DX_CASE(1)
-                DX_CASE(2)
-                DX_CASE(3)
-                DX_CASE(4)
+                GROUP_COUNTS_1_TO_4(DX_CASE)
 #undef DX_CASE
             }
             return;
         }
-        for (; r < r1; r++)
+        for (size_t r = r0; r < r1; r++)
             row_dx(x + r * F, dy + r * F, dx + r * F, F, ws->mean, ws->a, ws->b, ws->c, stream);
         return;
     }
