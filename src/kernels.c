@@ -510,7 +510,8 @@ BN_DISPATCH static void strip_stats(const float *base, size_t R, size_t F, size_
         tile_stats_column(base + j, R, F, center[j], mean + j, m2 + j);
 }
 
-/* The backward takes rows of up to ROW_GROUPS * VL features whole, and
+/* Rows of up to ROW_GROUPS * VL features are narrow enough to keep what a
+ * pass needs per feature in registers. The backward takes them whole, and
  * wider rows in tiles of BN_FEATURE_BLOCK features. A whole row's two sums
  * and its means still fit in registers at 128 features, and memory is then
  * read in whole rows rather than 256-byte strips: 200704 x 128, one thread,
@@ -621,14 +622,14 @@ BN_INLINE void row_dx(const float *x, const float *dy, float *dx, size_t F, cons
         dx[j] = a[j] * dy[j] + b[j] * (x[j] - mean[j]) + c[j];
 }
 
-/* Rows of ng * VL features with every coefficient vector held in registers
- * for the whole block: one row at a time took three (normalize) or four (dx)
- * coefficient loads per vector of output beside one or two of data, and the
- * load pipes, not memory, set the pace of narrow channels-last rows that sit
- * in cache. The same arithmetic per value as the one-row forms, so the same
- * bits. (Four rows per coefficient load, interleaved, was 1.6x slower: the
- * non-temporal stores no longer went out in address order.) */
-#define HOIST_GROUPS 8
+/* Rows of ng * VL features (ng <= ROW_GROUPS; dx: ROW_GROUPS / 2) with every
+ * coefficient vector held in registers for the whole block: one row at a
+ * time took three (normalize) or four (dx) coefficient loads per vector of
+ * output beside one or two of data, and the load pipes, not memory, set the
+ * pace of narrow channels-last rows that sit in cache. The same arithmetic
+ * per value as the one-row forms, so the same bits. (Four rows per
+ * coefficient load, interleaved, was 1.6x slower: the non-temporal stores no
+ * longer went out in address order.) */
 
 /* One switch case per group count, so that each call has a constant one. */
 #define GROUP_COUNTS_1_TO_4(CASE) CASE(1) CASE(2) CASE(3) CASE(4)
@@ -636,7 +637,7 @@ BN_INLINE void row_dx(const float *x, const float *dy, float *dx, size_t F, cons
 
 BN_INLINE void rows_normalize_hoisted(const float *x, float *y, size_t R, int ng, const float *mean,
                                       const float *a, const float *b2, int stream) {
-    vf vm[HOIST_GROUPS], va[HOIST_GROUPS], vb[HOIST_GROUPS];
+    vf vm[ROW_GROUPS], va[ROW_GROUPS], vb[ROW_GROUPS];
     const size_t F = (size_t)ng * VL;
     for (int q = 0; q < ng; q++)
         vm[q] = LD(mean + q * VL), va[q] = LD(a + q * VL), vb[q] = LD(b2 + q * VL);
@@ -653,7 +654,7 @@ BN_INLINE void rows_normalize_hoisted(const float *x, float *y, size_t R, int ng
 BN_INLINE void rows_dx_hoisted(const float *x, const float *dy, float *dx, size_t R, int ng,
                                const float *mean, const float *a, const float *b, const float *c,
                                int stream) {
-    vf vm[HOIST_GROUPS / 2], va[HOIST_GROUPS / 2], vb[HOIST_GROUPS / 2], vc[HOIST_GROUPS / 2];
+    vf vm[ROW_GROUPS / 2], va[ROW_GROUPS / 2], vb[ROW_GROUPS / 2], vc[ROW_GROUPS / 2];
     const size_t F = (size_t)ng * VL;
     for (int q = 0; q < ng; q++)
         vm[q] = LD(mean + q * VL), va[q] = LD(a + q * VL), vb[q] = LD(b + q * VL),
@@ -870,7 +871,7 @@ BN_DISPATCH static void normalize_runs(const bn_view *v, const float *x, const b
                                        float *y, size_t r0, size_t r1, int stream) {
     const size_t F = v->features;
     if (v->kind == BN_VIEW_ROWS) {
-        if (F % VL == 0 && F / VL <= HOIST_GROUPS && (!stream || STREAM_ALIGNED(y))) {
+        if (F % VL == 0 && F / VL <= ROW_GROUPS && (!stream || STREAM_ALIGNED(y))) {
             const float *xb = x + r0 * F;
             float *yb = y + r0 * F;
             const size_t R = r1 - r0;
@@ -900,7 +901,7 @@ BN_DISPATCH static void dx_runs(const bn_view *v, const float *x, const float *d
                                 int stream) {
     const size_t F = v->features;
     if (v->kind == BN_VIEW_ROWS) {
-        if (F % VL == 0 && F / VL <= HOIST_GROUPS / 2 && (!stream || STREAM_ALIGNED(dx))) {
+        if (F % VL == 0 && F / VL <= ROW_GROUPS / 2 && (!stream || STREAM_ALIGNED(dx))) {
             const size_t o = r0 * F, R = r1 - r0;
             switch ((F / VL) * 2 + (stream != 0)) {
 #define DX_CASE(ng)                                                                                \
