@@ -6,18 +6,20 @@
  *            [--torch SCRIPT]
  *
  * Per case and thread count: the best of ROUNDS medians over repeats after
- * warm-up, ours and oneDNN taking turns in every round and PyTorch right
- * after; the effective bandwidth under the traffic model (inference 2
- * tensor sizes, training forward 3, backward 5, frozen backward 3), its
+ * warm-up, ours, oneDNN and PyTorch taking turns in every round; the effective bandwidth under the
+ * traffic model (inference 2 tensor sizes, training forward 3, backward 5, frozen backward 3), its
  * ratio to a copy measured in the same rounds, and ours / peer. Not a test:
  * the numbers depend on the machine and its load. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -48,10 +50,11 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* Repeats per round: every case runs ROUNDS rounds of ours, oneDNN and
- * oneDNN blocked in turn, and each takes the best of its per-round medians,
- * so that a slow minute of the machine (its speed drifts by up to 1.6x)
- * does not fall on one implementation only. */
+/* Repeats per round: every case runs ROUNDS rounds of ours, oneDNN, oneDNN
+ * blocked and PyTorch in turn, each the same number of repeats, and each
+ * takes the best of its per-round medians, so that a slow minute of the
+ * machine (its speed drifts by up to 1.6x) does not fall on one
+ * implementation only. */
 #define ROUNDS 3
 static int repeats_for(size_t bytes) { return bytes > (64u << 20) ? 5 : 13; }
 
@@ -231,52 +234,90 @@ fail:
 }
 #endif
 
-/* ---- PyTorch, through its script: one line per case, thread count and op ---- */
+/* ---- PyTorch: one process of bench/torch_bn.py --serve, asked for a round of
+ * timings between ours and oneDNN's, so that it is timed in the same minutes
+ * and keeps the best of its rounds like them ---- */
 typedef struct {
-    char key[96];
-    double ms;
-} torch_result;
-static torch_result torch_results[512];
-static int n_torch;
+    FILE *to, *from;
+    pid_t pid;
+    int failed;
+} torch_peer;
 
-static void run_torch(const char *script, const bench_case *cases, int n_cases, const int *threads,
-                      int n_threads) {
-    char cmd[8192];
-    /* Debian's python3-torch lives beside the system interpreter. */
-    const char *python = getenv("BNORM_PYTHON") ? getenv("BNORM_PYTHON") : "/usr/bin/python3";
-    /* PyTorch allocates its outputs on every call. glibc is told to serve
-     * every block from the heap (no mmap, whose blocks go back to the kernel
-     * when freed) and never to trim it, so freed outputs are reused and the
-     * peer is timed without page faults, on buffers as hot as ours: with
-     * glibc's defaults its outputs over 32 MiB cost it 10x here. */
-    int len = snprintf(cmd, sizeof cmd,
-                       "OPENBLAS_NUM_THREADS=1 MALLOC_MMAP_MAX_=0 "
-                       "MALLOC_TRIM_THRESHOLD_=4294967296 '%s' '%s' --threads",
-                       python, script);
-    for (int t = 0; t < n_threads; t++)
-        len += snprintf(cmd + len, sizeof cmd - (size_t)len, "%s%d", t ? "," : " ", threads[t]);
-    for (int i = 0; i < n_cases; i++)
-        len += snprintf(cmd + len, sizeof cmd - (size_t)len, " %s:%lld,%lld,%lld,%lld:%s",
-                        cases[i].name, (long long)cases[i].n, (long long)cases[i].c,
-                        (long long)cases[i].h, (long long)cases[i].w,
-                        cases[i].layout == BNORM_LAYOUT_CHANNELS_FIRST ? "nchw" : "nhwc");
-    FILE *p = popen(cmd, "r");
-    if (!p) return;
-    char line[512];
-    while (fgets(line, sizeof line, p) && n_torch < 512) {
-        torch_result *r = &torch_results[n_torch];
-        if (sscanf(line, "%95s %lf", r->key, &r->ms) == 2) n_torch++;
-    }
-    if (pclose(p) != 0)
-        fprintf(stderr, "bench_bn: the PyTorch peer failed (python3-torch installed?)\n");
+static void torch_fail(torch_peer *tp) {
+    if (!tp->failed)
+        fprintf(stderr, "bench_bn: the PyTorch peer failed (python3-torch installed?); "
+                        "its column is left empty\n");
+    tp->failed = 1;
 }
 
-static double torch_ms(const char *name, int threads, int op) {
-    char key[96];
-    snprintf(key, sizeof key, "%s/%d/%s", name, threads, op_names[op]);
-    for (int i = 0; i < n_torch; i++)
-        if (!strcmp(torch_results[i].key, key)) return torch_results[i].ms;
-    return NAN;
+static void torch_start(torch_peer *tp, const char *script) {
+    /* Debian's python3-torch lives beside the system interpreter. */
+    const char *python = getenv("BNORM_PYTHON") ? getenv("BNORM_PYTHON") : "/usr/bin/python3";
+    int in[2], out[2];
+    memset(tp, 0, sizeof *tp);
+    if (pipe(in) != 0) return torch_fail(tp);
+    if (pipe(out) != 0) {
+        close(in[0]), close(in[1]);
+        return torch_fail(tp);
+    }
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(in[0], STDIN_FILENO), dup2(out[1], STDOUT_FILENO);
+        close(in[0]), close(in[1]), close(out[0]), close(out[1]);
+        /* PyTorch allocates its outputs on every call. glibc is told to
+         * serve every block from the heap (no mmap, whose blocks go back to
+         * the kernel when freed) and never to trim it, so freed outputs are
+         * reused and the peer is timed without page faults, on buffers as
+         * hot as ours: with glibc's defaults its outputs over 32 MiB cost it
+         * 10x here. */
+        setenv("OPENBLAS_NUM_THREADS", "1", 1);
+        setenv("MALLOC_MMAP_MAX_", "0", 1);
+        setenv("MALLOC_TRIM_THRESHOLD_", "4294967296", 1);
+        execl(python, python, script, "--serve", (char *)NULL);
+        _exit(127);
+    }
+    close(in[0]), close(out[1]);
+    if (pid < 0) {
+        close(in[1]), close(out[0]);
+        return torch_fail(tp);
+    }
+    tp->pid = pid;
+    tp->to = fdopen(in[1], "w");
+    tp->from = fdopen(out[0], "r");
+    if (!tp->to || !tp->from) torch_fail(tp);
+}
+
+/* One round of the four operations on a case; NaN where it gave none. */
+static void torch_round(torch_peer *tp, const bench_case *bc, int threads, int reps,
+                        double out[N_OPS]) {
+    for (int o = 0; o < N_OPS; o++)
+        out[o] = NAN;
+    if (tp->failed) return;
+    fprintf(tp->to, "%s:%lld,%lld,%lld,%lld:%s %d %d\n", bc->name, (long long)bc->n,
+            (long long)bc->c, (long long)bc->h, (long long)bc->w,
+            bc->layout == BNORM_LAYOUT_CHANNELS_FIRST ? "nchw" : "nhwc", threads, reps);
+    if (fflush(tp->to) != 0) return torch_fail(tp);
+    char line[512];
+    while (fgets(line, sizeof line, tp->from)) {
+        if (!strncmp(line, "end", 3)) return;
+        char key[128];
+        double ms;
+        const char *op;
+        if (sscanf(line, "%127s %lf", key, &ms) == 2 && (op = strrchr(key, '/')) != NULL) {
+            for (int o = 0; o < N_OPS; o++)
+                if (!strcmp(op + 1, op_names[o])) out[o] = ms / 1e3;
+        } else {
+            fprintf(stderr, "bench_bn: the PyTorch peer said: %s", line);
+        }
+    }
+    torch_fail(tp);
+}
+
+static void torch_stop(torch_peer *tp) {
+    if (tp->to) fclose(tp->to); /* end of its input: it exits */
+    if (tp->from) fclose(tp->from);
+    if (tp->pid > 0) waitpid(tp->pid, NULL, 0);
 }
 
 int main(int argc, char **argv) {
@@ -357,8 +398,14 @@ int main(int argc, char **argv) {
         return 1;
     }
     fprintf(csv, "case,threads,op,impl,ms,gbps,copy_gbps\n");
+    torch_peer torch_proc = {0};
+    if (use_torch) {
+        signal(SIGPIPE, SIG_IGN); /* a peer that died is reported, not fatal */
+        torch_start(&torch_proc, script);
+    }
     printf("peers: %s; PyTorch %s\n", dnnl_state,
-           use_torch ? "F.batch_norm via bench/torch_bn.py, run right after ours on each case"
+           use_torch ? "native_batch_norm via bench/torch_bn.py, in every round after ours and "
+                       "oneDNN's"
                      : "not run");
     printf("traffic model (tensor sizes moved): train-fwd 3, infer 2, bwd 5, bwd-frozen 3\n");
     printf("each time: the best of %d rounds' medians, implementations in turn in every round\n"
@@ -375,10 +422,10 @@ int main(int argc, char **argv) {
                "GB/s", "copy", "%copy", "oneDNN", "ratio", "blocked", "torch", "ratio", "");
         for (int i = 0; i < n_cases; i++) {
             const bench_case *bc = &all[i];
-            double ours[N_OPS], dn[N_OPS], blk[N_OPS], r[N_OPS], copy = 0.0;
+            double ours[N_OPS], dn[N_OPS], blk[N_OPS], pt[N_OPS], r[N_OPS], copy = 0.0;
             size_t bytes = (size_t)(bc->n * bc->c * bc->h * bc->w) * 4;
             for (int o = 0; o < N_OPS; o++)
-                dn[o] = blk[o] = NAN;
+                dn[o] = blk[o] = pt[o] = NAN;
             for (int round = 0; round < ROUNDS; round++) {
                 double c = copy_gbps(y, x, max_elems, t);
                 copy = c > copy ? c : copy;
@@ -395,19 +442,19 @@ int main(int argc, char **argv) {
                     bench_dnnl(bc, dnnl_nChw16c, x, y, dy, dx, r) == 0)
                     keep_best(blk, r, 0);
 #endif
+                if (use_torch) {
+                    torch_round(&torch_proc, bc, t, repeats_for(bytes), r);
+                    keep_best(pt, r, 0);
+                }
                 /* The copy again at the end of the round: a slow moment that
                  * caught its first measurement (seen right after PyTorch's
                  * child process, at 2 threads) must not set the roofline. */
                 c = copy_gbps(y, x, max_elems, t);
                 copy = c > copy ? c : copy;
             }
-            /* PyTorch in its child process right after ours and oneDNN on the
-             * same case, so that all three see the same moment of the
-             * machine, whose speed drifts over minutes. */
-            if (use_torch) run_torch(script, bc, 1, &t, 1);
             for (int o = 0; o < N_OPS; o++) {
                 double gbps = op_traffic[o] * (double)bytes / ours[o] / 1e9;
-                double tm = torch_ms(bc->name, t, o);
+                double tm = 1e3 * pt[o];
                 printf("%-20s %-10s %8.3f %7.1f %5.1f %5.0f%% | %8.3f %8.2f %8.3f | %8.3f %6.2f\n",
                        bc->name, op_names[o], 1e3 * ours[o], gbps, copy, 100.0 * gbps / copy,
                        1e3 * dn[o], ours[o] / dn[o], 1e3 * blk[o], tm, 1e3 * ours[o] / tm);
@@ -428,6 +475,7 @@ int main(int argc, char **argv) {
         printf("\n");
     }
     printf("ratio = ours / peer time (below 1: ours is faster); blocked = oneDNN nChw16c ms\n");
+    if (use_torch) torch_stop(&torch_proc);
     fclose(csv);
     printf("wrote %s\n", csv_path);
     free(x), free(y), free(dy), free(dx);

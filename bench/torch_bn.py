@@ -9,8 +9,16 @@ outputs are reused without page faults. Prints `case/threads/op
 milliseconds` lines.
 
     python3 bench/torch_bn.py --threads 1,2 NAME:N,C,H,W:nchw|nhwc ...
+    python3 bench/torch_bn.py --serve
+
+With --serve it reads requests `NAME:N,C,H,W:LAYOUT THREADS REPEATS` on
+standard input, one a line, and answers each with its four lines and a line
+`end`: bench_bn keeps one such process and asks it for a round of timings
+between its own rounds, so that PyTorch is timed in the same minutes as the
+other implementations and, like them, keeps the best of its rounds.
 """
 import argparse
+import sys
 import time
 
 import torch
@@ -28,25 +36,29 @@ def median_ms(fn, reps):
     return ts[len(ts) // 2] * 1e3
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--threads", default="1,2")
-    ap.add_argument("cases", nargs="+")
-    a = ap.parse_args()
-    aten = torch.ops.aten
-    for spec in a.cases:
-        name, dims, layout = spec.split(":")
+class Case:
+    """The tensors of one case, made once and reused across requests."""
+
+    def __init__(self, spec):
+        self.spec = spec
+        self.name, dims, layout = spec.split(":")
         n, c, h, w = (int(v) for v in dims.split(","))
         fmt = torch.channels_last if layout == "nhwc" and h * w > 1 else torch.contiguous_format
         shape = (n, c, h, w) if h * w > 1 else (n, c)
         g = torch.Generator().manual_seed(1)
-        x = torch.rand(shape, generator=g).contiguous(memory_format=fmt)
-        dy = torch.rand(shape, generator=g).contiguous(memory_format=fmt)
-        weight, bias = torch.ones(c), torch.zeros(c)
-        rm, rv = torch.zeros(c), torch.ones(c)
-        reps = 15 if x.numel() * 4 > (64 << 20) else 40
+        self.x = torch.rand(shape, generator=g).contiguous(memory_format=fmt)
+        self.dy = torch.rand(shape, generator=g).contiguous(memory_format=fmt)
+        self.weight, self.bias = torch.ones(c), torch.zeros(c)
+        self.rm, self.rv = torch.zeros(c), torch.ones(c)
+        self.saved = {}
 
-        saved = {}
+    def default_reps(self):
+        return 15 if self.x.numel() * 4 > (64 << 20) else 40
+
+    def time(self, threads, reps):
+        aten = torch.ops.aten
+        x, dy, weight, bias, rm, rv, saved = (self.x, self.dy, self.weight, self.bias, self.rm,
+                                              self.rv, self.saved)
 
         def fwd_train():
             _, saved["mean"], saved["invstd"] = aten.native_batch_norm(
@@ -63,12 +75,41 @@ def main():
             aten.native_batch_norm_backward(dy, x, weight, rm, rv, None, None, False, 1e-5,
                                             [True, True, True])
 
+        torch.set_num_threads(threads)
+        fwd_train()
+        for op, fn in (("train-fwd", fwd_train), ("infer", infer), ("bwd", bwd),
+                       ("bwd-frozen", bwd_frozen)):
+            print(f"{self.name}/{threads}/{op} {median_ms(fn, reps):.4f}", flush=True)
+
+
+def serve():
+    case = None
+    for line in sys.stdin:
+        words = line.split()
+        if len(words) != 3:
+            print(f"error: expected 'CASE THREADS REPEATS', got {line.strip()!r}", flush=True)
+            print("end", flush=True)
+            continue
+        if case is None or case.spec != words[0]:
+            case = None  # free the previous case's tensors before making the next
+            case = Case(words[0])
+        case.time(int(words[1]), int(words[2]))
+        print("end", flush=True)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--serve", action="store_true")
+    ap.add_argument("cases", nargs="*")
+    a = ap.parse_args()
+    if a.serve:
+        serve()
+        return
+    for spec in a.cases:
+        case = Case(spec)
         for t in (int(v) for v in a.threads.split(",")):
-            torch.set_num_threads(t)
-            fwd_train()
-            for op, fn in (("train-fwd", fwd_train), ("infer", infer), ("bwd", bwd),
-                           ("bwd-frozen", bwd_frozen)):
-                print(f"{name}/{t}/{op} {median_ms(fn, reps):.4f}", flush=True)
+            case.time(t, case.default_reps())
 
 
 if __name__ == "__main__":
