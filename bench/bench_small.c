@@ -8,6 +8,7 @@
  * --exact sets BNORM_EXACT_THREADS, so that `threads` are used however
  * small the tensor; without it the library picks at most one thread per
  * 128 Ki values. */
+#define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

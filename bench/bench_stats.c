@@ -9,6 +9,7 @@
  * Prints the best of 15 calls after one warm-up, in ms, GB/s of x read, and
  * ns per plane. A tensor that fits in the cache measures the kernel's own
  * cost; a large one, the memory. */
+#define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
