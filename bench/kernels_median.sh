@@ -24,13 +24,16 @@ for r in $(seq "$runs"); do
     (cd build-bench && ./bench/bench_bn --csv "$work/run$r.csv" "$@" >/dev/null)
 done
 # Median ms per (case, threads, op, implementation), then one line per cell
-# with ours and each peer's median and the ratio of the medians, our %copy
-# (model GB/s over the same run's copy bandwidth, median over the runs), and
-# at the end the cells where a peer is ahead.
-cat "$work"/run*.csv | awk -F, '
+# with ours and each peer's median ms and the median over the runs of ours /
+# peer within each run (a run's implementations took turns in the same
+# minutes, so its ratio is not moved by the machine's phase the way times
+# are), our %copy (model GB/s over the same run's copy bandwidth, median over
+# the runs), and at the end the cells where a peer is ahead.
+awk -F, '
+    FNR == 1 { run++ }
     $1 == "case" { next }
     {
-        key = $1 "," $2 "," $3; t[key, $4, ++n[key, $4]] = $5; keys[key] = 1
+        key = $1 "," $2 "," $3; t[key, $4, ++n[key, $4]] = $5; at[key, $4, run] = $5; keys[key] = 1
         if ($4 == "bnorm") pc[key, n[key, $4]] = 100 * $6 / $7
     }
     function median_of(v, k,    i, j, tmp) {
@@ -49,14 +52,21 @@ cat "$work"/run*.csv | awk -F, '
         for (i = 1; i <= k; i++) v[i] = pc[key, i]
         return median_of(v, k)
     }
-    function cell(ours, peer) {
-        return peer == "" || peer == "nan" ? sprintf("%9s %6s", "-", "-") : sprintf("%9.3f %6.2f", peer, ours / peer)
+    function ratio(key, impl,    i, k, v) {
+        k = 0
+        for (i = 1; i <= run; i++)
+            if ((key, impl, i) in at && (key, "bnorm", i) in at && at[key, impl, i] != "nan")
+                v[++k] = at[key, "bnorm", i] / at[key, impl, i]
+        return k ? median_of(v, k) : ""
     }
-    function note(key, name, ours, peer) {
+    function cell(peer, r) {
+        return r == "" ? sprintf("%9s %6s", "-", "-") : sprintf("%9.3f %6.2f", peer, r)
+    }
+    function note(key, name, r) {
         split(key, f, ",")
-        if (peer != "" && peer != "nan" && ours > peer)
-            behind[name] = behind[name] sprintf("  %s, %s thread(s), %s: %.2f\n", f[1], f[2], f[3], ours / peer)
-        if (peer != "" && peer != "nan") cells[name]++
+        if (r != "" && r > 1)
+            behind[name] = behind[name] sprintf("  %s, %s thread(s), %s: %.2f\n", f[1], f[2], f[3], r)
+        if (r != "") cells[name]++
     }
     END {
         printf "%-20s %3s %-10s %9s %6s | %9s %6s | %9s %6s | %9s %6s\n", "case", "thr", "op", "ours ms",
@@ -64,12 +74,13 @@ cat "$work"/run*.csv | awk -F, '
         for (key in keys) {
             split(key, f, ",")
             ours = median(key, "bnorm")
-            dn = median(key, "onednn"); bl = median(key, "onednn-nChw16c"); pt = median(key, "pytorch")
+            rd = ratio(key, "onednn"); rb = ratio(key, "onednn-nChw16c"); rp = ratio(key, "pytorch")
             printf "%-20s %3s %-10s %9.3f %5.0f%% | %s | %s | %s\n", f[1], f[2], f[3], ours, copy_pct(key),
-                   cell(ours, dn), cell(ours, bl), cell(ours, pt)
-            note(key, "oneDNN, same layout", ours, dn)
-            note(key, "oneDNN, blocked nChw16c", ours, bl)
-            note(key, "PyTorch", ours, pt)
+                   cell(median(key, "onednn"), rd), cell(median(key, "onednn-nChw16c"), rb),
+                   cell(median(key, "pytorch"), rp)
+            note(key, "oneDNN, same layout", rd)
+            note(key, "oneDNN, blocked nChw16c", rb)
+            note(key, "PyTorch", rp)
         }
         for (name in cells) {
             c = 0; s = behind[name]; while (i = index(s, "\n")) { c++; s = substr(s, i + 1) }
@@ -77,11 +88,12 @@ cat "$work"/run*.csv | awk -F, '
                    c ? "; behind in:" : ""
             printf "%s", behind[name]
         }
-    }' | {
+    }' "$work"/run*.csv | {
     read -r header
     echo "$header"
     tee "$work/lines" | grep -v '^SUMMARY\|^  ' | sort -k2,2n -k1,1 -k3,3
-    echo "medians over $runs runs of bench_bn; ratio = ours / peer (below 1: ours is faster);"
+    echo "medians over $runs runs of bench_bn; ratio = median of the runs' ours / peer (below 1: ours"
+    echo "is faster);"
     echo "%copy = our GB/s under the traffic model over the same run's copy bandwidth"
     echo
     sed -n '/^SUMMARY/,$p' "$work/lines" | sed 's/^SUMMARY //'
