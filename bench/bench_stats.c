@@ -38,7 +38,8 @@ int main(int argc, char **argv) {
                  (size_t)c,
                  (size_t)s,
                  (size_t)(n * s),
-                 (size_t)(n * c * s)};
+                 (size_t)(n * c * s),
+                 0};
     float *x = malloc(v.total * sizeof(float));
     void *buf = malloc(bn_workspace_bytes(&v));
     if (!x || !buf) {

@@ -75,6 +75,16 @@
  *   Called from inside an OpenMP parallel region it runs on the calling
  *   thread. Results are bit-identical for any thread count: every reduction
  *   runs in a fixed order that depends only on the shape.
+ *
+ * LARGE OUTPUTS
+ *   Outputs (y, dx) of tensors of 16 MiB and more are written with
+ *   non-temporal stores, which go around the cache: the output is not read
+ *   back before it would be evicted, the input stays in cache for a second
+ *   pass, and the memory is spared the read of each output line that an
+ *   ordinary store costs. BNORM_CACHED_OUTPUTS writes them through the cache
+ *   instead: for a caller that reads the output right away while it still
+ *   fits in the cache, or on a machine whose memory is contended, where
+ *   non-temporal stores can be the slower ones. The values are the same.
  */
 #ifndef BNORM_H
 #define BNORM_H
@@ -162,6 +172,7 @@ typedef struct {
 #define BNORM_RUNNING_CUMULATIVE 0x8u  /* cumulative average instead of decay */
 #define BNORM_FORCE_REFERENCE    0x10u /* use the scalar reference kernels */
 #define BNORM_EXACT_THREADS      0x20u /* exactly params.threads, however small the tensor */
+#define BNORM_CACHED_OUTPUTS     0x40u /* write y and dx through the cache, however large */
 
 typedef struct {
     bnorm_mode mode; /* default BNORM_MODE_SPATIAL */

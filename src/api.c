@@ -12,7 +12,7 @@
 
 #define KNOWN_FLAGS                                                                                \
     (BNORM_USE_SCALE | BNORM_USE_SHIFT | BNORM_RUNNING_VAR_BIASED | BNORM_RUNNING_CUMULATIVE |     \
-     BNORM_FORCE_REFERENCE | BNORM_EXACT_THREADS)
+     BNORM_FORCE_REFERENCE | BNORM_EXACT_THREADS | BNORM_CACHED_OUTPUTS)
 
 const char *bnorm_status_str(bnorm_status status) {
     switch (status) {
@@ -123,12 +123,13 @@ static bnorm_status make_view(const bnorm_shape *shape, const bnorm_params *p, b
     (void)mul_checked(total, sizeof(float), &overflow);
     if (overflow) return BNORM_ERR_DIMENSION_OVERFLOW;
 
+    const int cached = (p->flags & BNORM_CACHED_OUTPUTS) != 0;
     if (p->mode == BNORM_MODE_PER_ACTIVATION) {
-        *v = (bn_view){BN_VIEW_ROWS, n, c * s, 1, n, total};
+        *v = (bn_view){BN_VIEW_ROWS, n, c * s, 1, n, total, cached};
     } else if (shape->layout == BNORM_LAYOUT_CHANNELS_FIRST && s > 1) {
-        *v = (bn_view){BN_VIEW_PLANES, n, c, s, n * s, total};
+        *v = (bn_view){BN_VIEW_PLANES, n, c, s, n * s, total, cached};
     } else {
-        *v = (bn_view){BN_VIEW_ROWS, n * s, c, 1, n * s, total};
+        *v = (bn_view){BN_VIEW_ROWS, n * s, c, 1, n * s, total, cached};
     }
     /* The workspace size must be representable too. */
     bn_chunking ch = bn_chunking_for(v);

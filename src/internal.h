@@ -18,11 +18,12 @@ typedef enum { BN_VIEW_ROWS, BN_VIEW_PLANES } bn_view_kind;
 
 typedef struct {
     bn_view_kind kind;
-    size_t n;        /* rows (ROWS) or batch (PLANES) */
-    size_t features; /* features */
-    size_t s;        /* plane size (PLANES); 1 for ROWS */
-    size_t m;        /* values per feature: n * s */
-    size_t total;    /* n * features * s */
+    size_t n;           /* rows (ROWS) or batch (PLANES) */
+    size_t features;    /* features */
+    size_t s;           /* plane size (PLANES); 1 for ROWS */
+    size_t m;           /* values per feature: n * s */
+    size_t total;       /* n * features * s */
+    int cached_outputs; /* BNORM_CACHED_OUTPUTS: never non-temporal stores */
 } bn_view;
 
 /*

@@ -134,7 +134,7 @@ typedef double vd2 __attribute__((vector_size(16)));
  * at each plane boundary would be written partly streamed and partly
  * cached, which costs more than streaming saves. */
 static int stream_outputs(const bn_view *v) {
-    if (v->total * sizeof(float) < BN_STREAM_BYTES) return 0;
+    if (v->cached_outputs || v->total * sizeof(float) < BN_STREAM_BYTES) return 0;
     return v->kind == BN_VIEW_ROWS || v->s % 4 == 0;
 }
 

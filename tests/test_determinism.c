@@ -1,7 +1,8 @@
 /* Outputs must be bit-identical for 1, 2, 3 and 8 threads, on shapes big
- * enough to be split into many chunks and tiles. The digest it prints of
- * every output lets the build compare the library's dispatch levels, which
- * must be bit-identical too (tests/same_digest.cmake). */
+ * enough to be split into many chunks and tiles, and with or without
+ * BNORM_CACHED_OUTPUTS on tensors whose outputs bypass the cache. The digest
+ * it prints of every output lets the build compare the library's dispatch
+ * levels, which must be bit-identical too (tests/same_digest.cmake). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,12 +14,13 @@ typedef struct {
     float *y, *mean, *invstd, *rmean, *rvar, *dx, *dgamma, *dbeta, *yi, *dxi;
 } outputs;
 
-static void run(const bnorm_shape *shape, bnorm_mode mode, int threads, const float *x,
-                const float *dy, const float *gamma, const float *beta, outputs *o) {
+static void run(const bnorm_shape *shape, bnorm_mode mode, int threads, unsigned extra_flags,
+                const float *x, const float *dy, const float *gamma, const float *beta,
+                outputs *o) {
     bnorm_params p = bnorm_params_default();
     p.mode = mode;
     p.threads = threads;
-    p.flags |= BNORM_EXACT_THREADS;
+    p.flags |= BNORM_EXACT_THREADS | extra_flags;
     size_t F, wsz;
     bnorm_feature_count(shape, &p, &F);
     bnorm_workspace_size(shape, &p, &wsz);
@@ -55,6 +57,26 @@ static void free_outputs(outputs *o) {
 
 static int same(const float *a, const float *b, size_t n) { return memcmp(a, b, n * 4) == 0; }
 
+static int same_outputs(const outputs *o, const outputs *base, size_t T, size_t F) {
+    return same(o->y, base->y, T) && same(o->dx, base->dx, T) && same(o->yi, base->yi, T) &&
+           same(o->dxi, base->dxi, T) && same(o->mean, base->mean, F) &&
+           same(o->invstd, base->invstd, F) && same(o->rmean, base->rmean, F) &&
+           same(o->rvar, base->rvar, F) && same(o->dgamma, base->dgamma, F) &&
+           same(o->dbeta, base->dbeta, F);
+}
+
+static void fill_inputs(test_rng *rng, size_t T, size_t F, float *x, float *dy, float *g,
+                        float *b) {
+    for (size_t i = 0; i < T; i++)
+        x[i] = (float)(rng_normal(rng) * 2.0 + 5.0);
+    for (size_t i = 0; i < T; i++)
+        dy[i] = (float)rng_normal(rng);
+    for (size_t f = 0; f < F; f++)
+        g[f] = (float)rng_uniform(rng) + 0.5f;
+    for (size_t f = 0; f < F; f++)
+        b[f] = (float)rng_normal(rng);
+}
+
 /* FNV-1a over the bytes of n floats. */
 static unsigned long long digest_add(unsigned long long h, const float *p, size_t n) {
     const unsigned char *b = (const unsigned char *)p;
@@ -90,32 +112,39 @@ int main(void) {
             oracle_dims d = oracle_dims_of(&shapes[si], (bnorm_mode)mode);
             size_t T = d.total, F = d.features;
             float *x = malloc(T * 4), *dy = malloc(T * 4), *g = malloc(F * 4), *b = malloc(F * 4);
-            for (size_t i = 0; i < T; i++)
-                x[i] = (float)(rng_normal(&rng) * 2.0 + 5.0);
-            for (size_t i = 0; i < T; i++)
-                dy[i] = (float)rng_normal(&rng);
-            for (size_t f = 0; f < F; f++)
-                g[f] = (float)rng_uniform(&rng) + 0.5f;
-            for (size_t f = 0; f < F; f++)
-                b[f] = (float)rng_normal(&rng);
+            fill_inputs(&rng, T, F, x, dy, g, b);
             outputs base = alloc_outputs(T, F);
-            run(&shapes[si], (bnorm_mode)mode, 1, x, dy, g, b, &base);
+            run(&shapes[si], (bnorm_mode)mode, 1, 0, x, dy, g, b, &base);
             digest = digest_outputs(digest, &base, T, F);
             const int counts[] = {2, 3, 8};
             for (int k = 0; k < 3; k++) {
                 outputs o = alloc_outputs(T, F);
-                run(&shapes[si], (bnorm_mode)mode, counts[k], x, dy, g, b, &o);
-                int ok = same(o.y, base.y, T) && same(o.dx, base.dx, T) && same(o.yi, base.yi, T) &&
-                         same(o.dxi, base.dxi, T) && same(o.mean, base.mean, F) &&
-                         same(o.invstd, base.invstd, F) && same(o.rmean, base.rmean, F) &&
-                         same(o.rvar, base.rvar, F) && same(o.dgamma, base.dgamma, F) &&
-                         same(o.dbeta, base.dbeta, F);
-                CHECK(ok, "shape %d mode %d: %d threads differ from 1 thread", si, mode, counts[k]);
+                run(&shapes[si], (bnorm_mode)mode, counts[k], 0, x, dy, g, b, &o);
+                CHECK(same_outputs(&o, &base, T, F),
+                      "shape %d mode %d: %d threads differ from 1 thread", si, mode, counts[k]);
                 free_outputs(&o);
             }
             free_outputs(&base);
             free(x), free(dy), free(g), free(b);
         }
+    /* Outputs of 17 MB go around the cache unless BNORM_CACHED_OUTPUTS says
+     * otherwise: the store is all that may change, never a value. */
+    const bnorm_shape streamed[] = {bnorm_shape_nchw(64, 16, 64, 65),
+                                    bnorm_shape_nhwc(4, 130, 128, 64)};
+    for (int si = 0; si < 2; si++) {
+        oracle_dims d = oracle_dims_of(&streamed[si], BNORM_MODE_SPATIAL);
+        size_t T = d.total, F = d.features;
+        float *x = malloc(T * 4), *dy = malloc(T * 4), *g = malloc(F * 4), *b = malloc(F * 4);
+        fill_inputs(&rng, T, F, x, dy, g, b);
+        outputs base = alloc_outputs(T, F), o = alloc_outputs(T, F);
+        run(&streamed[si], BNORM_MODE_SPATIAL, 2, 0, x, dy, g, b, &base);
+        run(&streamed[si], BNORM_MODE_SPATIAL, 2, BNORM_CACHED_OUTPUTS, x, dy, g, b, &o);
+        CHECK(same_outputs(&o, &base, T, F),
+              "streamed shape %d: BNORM_CACHED_OUTPUTS changes values", si);
+        digest = digest_outputs(digest, &base, T, F);
+        free_outputs(&base), free_outputs(&o);
+        free(x), free(dy), free(g), free(b);
+    }
     printf("digest %016llx\n", digest);
     return check_finish();
 }
