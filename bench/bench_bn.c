@@ -3,7 +3,10 @@
  * shapes and layouts, with the same run's copy bandwidth as the roofline.
  *
  *   bench_bn [--quick] [--case SUBSTR] [--threads LIST] [--csv FILE] [--no-torch]
- *            [--torch SCRIPT]
+ *            [--torch SCRIPT] [--cached-outputs]
+ *
+ * --cached-outputs times ours with BNORM_CACHED_OUTPUTS (ordinary stores for
+ * large outputs too).
  *
  * Per case and thread count: the best of ROUNDS medians over repeats after
  * warm-up, ours, oneDNN and PyTorch taking turns in every round; the effective bandwidth under the
@@ -103,6 +106,7 @@ static void fill(float *p, size_t n, unsigned seed) {
 }
 
 /* ---- ours ---- */
+static unsigned ours_extra_flags; /* --cached-outputs: BNORM_CACHED_OUTPUTS */
 static void bench_ours(const bench_case *bc, int threads, float *x, float *y, float *dy, float *dx,
                        double out[N_OPS]) {
     bnorm_shape s = bc->layout == BNORM_LAYOUT_NC ? bnorm_shape_nc(bc->n, bc->c)
@@ -111,6 +115,7 @@ static void bench_ours(const bench_case *bc, int threads, float *x, float *y, fl
                         : bnorm_shape_nchw(bc->n, bc->c, bc->h, bc->w);
     bnorm_params p = bnorm_params_default();
     p.threads = threads;
+    p.flags |= ours_extra_flags;
     size_t wsz = 0;
     bnorm_workspace_size(&s, &p, &wsz);
     void *ws = malloc(wsz);
@@ -331,6 +336,8 @@ int main(int argc, char **argv) {
             only = argv[++i];
         else if (!strcmp(argv[i], "--no-torch"))
             use_torch = 0;
+        else if (!strcmp(argv[i], "--cached-outputs"))
+            ours_extra_flags |= BNORM_CACHED_OUTPUTS;
         else if (!strcmp(argv[i], "--csv") && i + 1 < argc)
             csv_path = argv[++i];
         else if (!strcmp(argv[i], "--torch") && i + 1 < argc)
@@ -342,7 +349,7 @@ int main(int argc, char **argv) {
         } else {
             fprintf(stderr,
                     "usage: %s [--quick] [--case SUBSTR] [--threads 1,2] [--csv FILE] [--no-torch] "
-                    "[--torch SCRIPT]\n",
+                    "[--torch SCRIPT] [--cached-outputs]\n",
                     argv[0]);
             return 2;
         }
