@@ -9,10 +9,11 @@
  * large outputs too).
  *
  * Per case and thread count: the best of ROUNDS medians over repeats after
- * warm-up, ours, oneDNN and PyTorch taking turns in every round; the effective bandwidth under the
- * traffic model (inference 2 tensor sizes, training forward 3, backward 5, frozen backward 3), its
- * ratio to a copy measured in the same rounds, and ours / peer. Not a test:
- * the numbers depend on the machine and its load. */
+ * warm-up, ours, oneDNN and PyTorch taking turns in every round; the
+ * effective bandwidth under the traffic model (inference 2 tensor sizes,
+ * training forward 3, backward 5, frozen backward 3), its ratio to a copy
+ * measured in the same rounds, and ours / peer. Not a test: the numbers
+ * depend on the machine and its load. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <signal.h>
@@ -260,10 +261,14 @@ static void torch_start(torch_peer *tp, const char *script) {
     const char *python = getenv("BNORM_PYTHON") ? getenv("BNORM_PYTHON") : "/usr/bin/python3";
     int in[2], out[2];
     memset(tp, 0, sizeof *tp);
-    if (pipe(in) != 0) return torch_fail(tp);
+    if (pipe(in) != 0) {
+        torch_fail(tp);
+        return;
+    }
     if (pipe(out) != 0) {
         close(in[0]), close(in[1]);
-        return torch_fail(tp);
+        torch_fail(tp);
+        return;
     }
     fflush(stdout);
     pid_t pid = fork();
@@ -285,7 +290,8 @@ static void torch_start(torch_peer *tp, const char *script) {
     close(in[0]), close(out[1]);
     if (pid < 0) {
         close(in[1]), close(out[0]);
-        return torch_fail(tp);
+        torch_fail(tp);
+        return;
     }
     tp->pid = pid;
     tp->to = fdopen(in[1], "w");
@@ -302,7 +308,10 @@ static void torch_round(torch_peer *tp, const bench_case *bc, int threads, int r
     fprintf(tp->to, "%s:%lld,%lld,%lld,%lld:%s %d %d\n", bc->name, (long long)bc->n,
             (long long)bc->c, (long long)bc->h, (long long)bc->w,
             bc->layout == BNORM_LAYOUT_CHANNELS_FIRST ? "nchw" : "nhwc", threads, reps);
-    if (fflush(tp->to) != 0) return torch_fail(tp);
+    if (fflush(tp->to) != 0) {
+        torch_fail(tp);
+        return;
+    }
     char line[512];
     while (fgets(line, sizeof line, tp->from)) {
         if (!strncmp(line, "end", 3)) return;
