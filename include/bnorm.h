@@ -77,8 +77,10 @@
  *   runs in a fixed order that depends only on the shape.
  *
  * LARGE OUTPUTS
- *   Outputs (y, dx) of tensors of 16 MiB and more are written with
- *   non-temporal stores, which go around the cache: the output is not read
+ *   y of both forward passes and dx of the training backward are written
+ *   with non-temporal stores for tensors of 16 MiB and more (channels-first
+ *   planes that are not a whole number of 16-byte stores, such as 13 x 13,
+ *   excepted), which go around the cache: the output is not read
  *   back before it would be evicted, the input stays in cache for a second
  *   pass, and the memory is spared the read of each output line that an
  *   ordinary store costs. BNORM_CACHED_OUTPUTS writes them through the cache
