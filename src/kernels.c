@@ -622,6 +622,10 @@ BN_INLINE void row_dx(const float *x, const float *dy, float *dx, size_t F, cons
         dx[j] = a[j] * dy[j] + b[j] * (x[j] - mean[j]) + c[j];
 }
 
+/* One switch case per group count, so that each call has a constant one. */
+#define GROUP_COUNTS_1_TO_4(CASE) CASE(1) CASE(2) CASE(3) CASE(4)
+#define GROUP_COUNTS_1_TO_8(CASE) GROUP_COUNTS_1_TO_4(CASE) CASE(5) CASE(6) CASE(7) CASE(8)
+
 /* Rows of ng * VL features (ng <= ROW_GROUPS; dx: ROW_GROUPS / 2) with every
  * coefficient vector held in registers for the whole block: one row at a
  * time took three (normalize) or four (dx) coefficient loads per vector of
@@ -630,11 +634,6 @@ BN_INLINE void row_dx(const float *x, const float *dy, float *dx, size_t F, cons
  * per value as the one-row forms, so the same bits. (Four rows per
  * coefficient load, interleaved, was 1.6x slower: the non-temporal stores no
  * longer went out in address order.) */
-
-/* One switch case per group count, so that each call has a constant one. */
-#define GROUP_COUNTS_1_TO_4(CASE) CASE(1) CASE(2) CASE(3) CASE(4)
-#define GROUP_COUNTS_1_TO_8(CASE) GROUP_COUNTS_1_TO_4(CASE) CASE(5) CASE(6) CASE(7) CASE(8)
-
 BN_INLINE void rows_normalize_hoisted(const float *x, float *y, size_t R, int ng, const float *mean,
                                       const float *a, const float *b2, int stream) {
     vf vm[ROW_GROUPS], va[ROW_GROUPS], vb[ROW_GROUPS];
