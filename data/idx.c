@@ -1,8 +1,10 @@
 #include "idx.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <zlib.h>
 
 #define IDX_MAGIC_LABELS 0x00000801u
@@ -15,9 +17,14 @@ static uint32_t be32(const uint8_t *p) {
 
 /* Reads the whole (decompressed) file; gzread passes plain files through. */
 static uint8_t *read_all(const char *path, size_t *len, char *err, size_t errlen) {
+    struct stat sb;
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        snprintf(err, errlen, "%s: is a directory", path);
+        return NULL;
+    }
     gzFile f = gzopen(path, "rb");
     if (!f) {
-        snprintf(err, errlen, "%s: cannot open", path);
+        snprintf(err, errlen, "%s: cannot open (%s)", path, strerror(errno));
         return NULL;
     }
     size_t cap = 1 << 16, n = 0;
@@ -81,6 +88,40 @@ static int parse_header(const char *path, const uint8_t *buf, size_t len, uint32
     return 0;
 }
 
+int idx_parse(const uint8_t *ib, size_t ilen, const uint8_t *lb, size_t llen,
+              const char *images_name, const char *labels_name, idx_set *set, char *err,
+              size_t errlen) {
+    memset(set, 0, sizeof *set);
+    uint32_t idims[3], ldims[1];
+    if (parse_header(images_name, ib, ilen, IDX_MAGIC_IMAGES, 3, idims, err, errlen) ||
+        parse_header(labels_name, lb, llen, IDX_MAGIC_LABELS, 1, ldims, err, errlen))
+        return -1;
+    if (idims[0] != ldims[0]) {
+        snprintf(err, errlen, "%s has %u images but %s has %u labels", images_name, idims[0],
+                 labels_name, ldims[0]);
+        return -1;
+    }
+    for (uint32_t i = 0; i < ldims[0]; i++)
+        if (lb[8 + i] > 9) {
+            snprintf(err, errlen, "%s: label %u of item %u is out of range 0..9", labels_name,
+                     lb[8 + i], i);
+            return -1;
+        }
+    set->pixels = malloc(ilen - 16);
+    set->labels = malloc(llen - 8);
+    if (!set->pixels || !set->labels) {
+        snprintf(err, errlen, "%s: out of memory", images_name);
+        idx_free(set);
+        return -1;
+    }
+    set->count = idims[0];
+    set->rows = (int)idims[1];
+    set->cols = (int)idims[2];
+    memcpy(set->pixels, ib + 16, ilen - 16);
+    memcpy(set->labels, lb + 8, llen - 8);
+    return 0;
+}
+
 int idx_load(const char *images_path, const char *labels_path, idx_set *set, char *err,
              size_t errlen) {
     memset(set, 0, sizeof *set);
@@ -92,36 +133,7 @@ int idx_load(const char *images_path, const char *labels_path, idx_set *set, cha
         free(ib);
         return -1;
     }
-    uint32_t idims[3], ldims[1];
-    int rc = -1;
-    if (parse_header(images_path, ib, ilen, IDX_MAGIC_IMAGES, 3, idims, err, errlen) ||
-        parse_header(labels_path, lb, llen, IDX_MAGIC_LABELS, 1, ldims, err, errlen))
-        goto done;
-    if (idims[0] != ldims[0]) {
-        snprintf(err, errlen, "%s has %u images but %s has %u labels", images_path, idims[0],
-                 labels_path, ldims[0]);
-        goto done;
-    }
-    for (uint32_t i = 0; i < ldims[0]; i++)
-        if (lb[8 + i] > 9) {
-            snprintf(err, errlen, "%s: label %u of item %u is out of range 0..9", labels_path,
-                     lb[8 + i], i);
-            goto done;
-        }
-    set->count = idims[0];
-    set->rows = (int)idims[1];
-    set->cols = (int)idims[2];
-    set->pixels = malloc(ilen - 16);
-    set->labels = malloc(llen - 8);
-    if (!set->pixels || !set->labels) {
-        snprintf(err, errlen, "%s: out of memory", images_path);
-        idx_free(set);
-        goto done;
-    }
-    memcpy(set->pixels, ib + 16, ilen - 16);
-    memcpy(set->labels, lb + 8, llen - 8);
-    rc = 0;
-done:
+    int rc = idx_parse(ib, ilen, lb, llen, images_path, labels_path, set, err, errlen);
     free(ib);
     free(lb);
     return rc;

@@ -20,6 +20,12 @@ int idx_load(const char *images_path, const char *labels_path, idx_set *set, cha
              size_t errlen);
 void idx_free(idx_set *set);
 
+/* idx_load on the (decompressed) bytes of the two files; the names are used
+ * in messages. */
+int idx_parse(const uint8_t *images, size_t images_len, const uint8_t *labels, size_t labels_len,
+              const char *images_name, const char *labels_name, idx_set *set, char *err,
+              size_t errlen);
+
 /* Loads train-* and t10k-* from a directory, trying the .gz names first. */
 int idx_load_dir(const char *dir, int test, idx_set *set, char *err, size_t errlen);
 

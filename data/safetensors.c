@@ -1,118 +1,96 @@
 #include "safetensors.h"
 
 #include <errno.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
+#include <sys/stat.h>
 
-#define ST_MAX_HEADER (1u << 24)
-
-static const char *bn_names[] = {"none", "before_relu", "after_relu"};
-
-int st_save(const char *path, const nn_net *net, const st_model_info *info, char *err,
-            size_t errlen) {
-    size_t cap = 4096 + (size_t)net->n_tensors * 256, len = 0;
-    char *hdr = malloc(cap);
-    if (!hdr) {
-        snprintf(err, errlen, "%s: out of memory", path);
-        return -1;
-    }
-    len += (size_t)snprintf(hdr + len, cap - len,
-                            "{\"__metadata__\":{\"format\":\"bnorm\",\"arch\":\"%s\",\"bn\":\"%s\","
-                            "\"in_h\":\"%d\",\"in_w\":\"%d\",\"in_c\":\"%d\",\"classes\":\"%d\","
-                            "\"pixel_mean\":\"%.9g\",\"pixel_std\":\"%.9g\"}",
-                            info->arch, bn_names[info->bn], net->in_h, net->in_w, net->in_c,
-                            net->classes, info->pixel_mean, info->pixel_std);
-    size_t offset = 0;
-    for (int i = 0; i < net->n_tensors; i++) {
-        const nn_tensor *t = &net->tensors[i];
-        len += (size_t)snprintf(hdr + len, cap - len, ",\"%s\":{\"dtype\":\"F32\",\"shape\":[",
-                                t->name);
-        for (int d = 0; d < t->rank; d++)
-            len += (size_t)snprintf(hdr + len, cap - len, "%s%lld", d ? "," : "",
-                                    (long long)t->shape[d]);
-        len += (size_t)snprintf(hdr + len, cap - len, "],\"data_offsets\":[%zu,%zu]}", offset,
-                                offset + t->size * 4);
-        offset += t->size * 4;
-    }
-    len += (size_t)snprintf(hdr + len, cap - len, "}");
-    while (len % 8)
-        hdr[len++] = ' '; /* data starts 8-byte aligned */
-
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        snprintf(err, errlen, "%s: cannot create (%s)", tmp, strerror(errno));
-        free(hdr);
-        return -1;
-    }
-    uint8_t le[8];
-    for (int b = 0; b < 8; b++)
-        le[b] = (uint8_t)((uint64_t)len >> (8 * b));
-    int ok = fwrite(le, 1, 8, f) == 8 && fwrite(hdr, 1, len, f) == len;
-    /* The stack's floats are little-endian on every platform it builds for. */
-    for (int i = 0; ok && i < net->n_tensors; i++)
-        ok = fwrite(net->tensors[i].value, 4, net->tensors[i].size, f) == net->tensors[i].size;
-    ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
-    ok = (fclose(f) == 0) && ok;
-    free(hdr);
-    if (!ok || rename(tmp, path) != 0) {
-        snprintf(err, errlen, "%s: write failed (%s)", path, strerror(errno));
-        remove(tmp);
-        return -1;
-    }
-    return 0;
-}
+#include "atomic_file.h"
 
 /* A JSON reader just large enough for safetensors headers. */
 typedef struct {
-    const char *p, *end;
+    const char *start, *p, *end;
     const char *err;
 } json;
+
+static int fail(json *j, const char *what) {
+    if (!j->err) j->err = what;
+    return 0;
+}
 
 static void skip_ws(json *j) {
     while (j->p < j->end && (*j->p == ' ' || *j->p == '\n' || *j->p == '\t' || *j->p == '\r'))
         j->p++;
 }
 
-static int expect_char(json *j, char c) {
+static int expect_char(json *j, char c, const char *what) {
     skip_ws(j);
     if (j->p < j->end && *j->p == c) {
         j->p++;
         return 1;
     }
-    if (!j->err) j->err = "malformed JSON header";
-    return 0;
+    return fail(j, what);
 }
 
-/* A string without escapes beyond \" and \\, copied into out. */
+static int hex_digit(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* A JSON string into out (NUL-terminated). Escapes are decoded; \u gives
+ * ASCII only, since no name or value this project reads needs more. A
+ * string longer than cap - 1 bytes is an error, not a silent truncation:
+ * two long names that agree in their first bytes must not become one. */
 static int parse_string(json *j, char *out, size_t cap) {
-    if (!expect_char(j, '"')) return 0;
+    if (!expect_char(j, '"', "expected a string")) return 0;
     size_t n = 0;
-    while (j->p < j->end && *j->p != '"') {
+    for (;;) {
+        if (j->p >= j->end) return fail(j, "unterminated string");
         char c = *j->p++;
-        if (c == '\\' && j->p < j->end) c = *j->p++;
-        if (n + 1 < cap) out[n++] = c;
+        if (c == '"') break;
+        if ((unsigned char)c < 0x20) return fail(j, "control character in a string");
+        if (c == '\\') {
+            if (j->p >= j->end) return fail(j, "unterminated string");
+            char e = *j->p++;
+            switch (e) {
+            case '"':
+            case '\\':
+            case '/': c = e; break;
+            case 'b': c = '\b'; break;
+            case 'f': c = '\f'; break;
+            case 'n': c = '\n'; break;
+            case 'r': c = '\r'; break;
+            case 't': c = '\t'; break;
+            case 'u': {
+                int v = 0;
+                for (int k = 0; k < 4; k++) {
+                    int d = j->p < j->end ? hex_digit(*j->p++) : -1;
+                    if (d < 0) return fail(j, "bad \\u escape");
+                    v = v * 16 + d;
+                }
+                if (v == 0 || v > 0x7f) return fail(j, "\\u escape outside ASCII");
+                c = (char)v;
+                break;
+            }
+            default: return fail(j, "unknown escape in a string");
+            }
+        }
+        if (n + 1 >= cap) return fail(j, "string too long");
+        out[n++] = c;
     }
     out[n] = 0;
-    return expect_char(j, '"');
+    return 1;
 }
 
 static int parse_uint(json *j, uint64_t *v) {
     skip_ws(j);
-    if (j->p >= j->end || *j->p < '0' || *j->p > '9') {
-        if (!j->err) j->err = "expected a non-negative integer";
-        return 0;
-    }
+    if (j->p >= j->end || *j->p < '0' || *j->p > '9') return fail(j, "expected an integer >= 0");
     *v = 0;
     while (j->p < j->end && *j->p >= '0' && *j->p <= '9') {
-        if (*v > (UINT64_MAX - 9) / 10) {
-            j->err = "integer too large";
-            return 0;
-        }
+        if (*v > (UINT64_MAX - 9) / 10) return fail(j, "integer too large");
         *v = *v * 10 + (uint64_t)(*j->p++ - '0');
     }
     return 1;
@@ -120,182 +98,312 @@ static int parse_uint(json *j, uint64_t *v) {
 
 static int parse_uint_array(json *j, uint64_t *v, int cap, int *n) {
     *n = 0;
-    if (!expect_char(j, '[')) return 0;
+    if (!expect_char(j, '[', "expected '['")) return 0;
     skip_ws(j);
     if (j->p < j->end && *j->p == ']') return j->p++, 1;
-    do {
+    for (;;) {
         uint64_t x;
         if (!parse_uint(j, &x)) return 0;
-        if (*n >= cap) {
-            j->err = "array too long";
-            return 0;
-        }
+        if (*n >= cap) return fail(j, "array too long");
         v[(*n)++] = x;
         skip_ws(j);
-    } while (j->p < j->end && *j->p == ',' && j->p++);
-    return expect_char(j, ']');
+        if (j->p < j->end && *j->p == ',') {
+            j->p++;
+            continue;
+        }
+        return expect_char(j, ']', "expected ',' or ']'");
+    }
 }
 
-typedef struct {
-    char name[128], dtype[128];
-    uint64_t shape[8], offsets[2];
-    int rank, n_offsets, seen;
-} st_entry;
+/* Calls item(j, key, ctx) for each member of an object; item parses the
+ * value. */
+static int parse_object(json *j, int (*item)(json *, const char *, void *), void *ctx) {
+    char key[ST_NAME_MAX];
+    if (!expect_char(j, '{', "expected '{'")) return 0;
+    skip_ws(j);
+    if (j->p < j->end && *j->p == '}') return j->p++, 1;
+    for (;;) {
+        if (!parse_string(j, key, sizeof key) || !expect_char(j, ':', "expected ':'") ||
+            !item(j, key, ctx))
+            return 0;
+        skip_ws(j);
+        if (j->p < j->end && *j->p == ',') {
+            j->p++;
+            continue;
+        }
+        return expect_char(j, '}', "expected ',' or '}'");
+    }
+}
 
-int st_load(const char *path, nn_net *net, st_model_info *info, int max_batch, int threads,
-            char *err, size_t errlen) {
+static int meta_item(json *j, const char *key, void *ctx) {
+    st_header *h = ctx;
+    if (h->n_meta >= ST_MAX_META) return fail(j, "too many __metadata__ entries");
+    st_meta *m = &h->meta[h->n_meta];
+    if (strlen(key) >= sizeof m->key) return fail(j, "__metadata__ key too long");
+    for (int i = 0; i < h->n_meta; i++)
+        if (!strcmp(h->meta[i].key, key)) return fail(j, "duplicate __metadata__ key");
+    snprintf(m->key, sizeof m->key, "%s", key);
+    if (!parse_string(j, m->value, sizeof m->value)) return 0;
+    h->n_meta++;
+    return 1;
+}
+
+enum { HAS_DTYPE = 1, HAS_SHAPE = 2, HAS_OFFSETS = 4 };
+typedef struct {
+    st_entry *e;
+    unsigned seen;
+} entry_ctx;
+
+static int entry_item(json *j, const char *key, void *ctx) {
+    entry_ctx *c = ctx;
+    unsigned bit = !strcmp(key, "dtype")          ? HAS_DTYPE
+                   : !strcmp(key, "shape")        ? HAS_SHAPE
+                   : !strcmp(key, "data_offsets") ? HAS_OFFSETS
+                                                  : 0;
+    if (!bit) return fail(j, "unknown field in a tensor entry");
+    if (c->seen & bit) return fail(j, "repeated field in a tensor entry");
+    c->seen |= bit;
+    if (bit == HAS_DTYPE) return parse_string(j, c->e->dtype, sizeof c->e->dtype);
+    if (bit == HAS_SHAPE) return parse_uint_array(j, c->e->shape, ST_MAX_RANK, &c->e->rank);
+    uint64_t off[2];
+    int n;
+    if (!parse_uint_array(j, off, 2, &n)) return 0;
+    if (n != 2) return fail(j, "data_offsets needs two numbers");
+    c->e->begin = off[0], c->e->end = off[1];
+    return 1;
+}
+
+static int top_item(json *j, const char *key, void *ctx) {
+    st_header *h = ctx;
+    if (!strcmp(key, "__metadata__")) {
+        if (h->n_meta) return fail(j, "repeated __metadata__");
+        return parse_object(j, meta_item, h);
+    }
+    if (h->n_entries >= ST_MAX_TENSORS) return fail(j, "too many tensors");
+    for (int i = 0; i < h->n_entries; i++)
+        if (!strcmp(h->entries[i].name, key)) return fail(j, "duplicate tensor name");
+    st_entry *e = &h->entries[h->n_entries];
+    memset(e, 0, sizeof *e);
+    snprintf(e->name, sizeof e->name, "%s", key);
+    entry_ctx c = {e, 0};
+    if (!parse_object(j, entry_item, &c)) return 0;
+    if (c.seen != (HAS_DTYPE | HAS_SHAPE | HAS_OFFSETS))
+        return fail(j, "a tensor entry lacks dtype, shape or data_offsets");
+    h->n_entries++;
+    return 1;
+}
+
+int st_header_parse(const char *text, size_t len, st_header *h, char *err, size_t errlen) {
+    memset(h, 0, sizeof *h);
+    json j = {text, text, text + len, NULL};
+    if (parse_object(&j, top_item, h)) {
+        skip_ws(&j);
+        if (j.p == j.end) return 0;
+        fail(&j, "trailing bytes after the JSON object");
+    }
+    snprintf(err, errlen, "malformed JSON header: %s near byte %zu", j.err ? j.err : "syntax error",
+             (size_t)(j.p - j.start));
+    memset(h, 0, sizeof *h);
+    return -1;
+}
+
+static int dtype_bytes(const char *dtype) {
+    static const struct {
+        const char *name;
+        int bytes;
+    } known[] = {{"F64", 8}, {"F32", 4}, {"F16", 2}, {"BF16", 2}, {"I64", 8}, {"I32", 4},
+                 {"I16", 2}, {"I8", 1},  {"U8", 1},  {"BOOL", 1}, {"U16", 2}, {"U32", 4},
+                 {"U64", 8}, {"F8_E4M3", 1}, {"F8_E5M2", 1}};
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+        if (!strcmp(dtype, known[i].name)) return known[i].bytes;
+    return 0;
+}
+
+static int by_begin(const void *a, const void *b) {
+    const st_entry *x = *(const st_entry *const *)a, *y = *(const st_entry *const *)b;
+    return x->begin < y->begin ? -1 : x->begin > y->begin;
+}
+
+int st_parse(const uint8_t *buf, size_t len, st_header *h, const uint8_t **data, char *err,
+             size_t errlen) {
+    if (len < 8) {
+        snprintf(err, errlen, "not a safetensors file (shorter than 8 bytes)");
+        return -1;
+    }
+    uint64_t hlen = 0;
+    for (int b = 0; b < 8; b++)
+        hlen |= (uint64_t)buf[b] << (8 * b);
+    if (hlen < 2 || hlen > ST_MAX_HEADER || hlen > len - 8) {
+        snprintf(err, errlen, "header length %llu does not fit a %zu-byte file (limit %u)",
+                 (unsigned long long)hlen, len, ST_MAX_HEADER);
+        return -1;
+    }
+    if (st_header_parse((const char *)buf + 8, (size_t)hlen, h, err, errlen)) return -1;
+    uint64_t dlen = len - 8 - hlen;
+    const st_entry *order[ST_MAX_TENSORS];
+    for (int i = 0; i < h->n_entries; i++) {
+        const st_entry *e = &h->entries[i];
+        int size = dtype_bytes(e->dtype);
+        if (!size) {
+            snprintf(err, errlen, "tensor %s has an unknown dtype '%s'", e->name, e->dtype);
+            return -1;
+        }
+        uint64_t bytes = (uint64_t)size;
+        for (int d = 0; d < e->rank; d++) {
+            if (e->shape[d] && bytes > dlen / e->shape[d]) {
+                snprintf(err, errlen, "tensor %s's shape needs more bytes than the file holds",
+                         e->name);
+                return -1;
+            }
+            bytes *= e->shape[d];
+        }
+        if (e->begin > e->end || e->end > dlen || e->end - e->begin != bytes) {
+            snprintf(err, errlen,
+                     "tensor %s has data_offsets [%llu, %llu], but its dtype and shape need "
+                     "%llu bytes inside the %llu-byte data section",
+                     e->name, (unsigned long long)e->begin, (unsigned long long)e->end,
+                     (unsigned long long)bytes, (unsigned long long)dlen);
+            return -1;
+        }
+        order[i] = e;
+    }
+    qsort(order, (size_t)h->n_entries, sizeof order[0], by_begin);
+    for (int i = 1; i < h->n_entries; i++)
+        if (order[i]->begin < order[i - 1]->end) {
+            snprintf(err, errlen, "tensors %s and %s overlap in the data section",
+                     order[i - 1]->name, order[i]->name);
+            return -1;
+        }
+    *data = buf + 8 + hlen;
+    return 0;
+}
+
+int st_read(const char *path, uint8_t **bytes, size_t *len_out, st_header *h,
+            const uint8_t **data, char *err, size_t errlen) {
+    *bytes = NULL;
+    *len_out = 0;
     FILE *f = fopen(path, "rb");
     if (!f) {
         snprintf(err, errlen, "%s: cannot open (%s)", path, strerror(errno));
         return -1;
     }
-    char *hdr = NULL;
-    uint8_t *data = NULL;
-    st_entry *entries = NULL;
-    int n_entries = 0, rc = -1, built = 0;
-    fseek(f, 0, SEEK_END);
-    long fsize = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t le[8];
-    if (fsize < 8 || fread(le, 1, 8, f) != 8) {
-        snprintf(err, errlen, "%s: not a safetensors file (shorter than 8 bytes)", path);
-        goto done;
+    struct stat sb;
+    if (fstat(fileno(f), &sb) != 0 || S_ISDIR(sb.st_mode)) {
+        snprintf(err, errlen, "%s: is a directory", path);
+        fclose(f);
+        return -1;
     }
-    uint64_t hlen = 0;
-    for (int b = 0; b < 8; b++)
-        hlen |= (uint64_t)le[b] << (8 * b);
-    if (hlen < 2 || hlen > ST_MAX_HEADER || hlen > (uint64_t)fsize - 8) {
-        snprintf(err, errlen, "%s: header length %llu does not fit a %ld-byte file", path,
-                 (unsigned long long)hlen, fsize);
-        goto done;
+    if (!S_ISREG(sb.st_mode) || sb.st_size < 0 || (uint64_t)sb.st_size > ST_MAX_FILE) {
+        snprintf(err, errlen, "%s: not a regular file of at most %llu bytes", path,
+                 (unsigned long long)ST_MAX_FILE);
+        fclose(f);
+        return -1;
     }
-    size_t dlen = (size_t)fsize - 8 - (size_t)hlen;
-    hdr = malloc(hlen + 1);
-    data = malloc(dlen ? dlen : 1);
-    entries = calloc(128, sizeof *entries);
-    if (!hdr || !data || !entries || fread(hdr, 1, hlen, f) != hlen ||
-        fread(data, 1, dlen, f) != dlen) {
+    size_t len = (size_t)sb.st_size;
+    uint8_t *buf = malloc(len ? len : 1);
+    int rc = -1;
+    char why[768];
+    if (!buf) {
+        snprintf(err, errlen, "%s: out of memory reading %zu bytes", path, len);
+    } else if (fread(buf, 1, len, f) != len) {
         snprintf(err, errlen, "%s: read failed", path);
-        goto done;
+    } else if (st_parse(buf, len, h, data, why, sizeof why)) {
+        snprintf(err, errlen, "%s: %s", path, why);
+    } else {
+        rc = 0;
     }
-    hdr[hlen] = 0;
-
-    json j = {hdr, hdr + hlen, NULL};
-    char key[128], val[128];
-    char arch[128] = "", bn[128] = "";
-    int in_h = 0, in_w = 0, in_c = 0, classes = 0;
-    float pmean = 0.0f, pstd = 1.0f;
-    if (!expect_char(&j, '{')) goto bad_json;
-    do {
-        if (!parse_string(&j, key, sizeof key) || !expect_char(&j, ':')) goto bad_json;
-        if (strcmp(key, "__metadata__") == 0) {
-            if (!expect_char(&j, '{')) goto bad_json;
-            do {
-                if (!parse_string(&j, key, sizeof key) || !expect_char(&j, ':') ||
-                    !parse_string(&j, val, sizeof val))
-                    goto bad_json;
-                if (!strcmp(key, "arch")) snprintf(arch, sizeof arch, "%s", val);
-                if (!strcmp(key, "bn")) snprintf(bn, sizeof bn, "%s", val);
-                if (!strcmp(key, "in_h")) in_h = atoi(val);
-                if (!strcmp(key, "in_w")) in_w = atoi(val);
-                if (!strcmp(key, "in_c")) in_c = atoi(val);
-                if (!strcmp(key, "classes")) classes = atoi(val);
-                if (!strcmp(key, "pixel_mean")) pmean = strtof(val, NULL);
-                if (!strcmp(key, "pixel_std")) pstd = strtof(val, NULL);
-                skip_ws(&j);
-            } while (j.p < j.end && *j.p == ',' && j.p++);
-            if (!expect_char(&j, '}')) goto bad_json;
-        } else {
-            if (n_entries >= 128) {
-                snprintf(err, errlen, "%s: too many tensors", path);
-                goto done;
-            }
-            st_entry *e = &entries[n_entries++];
-            snprintf(e->name, sizeof e->name, "%s", key);
-            if (!expect_char(&j, '{')) goto bad_json;
-            do {
-                if (!parse_string(&j, key, sizeof key) || !expect_char(&j, ':')) goto bad_json;
-                if (!strcmp(key, "dtype")) {
-                    if (!parse_string(&j, e->dtype, sizeof e->dtype)) goto bad_json;
-                } else if (!strcmp(key, "shape")) {
-                    if (!parse_uint_array(&j, e->shape, 8, &e->rank)) goto bad_json;
-                } else if (!strcmp(key, "data_offsets")) {
-                    if (!parse_uint_array(&j, e->offsets, 2, &e->n_offsets)) goto bad_json;
-                } else {
-                    j.err = "unknown field in a tensor entry";
-                    goto bad_json;
-                }
-                skip_ws(&j);
-            } while (j.p < j.end && *j.p == ',' && j.p++);
-            if (!expect_char(&j, '}')) goto bad_json;
-        }
-        skip_ws(&j);
-    } while (j.p < j.end && *j.p == ',' && j.p++);
-    if (!expect_char(&j, '}')) goto bad_json;
-
-    nn_bn_place place = NN_BN_NONE;
-    int known = 0;
-    for (int i = 0; i < 3; i++)
-        if (!strcmp(bn, bn_names[i])) place = (nn_bn_place)i, known = 1;
-    if (!known || in_h <= 0 || in_w <= 0 || in_c <= 0 || classes <= 1 || in_h > 4096 ||
-        in_w > 4096 || in_c > 64 || classes > 4096 || !(pstd > 0.0f)) {
-        snprintf(err, errlen,
-                 "%s: __metadata__ lacks a valid arch/bn/in_h/in_w/in_c/classes/pixel_std", path);
-        goto done;
-    }
-    if (nn_build(net, arch, place, in_h, in_w, in_c, classes, max_batch, threads, err, errlen))
-        goto done;
-    built = 1;
-    for (int i = 0; i < net->n_tensors; i++) {
-        nn_tensor *t = &net->tensors[i];
-        st_entry *e = NULL;
-        for (int k = 0; k < n_entries; k++)
-            if (!strcmp(entries[k].name, t->name)) e = &entries[k];
-        if (!e) {
-            snprintf(err, errlen, "%s: tensor %s is missing", path, t->name);
-            goto done;
-        }
-        e->seen = 1;
-        if (strcmp(e->dtype, "F32") != 0) {
-            snprintf(err, errlen, "%s: tensor %s has dtype %s, expected F32", path, t->name,
-                     e->dtype);
-            goto done;
-        }
-        int shape_ok = e->rank == t->rank;
-        for (int d = 0; shape_ok && d < t->rank; d++)
-            shape_ok = e->shape[d] == (uint64_t)t->shape[d];
-        if (!shape_ok) {
-            snprintf(err, errlen, "%s: tensor %s has the wrong shape for a %s network", path,
-                     t->name, arch);
-            goto done;
-        }
-        if (e->n_offsets != 2 || e->offsets[0] > e->offsets[1] || e->offsets[1] > dlen ||
-            e->offsets[1] - e->offsets[0] != (uint64_t)t->size * 4) {
-            snprintf(err, errlen,
-                     "%s: tensor %s has data_offsets outside the data or of the "
-                     "wrong length",
-                     path, t->name);
-            goto done;
-        }
-        memcpy(t->value, data + e->offsets[0], t->size * 4);
-    }
-    for (int k = 0; k < n_entries; k++)
-        if (!entries[k].seen) {
-            snprintf(err, errlen, "%s: unexpected tensor %s", path, entries[k].name);
-            goto done;
-        }
-    memcpy(info->arch, net->arch, sizeof info->arch);
-    info->bn = place;
-    info->pixel_mean = pmean;
-    info->pixel_std = pstd;
-    rc = 0;
-    goto done;
-bad_json:
-    snprintf(err, errlen, "%s: %s near byte %ld of the header", path,
-             j.err ? j.err : "malformed JSON header", (long)(j.p - hdr));
-done:
-    if (rc != 0 && built) nn_free(net);
     fclose(f);
-    free(hdr), free(data), free(entries);
+    if (rc) free(buf);
+    else *bytes = buf, *len_out = len;
     return rc;
+}
+
+const st_entry *st_find(const st_header *h, const char *name) {
+    for (int i = 0; i < h->n_entries; i++)
+        if (!strcmp(h->entries[i].name, name)) return &h->entries[i];
+    return NULL;
+}
+
+const char *st_meta_get(const st_header *h, const char *key) {
+    for (int i = 0; i < h->n_meta; i++)
+        if (!strcmp(h->meta[i].key, key)) return h->meta[i].value;
+    return NULL;
+}
+
+/* Appends s as a JSON string; names and values here are printable ASCII, so
+ * quotes, backslashes and control characters are all that need escaping. */
+static size_t put_string(char *out, size_t cap, size_t len, const char *s) {
+    len += (size_t)snprintf(out + len, cap > len ? cap - len : 0, "\"");
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            len += (size_t)snprintf(out + len, cap > len ? cap - len : 0, "\\%c", c);
+        else if (c < 0x20)
+            len += (size_t)snprintf(out + len, cap > len ? cap - len : 0, "\\u%04x", c);
+        else
+            len += (size_t)snprintf(out + len, cap > len ? cap - len : 0, "%c", c);
+    }
+    return len + (size_t)snprintf(out + len, cap > len ? cap - len : 0, "\"");
+}
+
+/* The header text into out (when cap is large enough); returns its length
+ * before padding. */
+static size_t format_header(char *out, size_t cap, const st_meta *meta, int n_meta,
+                            const st_tensor *t, int n) {
+    size_t len = (size_t)snprintf(out, cap, "{");
+    if (n_meta) {
+        len += (size_t)snprintf(out + len, cap > len ? cap - len : 0, "\"__metadata__\":{");
+        for (int i = 0; i < n_meta; i++) {
+            if (i) len += (size_t)snprintf(out + len, cap > len ? cap - len : 0, ",");
+            len = put_string(out, cap, len, meta[i].key);
+            len += (size_t)snprintf(out + len, cap > len ? cap - len : 0, ":");
+            len = put_string(out, cap, len, meta[i].value);
+        }
+        len += (size_t)snprintf(out + len, cap > len ? cap - len : 0, "}");
+    }
+    size_t offset = 0;
+    for (int i = 0; i < n; i++) {
+        if (i || n_meta) len += (size_t)snprintf(out + len, cap > len ? cap - len : 0, ",");
+        len = put_string(out, cap, len, t[i].name);
+        len += (size_t)snprintf(out + len, cap > len ? cap - len : 0, ":{\"dtype\":\"F32\",\"shape\":[");
+        for (int d = 0; d < t[i].rank; d++)
+            len += (size_t)snprintf(out + len, cap > len ? cap - len : 0, "%s%lld", d ? "," : "",
+                                    (long long)t[i].shape[d]);
+        len += (size_t)snprintf(out + len, cap > len ? cap - len : 0,
+                                "],\"data_offsets\":[%zu,%zu]}", offset, offset + t[i].count * 4);
+        offset += t[i].count * 4;
+    }
+    return len + (size_t)snprintf(out + len, cap > len ? cap - len : 0, "}");
+}
+
+int st_write(const char *path, const st_meta *meta, int n_meta, const st_tensor *tensors, int n,
+             char *err, size_t errlen) {
+    size_t len = format_header(NULL, 0, meta, n_meta, tensors, n);
+    size_t padded = (len + 7) / 8 * 8; /* data starts 8-byte aligned */
+    char *hdr = malloc(padded + 1);
+    if (!hdr) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        return -1;
+    }
+    format_header(hdr, padded + 1, meta, n_meta, tensors, n);
+    memset(hdr + len, ' ', padded - len);
+    atomic_file af;
+    if (atomic_file_open(&af, path, err, errlen)) {
+        free(hdr);
+        return -1;
+    }
+    uint8_t le[8];
+    for (int b = 0; b < 8; b++)
+        le[b] = (uint8_t)((uint64_t)padded >> (8 * b));
+    int ok = fwrite(le, 1, 8, af.f) == 8 && fwrite(hdr, 1, padded, af.f) == padded;
+    /* The stack's floats are little-endian on every platform it builds for. */
+    for (int i = 0; ok && i < n; i++)
+        ok = fwrite(tensors[i].data, 4, tensors[i].count, af.f) == tensors[i].count;
+    free(hdr);
+    if (!ok) {
+        snprintf(err, errlen, "%s: write failed (%s)", path, strerror(errno));
+        atomic_file_abort(&af);
+        return -1;
+    }
+    return atomic_file_commit(&af, err, errlen);
 }

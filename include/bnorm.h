@@ -126,7 +126,7 @@ typedef enum {
     BNORM_ERR_INVALID_EPS = 7,         /* eps <= 0, NaN or infinite */
     BNORM_ERR_INVALID_DECAY = 8,       /* decay outside [0, 1] or NaN */
     BNORM_ERR_INVALID_FLAGS = 9,       /* unknown bits in flags */
-    BNORM_ERR_INVALID_THREADS = 10,    /* threads < 0 */
+    BNORM_ERR_INVALID_THREADS = 10,    /* threads < 0 or > BNORM_MAX_THREADS */
     BNORM_ERR_SINGLE_VALUE = 11,       /* training with one value per feature */
     BNORM_ERR_WORKSPACE_TOO_SMALL = 12 /* workspace smaller than required */
 } bnorm_status;
@@ -157,6 +157,12 @@ typedef enum { BNORM_MODE_SPATIAL = 0, BNORM_MODE_PER_ACTIVATION = 1 } bnorm_mod
 
 #define BNORM_MAX_SPATIAL 6
 
+/* The most threads a call may be given: more are refused
+ * (BNORM_ERR_INVALID_THREADS), since a runtime asked for millions of
+ * threads ends the process, and a library must not. threads = 0 (one per
+ * core) is capped at this too. */
+#define BNORM_MAX_THREADS 256
+
 /* The shape of x. Dimensions are signed so that a negative value can be
  * reported as an error rather than wrapped to a huge size. */
 typedef struct {
@@ -181,12 +187,14 @@ typedef struct {
     float eps;       /* > 0, default 1e-5 */
     float decay;     /* in [0, 1], default 0.9 (PyTorch momentum 0.1) */
     unsigned flags;  /* default BNORM_USE_SCALE | BNORM_USE_SHIFT */
-    int threads;     /* >= 0, default 1; 0 = one per core */
+    int threads;     /* 0..BNORM_MAX_THREADS, default 1; 0 = one per core */
 } bnorm_params;
 
 /* Running ("global") statistics, updated by each training forward pass.
  * count is the number of batches folded in so far: the training forward
- * increments it, and BNORM_RUNNING_CUMULATIVE uses it as the step t.
+ * increments it, and BNORM_RUNNING_CUMULATIVE uses it as the step t. It
+ * stops at UINT64_MAX rather than wrapping to 0 (which would make the
+ * cumulative average forget every batch before).
  * Start with mean = 0, var = 1, count = 0 (what PyTorch does). */
 typedef struct {
     float *mean; /* [features] */

@@ -119,7 +119,8 @@ static void add_block(nn_net *net, int conv, int width) {
  * megabytes, would go out to L3 and back between im2col and the GEMM. */
 static int conv_chunk(const nn_net *net, const nn_layer *l) {
     size_t per_sample = (size_t)l->out_h * l->out_w * 9 * l->in_c * sizeof(float);
-    return per_sample < net->conv_chunk_bytes ? (int)(net->conv_chunk_bytes / per_sample) : 1;
+    if (per_sample == 0 || per_sample >= net->conv_chunk_bytes) return 1;
+    return (int)(net->conv_chunk_bytes / per_sample);
 }
 
 /* Slice s's im2col scratch: conv_chunk samples' rows. */
@@ -164,15 +165,23 @@ static size_t round_floats(size_t n) {
     return (n + per_line - 1) / per_line * per_line;
 }
 
-int nn_build(nn_net *net, const char *arch, nn_bn_place bn, int in_h, int in_w, int in_c,
-             int classes, int max_batch, int threads, char *err, size_t errlen) {
+int nn_describe(nn_net *net, const char *arch, nn_bn_place bn, int in_h, int in_w, int in_c,
+                int classes, char *err, size_t errlen) {
     memset(net, 0, sizeof *net);
+    if (in_h < 1 || in_w < 1 || in_c < 1 || in_h > NN_MAX_INPUT_SIDE ||
+        in_w > NN_MAX_INPUT_SIDE || in_c > NN_MAX_INPUT_CHANNELS || classes < 2 ||
+        classes > NN_MAX_CLASSES) {
+        snprintf(err, errlen,
+                 "inputs of %dx%dx%d and %d classes are outside what a network takes "
+                 "(sides 1..%d, channels 1..%d, classes 2..%d)",
+                 in_h, in_w, in_c, classes, NN_MAX_INPUT_SIDE, NN_MAX_INPUT_CHANNELS,
+                 NN_MAX_CLASSES);
+        return -1;
+    }
     snprintf(net->arch, sizeof net->arch, "%s", arch);
     net->bn = bn;
     net->in_h = in_h, net->in_w = in_w, net->in_c = in_c;
     net->classes = classes;
-    net->max_batch = max_batch;
-    net->threads = threads;
     net->conv_chunk_bytes = 256 * 1024;
     if (strcmp(arch, "mlp") == 0) {
         add_block(net, 0, 256);
@@ -185,62 +194,71 @@ int nn_build(nn_net *net, const char *arch, nn_bn_place bn, int in_h, int in_w, 
         add_block(net, 0, 128);
     } else {
         snprintf(err, errlen, "unknown model '%s' (expected mlp or cnn)", arch);
+        memset(net, 0, sizeof *net);
         return -1;
     }
     add_dense(net, classes, 1);
+    for (int i = 0; i < net->n_layers; i++)
+        if (net->layers[i].out_size == 0) {
+            snprintf(err, errlen,
+                     "a %dx%d input is too small for the %s network: its pooling leaves "
+                     "nothing (at least 4x4 needed)",
+                     in_h, in_w, arch);
+            memset(net, 0, sizeof *net);
+            return -1;
+        }
+    return 0;
+}
 
+/* A buffer nn_allocate hands out: its slot and size. */
+typedef struct {
+    void **slot;
+    size_t bytes;
+} alloc_request;
+
+/* Everything a described network allocates for max_batch samples on
+ * `threads` threads, with the sizes computed before any allocation, so that
+ * a description that asks for too much is refused with nothing allocated.
+ * Returns the number of requests (at most cap), and *total their bytes
+ * (saturating). */
+static int plan_buffers(nn_net *net, alloc_request *req, int cap, size_t *total) {
+    int n = 0, max_batch = net->max_batch, threads = net->threads;
+    double sum = 0.0; /* in double: a hostile description must not wrap size_t */
+#define REQUEST(ptr, count, unit)                                                                      do {                                                                                                   double bytes_ = (double)(count) * (double)(unit);                                                  sum += bytes_;                                                                                     if (n < cap && bytes_ < 0x1p62) req[n++] = (alloc_request){(void **)&(ptr), (size_t)bytes_};     } while (0)
+    size_t arena = 0;
     for (int i = 0; i < net->n_tensors; i++)
-        net->arena_size += 4 * round_floats(net->tensors[i].size);
-    net->arena = alloc_aligned(net->arena_size * sizeof(float));
-    if (net->arena) memset(net->arena, 0, net->arena_size * sizeof(float));
-    size_t largest = (size_t)in_h * in_w * in_c, ws_need = 0;
+        arena += 4 * round_floats(net->tensors[i].size);
+    net->arena_size = arena;
+    REQUEST(net->arena, arena, sizeof(float));
+    size_t largest = (size_t)net->in_h * net->in_w * net->in_c, ws_need = 0, most_conv = 0;
     int has_conv = 0;
-    for (int i = 0; i < net->n_layers && net->arena; i++) {
+    for (int i = 0; i < net->n_layers; i++) {
         nn_layer *l = &net->layers[i];
         if (l->out_size > largest) largest = l->out_size;
-        l->out = alloc_aligned((size_t)max_batch * l->out_size * sizeof(float));
-        if (!l->out) goto oom;
+        REQUEST(l->out, (double)max_batch * (double)l->out_size, sizeof(float));
         if (l->kind == NN_CONV3X3) {
             has_conv = 1;
-            size_t rows = (size_t)threads * conv_chunk(net, l) * l->out_h * l->out_w;
-            l->col = alloc_aligned(rows * 9 * l->in_c * sizeof(float));
-            if (!l->col) goto oom;
+            if (l->weight->size > most_conv) most_conv = l->weight->size;
+            double rows = (double)threads * conv_chunk(net, l) * l->out_h * l->out_w;
+            REQUEST(l->col, rows * 9 * l->in_c, sizeof(float));
         }
-        if (l->kind == NN_MAXPOOL2 && !(l->argmax = malloc((size_t)max_batch * l->out_size)))
-            goto oom;
+        if (l->kind == NN_MAXPOOL2) REQUEST(l->argmax, (double)max_batch * l->out_size, 1);
         if (l->kind == NN_BATCHNORM) {
-            l->save_mean = malloc((size_t)l->out_c * sizeof(float));
-            l->save_invstd = malloc((size_t)l->out_c * sizeof(float));
-            if (!l->save_mean || !l->save_invstd) goto oom;
+            REQUEST(l->save_mean, l->out_c, sizeof(float));
+            REQUEST(l->save_invstd, l->out_c, sizeof(float));
             bnorm_shape s = bn_shape(l, max_batch);
             bnorm_params p = bn_params(net, l, max_batch);
-            size_t need;
-            if (bnorm_workspace_size(&s, &p, &need) != BNORM_OK) goto oom;
+            size_t need = 0;
+            if (bnorm_workspace_size(&s, &p, &need) != BNORM_OK) sum += 0x1p63;
             if (need > ws_need) ws_need = need;
         }
     }
-    if (!net->arena) goto oom;
-    float *p = net->arena;
-    for (int i = 0; i < net->n_tensors; i++) {
-        nn_tensor *t = &net->tensors[i];
-        size_t stride = round_floats(t->size);
-        t->value = p, t->grad = p + stride, t->m = p + 2 * stride, t->v = p + 3 * stride;
-        p += 4 * stride;
-    }
-    net->grad_a = alloc_aligned((size_t)max_batch * largest * sizeof(float));
-    net->grad_b = alloc_aligned((size_t)max_batch * largest * sizeof(float));
-    net->probs = alloc_aligned((size_t)max_batch * classes * sizeof(float));
+    REQUEST(net->grad_a, (double)max_batch * largest, sizeof(float));
+    REQUEST(net->grad_b, (double)max_batch * largest, sizeof(float));
+    REQUEST(net->probs, (double)max_batch * net->classes, sizeof(float));
     net->bn_ws_size = ws_need;
-    net->bn_ws = ws_need ? alloc_aligned(ws_need) : NULL;
-    if (!net->grad_a || !net->grad_b || !net->probs || (ws_need && !net->bn_ws)) goto oom;
-    if (threads > 1 && has_conv) {
-        size_t most = 0;
-        for (int i = 0; i < net->n_layers; i++)
-            if (net->layers[i].kind == NN_CONV3X3 && net->layers[i].weight->size > most)
-                most = net->layers[i].weight->size;
-        if (!(net->wgrad_partial = alloc_aligned((size_t)(threads - 1) * most * sizeof(float))))
-            goto oom;
-    }
+    if (ws_need) REQUEST(net->bn_ws, ws_need, 1);
+    if (threads > 1 && has_conv) REQUEST(net->wgrad_partial, (double)(threads - 1) * most_conv, sizeof(float));
     if (!has_conv) { /* the single-sample path: see forward_one */
         size_t one = 64;
         for (int i = 0; i < net->n_layers; i++) {
@@ -255,19 +273,60 @@ int nn_build(nn_net *net, const char *arch, nn_bn_place bn, int in_h, int in_w, 
             }
         }
         net->one_ws_size = (one + 63) / 64 * 64;
+        REQUEST(net->one_ws, threads, net->one_ws_size);
+        REQUEST(net->one_partial, (double)threads * net->one_partial_stride, sizeof(float));
+        REQUEST(net->one_sync, threads, sizeof(struct nn_one_sync));
+    }
+#undef REQUEST
+    *total = sum < 0x1p63 ? (size_t)sum : SIZE_MAX;
+    return n;
+}
+
+int nn_allocate(nn_net *net, int max_batch, int threads, char *err, size_t errlen) {
+    if (max_batch < 1 || threads < 1 || threads > NN_MAX_THREADS) {
+        snprintf(err, errlen, "a batch of %d on %d threads (batch >= 1, threads 1..%d)",
+                 max_batch, threads, NN_MAX_THREADS);
+        return -1;
+    }
+    net->max_batch = max_batch;
+    net->threads = threads;
+    alloc_request req[4 * 32 + 16];
+    size_t total;
+    int n = plan_buffers(net, req, (int)(sizeof req / sizeof req[0]), &total);
+    if (total > NN_MAX_NET_BYTES) {
+        snprintf(err, errlen,
+                 "the %s network for %dx%dx%d inputs in batches of %d would need %.1f GiB, "
+                 "over the limit of %.0f GiB",
+                 net->arch, net->in_h, net->in_w, net->in_c, max_batch,
+                 (double)total / (1u << 30), (double)NN_MAX_NET_BYTES / (1u << 30));
+        return -1;
+    }
+    for (int i = 0; i < n; i++)
+        if (!(*req[i].slot = alloc_aligned(req[i].bytes))) {
+            snprintf(err, errlen, "out of memory building the %s network", net->arch);
+            nn_free(net);
+            return -1;
+        }
+    memset(net->arena, 0, net->arena_size * sizeof(float));
+    float *p = net->arena;
+    for (int i = 0; i < net->n_tensors; i++) {
+        nn_tensor *t = &net->tensors[i];
+        size_t stride = round_floats(t->size);
+        t->value = p, t->grad = p + stride, t->m = p + 2 * stride, t->v = p + 3 * stride;
+        p += 4 * stride;
+    }
+    if (net->one_ws) {
         net->one_workers = threads < available_cpus() ? threads : available_cpus();
-        net->one_ws = alloc_aligned((size_t)threads * net->one_ws_size);
-        net->one_partial = alloc_aligned((size_t)threads * net->one_partial_stride * sizeof(float));
-        net->one_sync = alloc_aligned((size_t)threads * sizeof(struct nn_one_sync));
-        if (!net->one_ws || !net->one_partial || !net->one_sync) goto oom;
         for (int t = 0; t < threads; t++)
             atomic_init(&net->one_sync[t].stage, 0u);
     }
     return 0;
-oom:
-    snprintf(err, errlen, "out of memory building the %s network", arch);
-    nn_free(net);
-    return -1;
+}
+
+int nn_build(nn_net *net, const char *arch, nn_bn_place bn, int in_h, int in_w, int in_c,
+             int classes, int max_batch, int threads, char *err, size_t errlen) {
+    if (nn_describe(net, arch, bn, in_h, in_w, in_c, classes, err, errlen)) return -1;
+    return nn_allocate(net, max_batch, threads, err, errlen);
 }
 
 void nn_free(nn_net *net) {
@@ -622,7 +681,7 @@ static void layer_backward_slice(const nn_net *net, nn_layer *l, const float *in
 
 /* fused: the weight GEMMs accumulate into the momentum buffers (see
  * nn_backward_sgd); otherwise they overwrite the gradients. */
-static void backward(nn_net *net, const float *x, int n, int fused, float momentum) {
+static int backward(nn_net *net, const float *x, int n, int fused, float momentum) {
     float *g = net->grad_a, *din = net->grad_b;
     int T = slice_count(net, n);
     for (int i = net->n_layers - 1; i >= 0; i--) {
@@ -646,20 +705,22 @@ static void backward(nn_net *net, const float *x, int n, int fused, float moment
         } else {
             bnorm_shape s = bn_shape(l, n);
             bnorm_params p = bn_params(net, l, n);
-            bnorm_backward_training(&s, &p, in, g, l->gamma->value, l->save_mean, l->save_invstd,
-                                    din, l->gamma->grad, l->beta->grad, net->bn_ws,
-                                    net->bn_ws_size);
+            if (bnorm_backward_training(&s, &p, in, g, l->gamma->value, l->save_mean,
+                                        l->save_invstd, din, l->gamma->grad, l->beta->grad,
+                                        net->bn_ws, net->bn_ws_size) != BNORM_OK)
+                return -1;
         }
         float *t = g;
         g = din;
         din = t;
     }
+    return 0;
 }
 
-void nn_backward(nn_net *net, const float *x, int n) { backward(net, x, n, 0, 0.0f); }
+int nn_backward(nn_net *net, const float *x, int n) { return backward(net, x, n, 0, 0.0f); }
 
-void nn_backward_sgd(nn_net *net, const float *x, int n, float momentum) {
-    backward(net, x, n, 1, momentum);
+int nn_backward_sgd(nn_net *net, const float *x, int n, float momentum) {
+    return backward(net, x, n, 1, momentum);
 }
 
 void nn_step(nn_net *net, const nn_optim *opt) {

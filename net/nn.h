@@ -100,8 +100,28 @@ typedef struct {
     float beta1, beta2, eps; /* Adam */
 } nn_optim;
 
-/* Builds "mlp" (784-256-256-10) or "cnn" (conv32-pool-conv64-pool-dense128-dense10)
- * for inputs of in_h x in_w x in_c. Returns 0, or -1 with a message in err. */
+/* What a network may take and ask for: descriptions beyond these are
+ * refused with a message before anything is allocated. NN_MAX_NET_BYTES
+ * bounds everything nn_allocate asks for (parameters, activations for
+ * max_batch samples, scratch), so that a small hostile model file cannot
+ * take the machine's memory. */
+#define NN_MAX_INPUT_SIDE     1024
+#define NN_MAX_INPUT_CHANNELS 64
+#define NN_MAX_CLASSES        4096
+#define NN_MAX_THREADS        BNORM_MAX_THREADS
+#define NN_MAX_NET_BYTES      ((size_t)4 << 30)
+
+/* Describes "mlp" (784-256-256-10) or "cnn" (conv32-pool-conv64-pool-dense128-dense10)
+ * for inputs of in_h x in_w x in_c: layers and tensors with their shapes,
+ * nothing allocated (nn_free is not needed). Returns 0, or -1 with a message
+ * in err (an unknown model, inputs out of range or too small for it). */
+int nn_describe(nn_net *net, const char *arch, nn_bn_place bn, int in_h, int in_w, int in_c,
+                int classes, char *err, size_t errlen);
+/* Allocates a described network's parameters and buffers for batches of up
+ * to max_batch on `threads` threads, after checking that the total stays
+ * within NN_MAX_NET_BYTES. Returns 0, or -1 with a message (nothing kept). */
+int nn_allocate(nn_net *net, int max_batch, int threads, char *err, size_t errlen);
+/* nn_describe, then nn_allocate. */
 int nn_build(nn_net *net, const char *arch, nn_bn_place bn, int in_h, int in_w, int in_c,
              int classes, int max_batch, int threads, char *err, size_t errlen);
 void nn_free(nn_net *net);
@@ -115,15 +135,16 @@ const float *nn_forward(nn_net *net, const float *x, int n, int training);
 /* Softmax cross-entropy of the logits of the last forward against labels:
  * returns the mean loss and leaves dloss/dlogits for nn_backward. */
 double nn_loss(nn_net *net, const uint8_t *labels, int n, int *correct);
-/* Backward through the network after nn_forward(training=1) and nn_loss. */
-void nn_backward(nn_net *net, const float *x, int n);
+/* Backward through the network after nn_forward(training=1) and nn_loss.
+ * Returns 0, or -1 when batch norm refuses the batch. */
+int nn_backward(nn_net *net, const float *x, int n);
 /* nn_backward for SGD with momentum: the weight gradients of dense and conv
  * layers go straight into the momentum buffers, m = momentum * m + dW, as
  * the GEMMs' beta, and their grad fields are left unwritten; the following
  * nn_step (SGD, the same momentum) completes the update. Equal to
  * nn_backward + nn_step up to the order of the float additions, and it
  * spares the step a read and a write of every weight. */
-void nn_backward_sgd(nn_net *net, const float *x, int n, float momentum);
+int nn_backward_sgd(nn_net *net, const float *x, int n, float momentum);
 void nn_step(nn_net *net, const nn_optim *opt);
 
 nn_tensor *nn_find_tensor(nn_net *net, const char *name);

@@ -106,16 +106,24 @@ im2col_body(float *restrict col, const float *restrict in, int n, int h, int w, 
                             dst[k] = 0.0f;
                         continue;
                     }
-                    const float *src = in + (((size_t)b * h + sy) * w + x - 1) * c;
+                    /* Offsets from the row's start, never a pointer before it: at
+                     * x = 0 the left neighbour would lie outside the buffer. */
+                    const float *row = in + ((size_t)b * h + sy) * w * c;
                     if (x > 0 && x < w - 1) {
+                        const float *src = row + (size_t)(x - 1) * c;
                         for (size_t k = 0; k < taps; k++)
                             dst[k] = src[k];
                         continue;
                     }
                     for (int kx = 0; kx < 3; kx++) {
-                        int sx = x + kx - 1, inside = sx >= 0 && sx < w;
-                        for (int k = 0; k < c; k++)
-                            dst[kx * c + k] = inside ? src[kx * c + k] : 0.0f;
+                        int sx = x + kx - 1;
+                        if (sx >= 0 && sx < w) {
+                            for (int k = 0; k < c; k++)
+                                dst[kx * c + k] = row[(size_t)sx * c + k];
+                        } else {
+                            for (int k = 0; k < c; k++)
+                                dst[kx * c + k] = 0.0f;
+                        }
                     }
                 }
             }

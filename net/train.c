@@ -23,6 +23,7 @@ double nn_evaluate(nn_net *net, const nn_data *data, int *predictions) {
         int n = (int)(data->count - s < (size_t)net->max_batch ? data->count - s
                                                                : (size_t)net->max_batch);
         const float *logits = nn_forward(net, data->x + s * in, n, 0);
+        if (!logits) return NAN;
         for (int b = 0; b < n; b++) {
             int k = nn_argmax(logits + (size_t)b * net->classes, net->classes);
             right += k == data->y[s + (size_t)b];
@@ -42,13 +43,28 @@ static void progress_bar(const char *label, int epoch, int epochs, size_t done, 
     fflush(stderr);
 }
 
-void nn_train(nn_net *net, const nn_data *train, const nn_data *test, const nn_train_config *cfg,
-              nn_train_result *res) {
+int nn_train(nn_net *net, const nn_data *train, const nn_data *test, const nn_train_config *cfg,
+             nn_train_result *res, char *err, size_t errlen) {
     memset(res, 0, sizeof *res);
     size_t in = (size_t)train->h * train->w, N = train->count;
-    size_t *order = malloc(N * sizeof(size_t));
+    if (cfg->batch > net->max_batch || in != (size_t)net->in_h * net->in_w * net->in_c ||
+        (size_t)test->h * test->w != in) {
+        snprintf(err, errlen,
+                 "batches of %d %dx%d images (test images %dx%d) do not fit a network built "
+                 "for batches of %d %dx%dx%d inputs",
+                 cfg->batch, train->h, train->w, test->h, test->w, net->max_batch, net->in_h,
+                 net->in_w, net->in_c);
+        return -1;
+    }
+    size_t *order = malloc((N ? N : 1) * sizeof(size_t));
     float *xb = malloc((size_t)cfg->batch * in * sizeof(float));
     uint8_t *yb = malloc((size_t)cfg->batch);
+    int rc = 0;
+    if (!order || !xb || !yb) {
+        snprintf(err, errlen, "out of memory for the training batches");
+        free(order), free(xb), free(yb);
+        return -1;
+    }
     nn_rng rng;
     nn_rng_seed(&rng, cfg->seed * 7919u + 17u);
     for (size_t i = 0; i < N; i++)
@@ -71,22 +87,29 @@ void nn_train(nn_net *net, const nn_data *train, const nn_data *test, const nn_t
                 yb[b] = train->y[order[s + (size_t)b]];
             }
             int correct = 0;
-            nn_forward(net, xb, n, 1);
+            if (!nn_forward(net, xb, n, 1)) {
+                snprintf(err, errlen, "batch norm refused a training batch of %d", n);
+                rc = -1;
+                break;
+            }
             double loss = nn_loss(net, yb, n, &correct);
             if (!isfinite(loss)) {
                 res->diverged = 1;
                 break;
             }
-            if (cfg->opt.kind == NN_SGD)
-                nn_backward_sgd(net, xb, n, cfg->opt.momentum);
-            else
-                nn_backward(net, xb, n);
+            if (cfg->opt.kind == NN_SGD ? nn_backward_sgd(net, xb, n, cfg->opt.momentum)
+                                        : nn_backward(net, xb, n)) {
+                snprintf(err, errlen, "batch norm refused the backward pass of a batch of %d", n);
+                rc = -1;
+                break;
+            }
             nn_step(net, &cfg->opt);
             loss_sum += loss * n, seen += (size_t)n, right += (size_t)correct;
             if (cfg->progress && (++steps % 20 == 0 || s + (size_t)n >= N))
                 progress_bar(cfg->label, e + 1, epochs, s + (size_t)n, N, loss_sum / (double)seen);
         }
         if (cfg->progress) fputc('\n', stderr);
+        if (rc) break;
         double secs = nn_now() - t0;
         res->train_loss[e] = seen ? loss_sum / (double)seen : NAN;
         res->train_acc[e] = seen ? (double)right / (double)seen : 0.0;
@@ -106,4 +129,5 @@ void nn_train(nn_net *net, const nn_data *train, const nn_data *test, const nn_t
                     res->train_loss[e], res->train_acc[e], res->test_acc[e], secs, res->diverged);
     }
     free(order), free(xb), free(yb);
+    return rc;
 }

@@ -34,12 +34,15 @@ typedef struct {
     double seconds[NN_MAX_EPOCHS];
 } nn_train_result;
 
-/* Trains from the network's current parameters. */
-void nn_train(nn_net *net, const nn_data *train, const nn_data *test, const nn_train_config *cfg,
-              nn_train_result *res);
+/* Trains from the network's current parameters. Returns 0 (a diverged run
+ * included: see res->diverged), or -1 with a message in err when memory ran
+ * out or a layer refused a batch. */
+int nn_train(nn_net *net, const nn_data *train, const nn_data *test, const nn_train_config *cfg,
+             nn_train_result *res, char *err, size_t errlen);
 
 /* Test-mode accuracy over the set, in batches of up to net->max_batch;
- * predictions (may be NULL) receives the class of every sample. */
+ * predictions (may be NULL) receives the class of every sample. NaN when a
+ * layer refused a batch. */
 double nn_evaluate(nn_net *net, const nn_data *data, int *predictions);
 
 /* Writes the CSV header that nn_train's rows follow. */

@@ -27,7 +27,7 @@ const char *bnorm_status_str(bnorm_status status) {
     case BNORM_ERR_INVALID_EPS: return "eps must be finite and greater than zero";
     case BNORM_ERR_INVALID_DECAY: return "decay must lie in [0, 1]";
     case BNORM_ERR_INVALID_FLAGS: return "flags contain unknown bits";
-    case BNORM_ERR_INVALID_THREADS: return "threads must be >= 0 (0 = one per core)";
+    case BNORM_ERR_INVALID_THREADS: return "threads must be in 0..BNORM_MAX_THREADS (0 = one per core)";
     case BNORM_ERR_SINGLE_VALUE:
         return "training needs more than one value per feature (the variance is undefined)";
     case BNORM_ERR_WORKSPACE_TOO_SMALL:
@@ -94,7 +94,7 @@ static bnorm_status check_params(const bnorm_params *p) {
     if (!(p->eps > 0.0f) || isinf(p->eps)) return BNORM_ERR_INVALID_EPS;
     if (!(p->decay >= 0.0f && p->decay <= 1.0f)) return BNORM_ERR_INVALID_DECAY;
     if (p->flags & ~KNOWN_FLAGS) return BNORM_ERR_INVALID_FLAGS;
-    if (p->threads < 0) return BNORM_ERR_INVALID_THREADS;
+    if (p->threads < 0 || p->threads > BNORM_MAX_THREADS) return BNORM_ERR_INVALID_THREADS;
     return BNORM_OK;
 }
 
@@ -151,6 +151,7 @@ static int resolve_threads(const bnorm_params *p, const bn_view *v) {
     int t = p->threads == 0 ? omp_get_num_procs() : p->threads;
     size_t most = v->total / BN_VALUES_PER_THREAD;
     if (!(p->flags & BNORM_EXACT_THREADS) && (size_t)t > most) t = (int)most;
+    if (t > BNORM_MAX_THREADS) t = BNORM_MAX_THREADS;
     return t < 1 ? 1 : t;
 #else
     (void)p, (void)v;
@@ -258,7 +259,7 @@ bnorm_status bnorm_forward_training(const bnorm_shape *shape, const bnorm_params
         bn_fast_forward_training(&v, x, &ws, forward_coefficients, &ctx, y,
                                  resolve_threads(params, &v));
     }
-    if (running) running->count++;
+    if (running && running->count < UINT64_MAX) running->count++;
     return BNORM_OK;
 }
 

@@ -9,6 +9,7 @@
 #include "check.h"
 #include "idx.h"
 #include "nn.h"
+#include "checkpoint.h"
 #include "safetensors.h"
 
 static char dir[256];
@@ -101,9 +102,9 @@ static void test_safetensors(void) {
     for (int i = 0; i < a.n_tensors; i++)
         for (size_t k = 0; k < a.tensors[i].size; k++)
             a.tensors[i].value[k] += 0.001f * (float)k;
-    st_model_info info = {"cnn", NN_BN_BEFORE_RELU, 0.25f, 0.5f}, got;
-    CHECK(st_save(path, &a, &info, err, sizeof err) == 0, "save: %s", err);
-    CHECK(st_load(path, &b, &got, 4, 1, err, sizeof err) == 0, "load: %s", err);
+    ckpt_info info = {"cnn", NN_BN_BEFORE_RELU, 0.25f, 0.5f}, got;
+    CHECK(ckpt_save(path, &a, &info, err, sizeof err) == 0, "save: %s", err);
+    CHECK(ckpt_load(path, &b, &got, 4, 1, err, sizeof err) == 0, "load: %s", err);
     int same = b.n_tensors == a.n_tensors;
     for (int i = 0; same && i < a.n_tensors; i++)
         same = memcmp(a.tensors[i].value, b.tensors[i].value, a.tensors[i].size * 4) == 0;
@@ -144,7 +145,7 @@ static void test_safetensors(void) {
             if (at) memcpy(at, cases[c].to, strlen(cases[c].from));
         }
         write_file(bad, (unsigned char *)copy, (size_t)n, 0);
-        int rc = st_load(bad, &b, &got, 4, 1, err, sizeof err);
+        int rc = ckpt_load(bad, &b, &got, 4, 1, err, sizeof err);
         CHECK(rc == -1, "%s: accepted", cases[c].what);
         if (rc == 0) nn_free(&b);
         CHECK(strstr(err, cases[c].needle) != NULL, "%s: message '%s' lacks '%s'", cases[c].what,

@@ -1,5 +1,6 @@
 /* Every bad input gets its own status code, from every entry point, and no
  * output (y, dx, saved and running statistics, gradients) is touched. */
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -185,6 +186,12 @@ int main(void) {
     expect("unknown flag", ALL, &c, BNORM_ERR_INVALID_FLAGS);
     c = good_call(), c.params.threads = -2;
     expect("negative threads", ALL, &c, BNORM_ERR_INVALID_THREADS);
+    /* Asked of the OpenMP runtime, INT_MAX threads made it print "out of
+     * memory" and exit the process. */
+    c = good_call(), c.params.threads = INT_MAX, c.params.flags |= BNORM_EXACT_THREADS;
+    expect("INT_MAX threads", ALL, &c, BNORM_ERR_INVALID_THREADS);
+    c = good_call(), c.params.threads = BNORM_MAX_THREADS + 1;
+    expect("BNORM_MAX_THREADS + 1 threads", ALL, &c, BNORM_ERR_INVALID_THREADS);
 
     /* One value per feature: training is undefined, inference is fine. */
     c = good_call(), c.shape = bnorm_shape_nc(1, 5);

@@ -120,6 +120,29 @@ static void non_finite(unsigned extra) {
     CHECK(nan2 && isnan(var[2]), "Inf makes its channel's variance and outputs NaN");
 }
 
+/* The cumulative average's step count at its largest: it must stay there,
+ * not wrap to 0, where the next batch's statistics would replace the
+ * average of every batch before. */
+static void count_saturates(unsigned extra) {
+    bnorm_shape s = bnorm_shape_nc(4, 2);
+    bnorm_params p = bnorm_params_default();
+    p.flags |= BNORM_RUNNING_CUMULATIVE | extra;
+    float x[8] = {10, -3, 11, -1, 12, 0, 13, 2}, y[8], mean[2], invstd[2];
+    float gamma[2] = {1, 1}, beta[2] = {0, 0}, rmean[2] = {0.5f, 0.25f}, rvar[2] = {2, 3};
+    bnorm_running_stats run = {rmean, rvar, UINT64_MAX};
+    char ws[4096];
+    size_t need;
+    CHECK(bnorm_workspace_size(&s, &p, &need) == BNORM_OK && need <= sizeof ws, "workspace");
+    for (int step = 0; step < 2; step++)
+        CHECK(bnorm_forward_training(&s, &p, x, gamma, beta, y, mean, invstd, &run, ws,
+                                     sizeof ws) == BNORM_OK,
+              "status");
+    CHECK(run.count == UINT64_MAX, "count wrapped to %llu", (unsigned long long)run.count);
+    CHECK(rmean[0] == 0.5f && rmean[1] == 0.25f && rvar[0] == 2.0f && rvar[1] == 3.0f,
+          "a weight of 2^-64 moved the running statistics to %g %g %g %g", rmean[0], rmean[1],
+          rvar[0], rvar[1]);
+}
+
 int main(void) {
     test_rng rng = {4242};
     bnorm_shape shapes[4];
@@ -138,6 +161,7 @@ int main(void) {
         bnorm_shape pa = bnorm_shape_nc(3000, 7);
         large_mean(&pa, BNORM_MODE_PER_ACTIVATION, extra, &rng);
         non_finite(extra);
+        count_saturates(extra);
     }
     return check_finish();
 }

@@ -8,6 +8,7 @@
 
 #include "check.h"
 #include "nn.h"
+#include "checkpoint.h"
 #include "safetensors.h"
 
 int main(int argc, char **argv) {
@@ -16,10 +17,10 @@ int main(int argc, char **argv) {
         return 2;
     }
     nn_net net;
-    st_model_info info;
+    ckpt_info info;
     char err[1024];
     for (int threads = 1; threads <= 2; threads++) {
-        if (st_load(argv[1], &net, &info, 8, threads, err, sizeof err)) {
+        if (ckpt_load(argv[1], &net, &info, 8, threads, err, sizeof err)) {
             CHECK(0, "load: %s", err);
             return check_finish();
         }

@@ -2,17 +2,18 @@
  * Fashion-MNIST (or any MNIST-format data). */
 #include <cblas.h>
 #include <math.h>
-#include <png.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "atomic_file.h"
+#include "checkpoint.h"
 #include "idx.h"
+#include "image.h"
 #include "nn.h"
 #include "plot.h"
-#include "safetensors.h"
 #include "train.h"
 
 static const char *CLASS_NAMES[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -91,8 +92,8 @@ static int parse_options(int argc, char **argv, options *o, const char **pos, in
     *npos = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        long long n;
-        double d;
+        long long n = 0;
+        double d = 0.0;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) return 1;
         if (strncmp(a, "--", 2) != 0) {
             if (*npos == MAX_POSITIONAL) {
@@ -115,7 +116,37 @@ static int parse_options(int argc, char **argv, options *o, const char **pos, in
             return -1;
         }
         i++;
-        int bad = 0;
+        /* Numeric options and their ranges, which an error message states. */
+        static const struct {
+            const char *name;
+            long long lo, hi;
+        } ints[] = {{"--epochs", 1, NN_MAX_EPOCHS}, {"--batch", 2, 4096},
+                    {"--threads", 0, NN_MAX_THREADS}, {"--index", 0, 1 << 30},
+                    {"--seed", 0, 1LL << 62},       {"--train-limit", 2, 1LL << 40},
+                    {"--test-limit", 1, 1LL << 40}};
+        static const struct {
+            const char *name;
+            double lo, hi;
+        } reals[] = {{"--lr", 1e-9, 100.0}, {"--high-lr", 1e-9, 100.0}, {"--momentum", 0.0, 0.9999}};
+        int known = 0, bad = 0;
+        for (size_t k = 0; k < sizeof ints / sizeof ints[0]; k++)
+            if (!strcmp(a, ints[k].name)) {
+                known = 1;
+                if (parse_int(v, ints[k].lo, ints[k].hi, &n)) {
+                    fprintf(stderr, "bnorm: invalid value '%s' for %s (expected an integer from %lld to %lld)\n",
+                            v, a, ints[k].lo, ints[k].hi);
+                    return -1;
+                }
+            }
+        for (size_t k = 0; k < sizeof reals / sizeof reals[0]; k++)
+            if (!strcmp(a, reals[k].name)) {
+                known = 1;
+                if (parse_double(v, reals[k].lo, reals[k].hi, &d)) {
+                    fprintf(stderr, "bnorm: invalid value '%s' for %s (expected a number from %g to %g)\n",
+                            v, a, reals[k].lo, reals[k].hi);
+                    return -1;
+                }
+            }
         if (!strcmp(a, "--model"))
             o->model = v;
         else if (!strcmp(a, "--optimizer"))
@@ -129,31 +160,29 @@ static int parse_options(int argc, char **argv, options *o, const char **pos, in
         else if (!strcmp(a, "--out"))
             o->out = v;
         else if (!strcmp(a, "--epochs"))
-            bad = parse_int(v, 1, NN_MAX_EPOCHS, &n), o->epochs = (int)n;
+            o->epochs = (int)n;
         else if (!strcmp(a, "--batch"))
-            bad = parse_int(v, 2, 4096, &n), o->batch = (int)n;
+            o->batch = (int)n;
         else if (!strcmp(a, "--threads"))
-            bad = parse_int(v, 0, 1024, &n), o->threads = (int)n;
+            o->threads = (int)n;
         else if (!strcmp(a, "--index"))
-            bad = parse_int(v, 0, 1 << 30, &n), o->index = (int)n;
+            o->index = (int)n;
         else if (!strcmp(a, "--seed"))
-            bad = parse_int(v, 0, 1LL << 62, &o->seed);
+            o->seed = n;
         else if (!strcmp(a, "--train-limit"))
-            bad = parse_int(v, 2, 1LL << 40, &o->train_limit);
+            o->train_limit = n;
         else if (!strcmp(a, "--test-limit"))
-            bad = parse_int(v, 1, 1LL << 40, &o->test_limit);
+            o->test_limit = n;
         else if (!strcmp(a, "--lr"))
-            bad = parse_double(v, 1e-9, 100.0, &o->lr), o->lr_given = 1;
+            o->lr = d, o->lr_given = 1;
         else if (!strcmp(a, "--high-lr"))
-            bad = parse_double(v, 1e-9, 100.0, &o->high_lr);
+            o->high_lr = d;
         else if (!strcmp(a, "--momentum"))
-            bad = parse_double(v, 0.0, 0.9999, &d), o->momentum = d;
-        else {
-            fprintf(stderr, "bnorm: unknown option %s\n", a);
-            return -1;
-        }
+            o->momentum = d;
+        else
+            bad = !known;
         if (bad) {
-            fprintf(stderr, "bnorm: invalid value '%s' for %s\n", v, a);
+            fprintf(stderr, "bnorm: unknown option %s\n", a);
             return -1;
         }
     }
@@ -175,7 +204,7 @@ static int parse_options(int argc, char **argv, options *o, const char **pos, in
 static int resolve_threads(int t) {
     if (t > 0) return t;
     long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (int)n : 1;
+    return n < 1 ? 1 : n > NN_MAX_THREADS ? NN_MAX_THREADS : (int)n;
 }
 
 /* Pixels for `bytes`: large, and read one image at a time in shuffled
@@ -232,6 +261,10 @@ typedef struct {
     float mean, std;
 } loaded_data;
 
+static void free_loaded(loaded_data *ld) { free_data(&ld->train), free_data(&ld->test); }
+
+/* Loads the test set, and the training set when need_train; images of
+ * both must have one size. */
 static int load_data(const options *o, loaded_data *ld, int need_train) {
     char err[1024];
     idx_set tr = {0}, te = {0};
@@ -242,11 +275,20 @@ static int load_data(const options *o, loaded_data *ld, int need_train) {
         idx_free(&tr);
         return -1;
     }
+    if (need_train && (tr.rows != te.rows || tr.cols != te.cols)) {
+        fprintf(stderr, "bnorm: %s: the training images are %dx%d but the test images %dx%d\n",
+                dir, tr.cols, tr.rows, te.cols, te.rows);
+        idx_free(&tr), idx_free(&te);
+        return -1;
+    }
     if (need_train) pixel_stats(&tr, (size_t)o->train_limit, &ld->mean, &ld->std);
     int rc = (need_train && to_data(&tr, (size_t)o->train_limit, ld->mean, ld->std, &ld->train)) ||
              to_data(&te, (size_t)o->test_limit, ld->mean, ld->std, &ld->test);
     idx_free(&tr), idx_free(&te);
-    if (rc) fprintf(stderr, "bnorm: out of memory loading the data\n");
+    if (rc) {
+        fprintf(stderr, "bnorm: out of memory loading the data\n");
+        free_loaded(ld);
+    }
     return rc ? -1 : 0;
 }
 
@@ -267,30 +309,26 @@ static int cmd_train(int argc, char **argv, options *o) {
     if (!o->lr_given) o->lr = strcmp(o->optimizer, "adam") ? 0.01 : 0.001;
     loaded_data ld = {0};
     if (load_data(o, &ld, 1)) return 1;
+    char err[1024];
     /* The log is written beside its final name and renamed into place at the
      * end, so that a reader never sees half of it. */
-    FILE *csv = NULL;
-    char log_tmp[4200] = "";
-    if (o->log) {
-        snprintf(log_tmp, sizeof log_tmp, "%s.tmp", o->log);
-        if (!(csv = fopen(log_tmp, "w"))) {
-            fprintf(stderr, "bnorm: cannot write %s\n", o->log);
-            free_data(&ld.train), free_data(&ld.test);
-            return 1;
-        }
+    atomic_file csv = {0};
+    if (o->log && atomic_file_open(&csv, o->log, err, sizeof err)) {
+        fprintf(stderr, "bnorm: %s\n", err);
+        free_loaded(&ld);
+        return 1;
     }
-    if (csv) nn_csv_header(csv);
+    if (csv.f) nn_csv_header(csv.f);
     int threads = resolve_threads(o->threads);
     openblas_set_num_threads(1); /* the network splits batches itself */
     nn_bn_place bn = o->no_bn ? NN_BN_NONE : o->bn_after ? NN_BN_AFTER_RELU : NN_BN_BEFORE_RELU;
     nn_net net;
-    char err[512];
     int max_batch = o->batch > EVAL_BATCH ? o->batch : EVAL_BATCH;
     if (nn_build(&net, o->model, bn, ld.train.h, ld.train.w, 1, 10, max_batch, threads, err,
                  sizeof err)) {
         fprintf(stderr, "bnorm: %s\n", err);
-        if (csv) fclose(csv), remove(log_tmp);
-        free_data(&ld.train), free_data(&ld.test);
+        atomic_file_abort(&csv);
+        free_loaded(&ld);
         return 1;
     }
     nn_init_params(&net, (uint64_t)o->seed);
@@ -302,24 +340,26 @@ static int cmd_train(int argc, char **argv, options *o) {
            ld.train.count, ld.test.count, o->batch, o->optimizer, o->lr, threads);
     nn_train_config cfg = {
         o->epochs, o->batch, make_optim(o, o->lr), (uint64_t)o->seed, isatty(STDERR_FILENO), stdout,
-        csv,       o->model};
+        csv.f,     o->model};
     static nn_train_result res;
-    nn_train(&net, &ld.train, &ld.test, &cfg, &res);
     int rc = 0;
-    if (csv && (fclose(csv) != 0 || rename(log_tmp, o->log) != 0)) {
-        fprintf(stderr, "bnorm: cannot write %s\n", o->log);
-        remove(log_tmp);
+    if (nn_train(&net, &ld.train, &ld.test, &cfg, &res, err, sizeof err)) {
+        fprintf(stderr, "bnorm: %s\n", err);
+        atomic_file_abort(&csv);
+        rc = 1;
+    } else if (csv.f && atomic_file_commit(&csv, err, sizeof err)) {
+        fprintf(stderr, "bnorm: %s\n", err);
         rc = 1;
     }
-    if (res.diverged) {
+    if (rc == 0 && res.diverged) {
         fprintf(stderr, "bnorm: training diverged (non-finite loss) in epoch %d\n",
                 res.epochs_done);
         rc = 1;
     } else if (o->save && rc == 0) {
-        st_model_info info;
+        ckpt_info info;
         snprintf(info.arch, sizeof info.arch, "%s", o->model);
         info.bn = bn, info.pixel_mean = ld.mean, info.pixel_std = ld.std;
-        if (st_save(o->save, &net, &info, err, sizeof err)) {
+        if (ckpt_save(o->save, &net, &info, err, sizeof err)) {
             fprintf(stderr, "bnorm: %s\n", err);
             rc = 1;
         } else {
@@ -327,14 +367,14 @@ static int cmd_train(int argc, char **argv, options *o) {
         }
     }
     nn_free(&net);
-    free_data(&ld.train), free_data(&ld.test);
+    free_loaded(&ld);
     return rc;
 }
 
 static int load_model(const char *path, int max_batch, int threads, nn_net *net,
-                      st_model_info *info) {
+                      ckpt_info *info) {
     char err[1024];
-    if (st_load(path, net, info, max_batch, threads, err, sizeof err)) {
+    if (ckpt_load(path, net, info, max_batch, threads, err, sizeof err)) {
         fprintf(stderr, "bnorm: %s\n", err);
         return -1;
     }
@@ -349,6 +389,14 @@ static int load_model(const char *path, int max_batch, int threads, nn_net *net,
     return 0;
 }
 
+/* The test images must be of the size the model was trained on. */
+static int check_fits(const char *model, const nn_net *net, const nn_data *d, const options *o) {
+    if (d->h == net->in_h && d->w == net->in_w) return 0;
+    fprintf(stderr, "bnorm: %s takes %dx%d images, but the test images in %s are %dx%d\n", model,
+            net->in_w, net->in_h, o->data ? o->data : IDX_DEFAULT_DIR, d->w, d->h);
+    return -1;
+}
+
 static int cmd_eval(int argc, char **argv, options *o) {
     const char *pos[MAX_POSITIONAL];
     int npos, r = parse_options(argc, argv, o, pos, &npos);
@@ -360,7 +408,7 @@ static int cmd_eval(int argc, char **argv, options *o) {
     int threads = resolve_threads(o->threads);
     openblas_set_num_threads(1); /* the network splits batches itself */
     nn_net net;
-    st_model_info info;
+    ckpt_info info;
     if (load_model(pos[0], EVAL_BATCH, threads, &net, &info)) return 1;
     loaded_data ld = {0};
     ld.mean = info.pixel_mean, ld.std = info.pixel_std;
@@ -370,17 +418,31 @@ static int cmd_eval(int argc, char **argv, options *o) {
     }
     size_t n = ld.test.count;
     int *batched = malloc(n * sizeof(int)), *single = malloc(n * sizeof(int));
+    if (check_fits(pos[0], &net, &ld.test, o) || !batched || !single) {
+        if (!batched || !single) fprintf(stderr, "bnorm: out of memory\n");
+        free(batched), free(single), nn_free(&net), free_loaded(&ld);
+        return 1;
+    }
     double t0 = nn_now();
     double acc = nn_evaluate(&net, &ld.test, batched);
     double t1 = nn_now();
     size_t px = (size_t)ld.test.h * ld.test.w, right1 = 0, disagree = 0;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n && acc == acc; i++) {
         const float *logits = nn_forward(&net, ld.test.x + i * px, 1, 0);
+        if (!logits) {
+            acc = NAN;
+            break;
+        }
         single[i] = nn_argmax(logits, net.classes);
         right1 += single[i] == ld.test.y[i];
         disagree += single[i] != batched[i];
     }
     double t2 = nn_now();
+    if (acc != acc) {
+        fprintf(stderr, "bnorm: %s: batch norm refused the model's statistics\n", pos[0]);
+        free(batched), free(single), nn_free(&net), free_loaded(&ld);
+        return 1;
+    }
     printf("model %s: %s, %s\n", pos[0], info.arch,
            info.bn == NN_BN_NONE         ? "no BN"
            : info.bn == NN_BN_AFTER_RELU ? "BN after ReLU"
@@ -409,72 +471,6 @@ static int cmd_eval(int argc, char **argv, options *o) {
     return disagree ? 1 : 0;
 }
 
-/* Reads a 28x28 grayscale image (PGM P5/P2 or PNG) into 0..255 values. */
-static int read_image(const char *path, int h, int w, float *px, char *err, size_t errlen) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(err, errlen, "%s: cannot open", path);
-        return -1;
-    }
-    unsigned char sig[8] = {0};
-    size_t got = fread(sig, 1, 8, f);
-    fclose(f);
-    if (got == 8 && !png_sig_cmp(sig, 0, 8)) {
-        png_image img;
-        memset(&img, 0, sizeof img);
-        img.version = PNG_IMAGE_VERSION;
-        if (!png_image_begin_read_from_file(&img, path)) {
-            snprintf(err, errlen, "%s: bad PNG (%s)", path, img.message);
-            return -1;
-        }
-        if ((int)img.width != w || (int)img.height != h) {
-            snprintf(err, errlen, "%s: image is %ux%u, expected %dx%d", path, img.width, img.height,
-                     w, h);
-            png_image_free(&img);
-            return -1;
-        }
-        img.format = PNG_FORMAT_GRAY;
-        unsigned char buf[64 * 64];
-        if (!png_image_finish_read(&img, NULL, buf, 0, NULL)) {
-            snprintf(err, errlen, "%s: bad PNG (%s)", path, img.message);
-            return -1;
-        }
-        for (int i = 0; i < h * w; i++)
-            px[i] = buf[i];
-        return 0;
-    }
-    f = fopen(path, "rb");
-    char magic[3] = {0};
-    int pw, ph, maxv;
-    if (fscanf(f, "%2s %d %d %d", magic, &pw, &ph, &maxv) != 4 ||
-        (strcmp(magic, "P5") && strcmp(magic, "P2")) || maxv <= 0 || maxv > 255) {
-        snprintf(err, errlen, "%s: not a PNG or 8-bit PGM image", path);
-        fclose(f);
-        return -1;
-    }
-    if (pw != w || ph != h) {
-        snprintf(err, errlen, "%s: image is %dx%d, expected %dx%d", path, pw, ph, w, h);
-        fclose(f);
-        return -1;
-    }
-    fgetc(f);
-    for (int i = 0; i < h * w; i++) {
-        int v;
-        if (magic[1] == '5')
-            v = fgetc(f);
-        else if (fscanf(f, "%d", &v) != 1)
-            v = EOF;
-        if (v == EOF || v > maxv) {
-            snprintf(err, errlen, "%s: truncated or invalid pixel data", path);
-            fclose(f);
-            return -1;
-        }
-        px[i] = (float)v * 255.0f / (float)maxv;
-    }
-    fclose(f);
-    return 0;
-}
-
 static void print_prediction(const char *what, const float *logits, int classes) {
     int best = nn_argmax(logits, classes);
     double sum = 0.0;
@@ -496,42 +492,59 @@ static int cmd_predict(int argc, char **argv, options *o) {
         return 2;
     }
     nn_net net;
-    st_model_info info;
+    ckpt_info info;
     openblas_set_num_threads(1);
     if (load_model(pos[0], 1, 1, &net, &info)) return 1;
-    float px[64 * 64];
     int rc = 0, h = net.in_h, w = net.in_w;
+    float *px = malloc((size_t)h * w * sizeof(float));
+    if (!px) {
+        fprintf(stderr, "bnorm: out of memory\n");
+        nn_free(&net);
+        return 1;
+    }
     if (o->index >= 0) {
         loaded_data ld = {0};
         ld.mean = info.pixel_mean, ld.std = info.pixel_std;
         if (load_data(o, &ld, 0)) {
-            nn_free(&net);
+            free(px), nn_free(&net);
             return 1;
         }
-        if ((size_t)o->index >= ld.test.count) {
+        const float *logits = NULL;
+        if (check_fits(pos[0], &net, &ld.test, o)) {
+            rc = 1;
+        } else if ((size_t)o->index >= ld.test.count) {
             fprintf(stderr, "bnorm: --index %d is beyond the %zu test images\n", o->index,
                     ld.test.count);
+            rc = 1;
+        } else if (!(logits = nn_forward(&net, ld.test.x + (size_t)o->index * h * w, 1, 0))) {
+            fprintf(stderr, "bnorm: %s: batch norm refused the model's statistics\n", pos[0]);
             rc = 1;
         } else {
             char what[64];
             snprintf(what, sizeof what, "test image %d (true class: %s)", o->index,
                      CLASS_NAMES[ld.test.y[o->index]]);
-            print_prediction(what, nn_forward(&net, ld.test.x + (size_t)o->index * h * w, 1, 0),
-                             net.classes);
+            print_prediction(what, logits, net.classes);
         }
-        free_data(&ld.test);
+        free_loaded(&ld);
     }
     for (int i = 1; i < npos; i++) {
-        char err[512];
-        if (read_image(pos[i], h, w, px, err, sizeof err)) {
+        char err[1024];
+        if (image_read_gray(pos[i], h, w, px, err, sizeof err)) {
             fprintf(stderr, "bnorm: %s\n", err);
             rc = 1;
             continue;
         }
         for (int k = 0; k < h * w; k++)
             px[k] = (px[k] / 255.0f - info.pixel_mean) / info.pixel_std;
-        print_prediction(pos[i], nn_forward(&net, px, 1, 0), net.classes);
+        const float *logits = nn_forward(&net, px, 1, 0);
+        if (!logits) {
+            fprintf(stderr, "bnorm: %s: batch norm refused the model's statistics\n", pos[0]);
+            rc = 1;
+            break;
+        }
+        print_prediction(pos[i], logits, net.classes);
     }
+    free(px);
     nn_free(&net);
     return rc;
 }
@@ -552,7 +565,7 @@ static int cmd_compare(int argc, char **argv, options *o) {
         return 2;
     }
     const char *out = o->out ? o->out : "bnorm-compare";
-    char csv_path[4096], svg_path[4096], tmp[4200], err[512];
+    char csv_path[4096], svg_path[4096], err[1024];
     if (mkdir_p(out, err, sizeof err)) {
         fprintf(stderr, "bnorm: %s\n", err);
         return 1;
@@ -561,13 +574,13 @@ static int cmd_compare(int argc, char **argv, options *o) {
     snprintf(svg_path, sizeof svg_path, "%s/compare.svg", out);
     loaded_data ld = {0};
     if (load_data(o, &ld, 1)) return 1;
-    snprintf(tmp, sizeof tmp, "%s.tmp", csv_path);
-    FILE *csv = fopen(tmp, "w");
-    if (!csv) {
-        fprintf(stderr, "bnorm: cannot write %s\n", tmp);
+    atomic_file csv;
+    if (atomic_file_open(&csv, csv_path, err, sizeof err)) {
+        fprintf(stderr, "bnorm: %s\n", err);
+        free_loaded(&ld);
         return 1;
     }
-    nn_csv_header(csv);
+    nn_csv_header(csv.f);
     int threads = resolve_threads(o->threads);
     openblas_set_num_threads(1); /* the network splits batches itself */
     static nn_train_result res[4];
@@ -584,21 +597,25 @@ static int cmd_compare(int argc, char **argv, options *o) {
         snprintf(labels[run], sizeof labels[run], "%s %s lr=%g", o->model, bn ? "BN" : "no-BN", lr);
         names[run] = labels[run];
         nn_net net;
-        if (nn_build(&net, o->model, bn ? NN_BN_BEFORE_RELU : NN_BN_NONE, ld.train.h, ld.train.w, 1,
-                     10, max_batch, threads, err, sizeof err)) {
+        int failed = nn_build(&net, o->model, bn ? NN_BN_BEFORE_RELU : NN_BN_NONE, ld.train.h,
+                              ld.train.w, 1, 10, max_batch, threads, err, sizeof err);
+        if (!failed) {
+            nn_init_params(&net, (uint64_t)o->seed);
+            nn_train_config cfg = {
+                o->epochs, o->batch, make_optim(o, lr), (uint64_t)o->seed, isatty(STDERR_FILENO),
+                stdout,    csv.f,    labels[run]};
+            failed = nn_train(&net, &ld.train, &ld.test, &cfg, &res[run], err, sizeof err);
+            nn_free(&net);
+        }
+        if (failed) {
             fprintf(stderr, "bnorm: %s\n", err);
-            fclose(csv);
+            atomic_file_abort(&csv);
+            free_loaded(&ld);
             return 1;
         }
-        nn_init_params(&net, (uint64_t)o->seed);
-        nn_train_config cfg = {
-            o->epochs, o->batch, make_optim(o, lr), (uint64_t)o->seed, isatty(STDERR_FILENO),
-            stdout,    csv,      labels[run]};
-        nn_train(&net, &ld.train, &ld.test, &cfg, &res[run]);
-        nn_free(&net);
     }
-    int ok = fclose(csv) == 0 && rename(tmp, csv_path) == 0;
-    if (!ok) fprintf(stderr, "bnorm: cannot write %s\n", csv_path);
+    int ok = atomic_file_commit(&csv, err, sizeof err) == 0;
+    if (!ok) fprintf(stderr, "bnorm: %s\n", err);
 
     plot_series series[4];
     for (int run = 0; run < 4; run++) {
@@ -625,7 +642,7 @@ static int cmd_compare(int argc, char **argv, options *o) {
                rr->diverged ? "DIVERGED (non-finite loss)" : "ok");
     }
     printf("\nlearning curves: %s\nper-epoch CSV:   %s\n", svg_path, csv_path);
-    free_data(&ld.train), free_data(&ld.test);
+    free_loaded(&ld);
     return ok ? 0 : 1;
 }
 

@@ -1,6 +1,8 @@
 #define _POSIX_C_SOURCE 200809L
 #include "plot.h"
 
+#include "atomic_file.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -26,13 +28,9 @@ int plot_svg(const char *path, const char *title, const char *xlabel, const char
     if (ymin > ymax) ymin = 0.0, ymax = 1.0;
     ymin = floor(ymin * 20.0) / 20.0, ymax = ceil(ymax * 20.0) / 20.0;
     if (ymax - ymin < 0.05) ymax = ymin + 0.05;
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f) {
-        snprintf(err, errlen, "%s: cannot create (%s)", tmp, strerror(errno));
-        return -1;
-    }
+    atomic_file af;
+    if (atomic_file_open(&af, path, err, errlen)) return -1;
+    FILE *f = af.f;
 #define PX(x) (L + ((x)-1) * (W - L - R) / (xmax > 1 ? xmax - 1 : 1))
 #define PY(y) (H - B - ((y)-ymin) * (H - T - B) / (ymax - ymin))
     fprintf(f,
@@ -82,14 +80,7 @@ int plot_svg(const char *path, const char *title, const char *xlabel, const char
     fprintf(f, "</svg>\n");
 #undef PX
 #undef PY
-    int ok = fflush(f) == 0 && fsync(fileno(f)) == 0;
-    ok = fclose(f) == 0 && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        snprintf(err, errlen, "%s: write failed (%s)", path, strerror(errno));
-        remove(tmp);
-        return -1;
-    }
-    return 0;
+    return atomic_file_commit(&af, err, errlen);
 }
 
 int mkdir_p(const char *path, char *err, size_t errlen) {
@@ -99,11 +90,20 @@ int mkdir_p(const char *path, char *err, size_t errlen) {
         if (*p == '/' || *p == 0) {
             char c = *p;
             *p = 0;
+            if (strlen(path) >= sizeof buf) {
+                snprintf(err, errlen, "%s: path too long", path);
+                return -1;
+            }
             if (mkdir(buf, 0777) != 0 && errno != EEXIST) {
                 snprintf(err, errlen, "%s: cannot create directory (%s)", buf, strerror(errno));
                 return -1;
             }
             *p = c;
+            struct stat sb;
+            if (stat(buf, &sb) == 0 && !S_ISDIR(sb.st_mode)) {
+                snprintf(err, errlen, "%s: exists and is not a directory", buf);
+                return -1;
+            }
             if (!c) break;
         }
     }
