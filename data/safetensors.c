@@ -1,6 +1,7 @@
 #include "safetensors.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -330,50 +331,62 @@ const char *st_meta_get(const st_header *h, const char *key) {
     return NULL;
 }
 
-/* Appends s as a JSON string; names and values here are printable ASCII, so
+/* printf into out at *len, counting what does not fit: with out NULL or
+ * full, *len still grows by what the text would take. */
+static void put(char *out, size_t cap, size_t *len, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void put(char *out, size_t cap, size_t *len, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = *len < cap ? vsnprintf(out + *len, cap - *len, fmt, ap) : vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    *len += n > 0 ? (size_t)n : 0;
+}
+
+/* s as a JSON string; names and values here are printable ASCII, so
  * quotes, backslashes and control characters are all that need escaping. */
-static size_t put_string(char *out, size_t cap, size_t len, const char *s) {
-    len += (size_t)snprintf(out + len, cap > len ? cap - len : 0, "\"");
+static void put_string(char *out, size_t cap, size_t *len, const char *s) {
+    put(out, cap, len, "\"");
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
         if (c == '"' || c == '\\')
-            len += (size_t)snprintf(out + len, cap > len ? cap - len : 0, "\\%c", c);
+            put(out, cap, len, "\\%c", c);
         else if (c < 0x20)
-            len += (size_t)snprintf(out + len, cap > len ? cap - len : 0, "\\u%04x", c);
+            put(out, cap, len, "\\u%04x", c);
         else
-            len += (size_t)snprintf(out + len, cap > len ? cap - len : 0, "%c", c);
+            put(out, cap, len, "%c", c);
     }
-    return len + (size_t)snprintf(out + len, cap > len ? cap - len : 0, "\"");
+    put(out, cap, len, "\"");
 }
 
-/* The header text into out (when cap is large enough); returns its length
+/* The header text into out (as much as cap holds); returns its length
  * before padding. */
 static size_t format_header(char *out, size_t cap, const st_meta *meta, int n_meta,
                             const st_tensor *t, int n) {
-    size_t len = (size_t)snprintf(out, cap, "{");
+    size_t len = 0;
+    put(out, cap, &len, "{");
     if (n_meta) {
-        len += (size_t)snprintf(out + len, cap > len ? cap - len : 0, "\"__metadata__\":{");
+        put(out, cap, &len, "\"__metadata__\":{");
         for (int i = 0; i < n_meta; i++) {
-            if (i) len += (size_t)snprintf(out + len, cap > len ? cap - len : 0, ",");
-            len = put_string(out, cap, len, meta[i].key);
-            len += (size_t)snprintf(out + len, cap > len ? cap - len : 0, ":");
-            len = put_string(out, cap, len, meta[i].value);
+            if (i) put(out, cap, &len, ",");
+            put_string(out, cap, &len, meta[i].key);
+            put(out, cap, &len, ":");
+            put_string(out, cap, &len, meta[i].value);
         }
-        len += (size_t)snprintf(out + len, cap > len ? cap - len : 0, "}");
+        put(out, cap, &len, "}");
     }
     size_t offset = 0;
     for (int i = 0; i < n; i++) {
-        if (i || n_meta) len += (size_t)snprintf(out + len, cap > len ? cap - len : 0, ",");
-        len = put_string(out, cap, len, t[i].name);
-        len += (size_t)snprintf(out + len, cap > len ? cap - len : 0, ":{\"dtype\":\"F32\",\"shape\":[");
+        if (i || n_meta) put(out, cap, &len, ",");
+        put_string(out, cap, &len, t[i].name);
+        put(out, cap, &len, ":{\"dtype\":\"F32\",\"shape\":[");
         for (int d = 0; d < t[i].rank; d++)
-            len += (size_t)snprintf(out + len, cap > len ? cap - len : 0, "%s%lld", d ? "," : "",
-                                    (long long)t[i].shape[d]);
-        len += (size_t)snprintf(out + len, cap > len ? cap - len : 0,
-                                "],\"data_offsets\":[%zu,%zu]}", offset, offset + t[i].count * 4);
+            put(out, cap, &len, "%s%lld", d ? "," : "", (long long)t[i].shape[d]);
+        put(out, cap, &len, "],\"data_offsets\":[%zu,%zu]}", offset, offset + t[i].count * 4);
         offset += t[i].count * 4;
     }
-    return len + (size_t)snprintf(out + len, cap > len ? cap - len : 0, "}");
+    put(out, cap, &len, "}");
+    return len;
 }
 
 int st_write(const char *path, const st_meta *meta, int n_meta, const st_tensor *tensors, int n,

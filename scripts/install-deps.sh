@@ -2,7 +2,7 @@
 # Installs the Debian packages that building, testing and running bnorm need.
 # Packages already present are left alone; nothing is downloaded otherwise.
 set -euo pipefail
-pkgs=(build-essential cmake pkg-config clang libomp-dev libopenblas-dev zlib1g-dev libpng-dev
+pkgs=(build-essential cmake pkg-config clang libclang-rt-dev libomp-dev libopenblas-dev zlib1g-dev libpng-dev
       dataset-fashion-mnist "$@")
 missing=()
 for p in "${pkgs[@]}"; do

@@ -22,8 +22,14 @@ run_suite() { # name, extra cmake args...
 
 run_suite gcc -DCMAKE_C_COMPILER=gcc -DBNORM_BUILD_BENCH=ON
 run_suite clang -DCMAKE_C_COMPILER=clang -DBNORM_BUILD_BENCH=ON
-ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+# AddressSanitizer + UndefinedBehaviorSanitizer with both compilers, which
+# see different things (clang's UBSan flags pointer arithmetic that gcc's
+# does not); LeakSanitizer is on, so a leak fails a test, the CLI tests'
+# runs of the command included.
+ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp \
     run_suite sanitize -DCMAKE_C_COMPILER=gcc -DBNORM_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp \
+    run_suite sanitize-clang -DCMAKE_C_COMPILER=clang -DBNORM_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
 
 # ThreadSanitizer on the code that hands work between threads of its own
 # (the single-sample path's team and counters), without OpenMP, whose
@@ -34,6 +40,12 @@ cmake -S . -B "$out/tsan" -DCMAKE_C_COMPILER=gcc -DCMAKE_BUILD_TYPE=RelWithDebIn
 cmake --build "$out/tsan" -j "$jobs" --target test_team test_network_grad >/dev/null
 TSAN_OPTIONS=halt_on_error=1 OPENBLAS_NUM_THREADS=1 "$out/tsan/tests/test_team"
 TSAN_OPTIONS=halt_on_error=1 OPENBLAS_NUM_THREADS=1 "$out/tsan/tests/test_network_grad" | tail -1
+
+# The fuzz targets, a fixed number of executions each (about a minute in
+# all), so that they keep building and their seeds keep passing;
+# scripts/fuzz.sh SECONDS runs them longer.
+echo "== fuzz"
+BNORM_FUZZ_DIR="$out/fuzz" bash scripts/fuzz.sh --runs 20000
 
 echo "== install and consume"
 prefix=$(realpath "$out")/prefix

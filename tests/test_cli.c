@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -52,34 +53,59 @@ static void put32(unsigned char *p, unsigned v) {
     p[2] = (unsigned char)(v >> 8), p[3] = (unsigned char)v;
 }
 
-/* count 28x28 images of 10 classes: class k is a bright bar at row 2k + 3
- * with noise, so that a network learns it in an epoch or two. */
-static void make_set(const char *stem, unsigned count, unsigned seed) {
+/* count side x side images of 10 classes in dir/sub: class k is a bright
+ * bar at row 2k + 3 with noise (28x28), so that a network learns it in an
+ * epoch or two; other sides get noise only. */
+static void make_set_in(const char *sub, const char *stem, unsigned count, unsigned seed,
+                        unsigned side) {
     char path[512];
-    size_t n = 16 + (size_t)count * 784;
+    size_t px = (size_t)side * side, n = 16 + (size_t)count * px;
     unsigned char *img = calloc(n, 1), *lab = calloc(8 + count, 1);
-    put32(img, 0x803), put32(img + 4, count), put32(img + 8, 28), put32(img + 12, 28);
+    put32(img, 0x803), put32(img + 4, count), put32(img + 8, side), put32(img + 12, side);
     put32(lab, 0x801), put32(lab + 4, count);
     for (unsigned i = 0; i < count; i++) {
         unsigned k = (i * 7 + seed) % 10;
         lab[8 + i] = (unsigned char)k;
-        unsigned char *p = img + 16 + (size_t)i * 784;
-        for (int j = 0; j < 784; j++) {
+        unsigned char *p = img + 16 + (size_t)i * px;
+        for (size_t j = 0; j < px; j++) {
             seed = seed * 1103515245u + 12345u;
             p[j] = (unsigned char)((seed >> 16) % 40);
         }
-        for (int x = 4; x < 24; x++)
+        for (int x = 4; side == 28 && x < 24; x++)
             p[(2 * k + 3) * 28 + x] = 250, p[(2 * k + 4) * 28 + x] = 200;
     }
-    snprintf(path, sizeof path, "%s/%s-images-idx3-ubyte.gz", dir, stem);
+    snprintf(path, sizeof path, "%s%s", dir, sub);
+    mkdir(path, 0700);
+    snprintf(path, sizeof path, "%s%s/%s-images-idx3-ubyte.gz", dir, sub, stem);
     gzFile f = gzopen(path, "wb");
     gzwrite(f, img, (unsigned)n);
     gzclose(f);
-    snprintf(path, sizeof path, "%s/%s-labels-idx1-ubyte.gz", dir, stem);
+    snprintf(path, sizeof path, "%s%s/%s-labels-idx1-ubyte.gz", dir, sub, stem);
     f = gzopen(path, "wb");
     gzwrite(f, lab, 8 + count);
     gzclose(f);
     free(img), free(lab);
+}
+
+static void make_set(const char *stem, unsigned count, unsigned seed) {
+    make_set_in("", stem, count, seed, 28);
+}
+
+static void write_text(const char *path, const char *text) {
+    FILE *f = fopen(path, "wb");
+    fputs(text, f);
+    fclose(f);
+}
+
+/* Runs a shell command line built from fmt; returns its exit status. */
+static int shell(const char *fmt, ...) {
+    char cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    int st = system(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
 static int exists(const char *fmt, const char *arg) {
@@ -181,9 +207,66 @@ int main(int argc, char **argv) {
     CHECK(count_lines(strcat(strcpy(err_text, dir), "/cmp/compare.csv")) >= 5, "compare CSV: %s",
           out_text);
 
+    /* Inputs that crashed or misled the command: each gets exit 1 and a
+     * message naming the file and the problem. */
+    make_set_in("/tiny", "train", 50, 3, 1);
+    make_set_in("/tiny", "t10k", 10, 4, 1);
+    EXPECT(1, err_text, "too small", "train --model cnn --data %s/tiny --epochs 1", dir);
+    make_set_in("/d14", "train", 50, 3, 14);
+    make_set_in("/d14", "t10k", 10, 4, 14);
+    EXPECT(1, err_text, "takes 28x28 images", "eval %s/m.st --data %s/d14", dir, dir);
+    EXPECT(1, err_text, "takes 28x28 images", "predict %s/m.st --index 9 --data %s/d14", dir, dir);
+    make_set_in("/mixed", "train", 50, 3, 28);
+    make_set_in("/mixed", "t10k", 10, 4, 14);
+    EXPECT(1, err_text, "training images are 28x28 but the test images 14x14",
+           "train --data %s/mixed --epochs 1", dir);
+    EXPECT(1, err_text, "is a directory", "eval %s --data %s", dir, dir);
+    EXPECT(1, err_text, "is a directory", "predict %s/m.st %s", dir, dir);
+    EXPECT(1, err_text, "is a directory",
+           "train --data %s --epochs 1 --train-limit 64 --save %s", dir, dir);
+    EXPECT(1, err_text, "not a directory", "compare --data %s --epochs 1 --out %s/m.st", dir, dir);
+    /* A log on a full device (a private copy of /dev/full, made as root, so
+     * that a broken writer cannot replace the system's). */
+    snprintf(path, sizeof path, "%s/full", dir);
+    if (mknod(path, S_IFCHR | 0666, makedev(1, 7)) == 0) {
+        EXPECT(1, err_text, "No space left on device",
+               "train --data %s --epochs 1 --train-limit 64 --log %s --save %s/full.st", dir,
+               path, dir);
+        CHECK(!exists("%s/full.st", dir), "a failed log was followed by a save");
+        struct stat sb;
+        CHECK(stat(path, &sb) == 0 && S_ISCHR(sb.st_mode), "the device was replaced by a file");
+        remove(path);
+    }
+    /* Netpbm comments are valid; negative samples are not. */
+    snprintf(path, sizeof path, "%s/comment.pgm", dir);
+    f = fopen(path, "wb");
+    fprintf(f, "P2\n# a comment line\n28 28 # trailing comment\n255\n");
+    for (int j = 0; j < 784; j++)
+        fprintf(f, "%d%c", j / 28 == 9 ? 240 : 10, j % 28 == 27 ? '\n' : ' ');
+    fclose(f);
+    EXPECT(0, out_text, "comment.pgm", "predict %s/m.st %s", dir, path);
+    snprintf(path, sizeof path, "%s/negative.pgm", dir);
+    write_text(path, "P2 28 28 255 -5");
+    EXPECT(1, err_text, "negative.pgm", "predict %s/m.st %s", dir, path);
+    /* Option errors state the range. */
+    EXPECT(2, err_text, "expected an integer from 1 to 1000", "train --epochs 0");
+    EXPECT(2, err_text, "expected an integer from 0 to 256", "train --threads 100000");
+    EXPECT(2, err_text, "expected a number from", "train --lr -1");
+
+    /* Two runs logging to one path at once both succeed (their temporaries
+     * once collided), three times over. */
+    for (int round = 0; round < 3; round++)
+        CHECK(shell("'%s' train --data %s --epochs 1 --train-limit 200 --log %s/same.csv "
+                    ">/dev/null 2>&1 & a=$!; '%s' train --data %s --epochs 1 --train-limit 200 "
+                    "--log %s/same.csv >/dev/null 2>&1; b=$?; wait $a; exit $(($? | b))",
+                    bnorm, dir, dir, bnorm, dir, dir) == 0,
+              "round %d: one of two runs logging to the same file failed", round);
+    CHECK(count_lines(strcat(strcpy(err_text, dir), "/same.csv")) == 2, "same.csv: %s", out_text);
+
     /* No temporary files left anywhere. */
     char cmd[1024];
-    snprintf(cmd, sizeof cmd, "ls -a %s %s/cmp | grep -c -e '\\.tmp' -e '~' > %s/leftover", dir,
+    snprintf(cmd, sizeof cmd,
+             "ls -a %s %s/cmp | grep -c -e '\\.tmp' -e 'bnorm-tmp' -e '~' > %s/leftover", dir,
              dir, dir);
     if (system(cmd) == -1) CHECK(0, "ls failed");
     slurp(strcat(strcpy(path, dir), "/leftover"), out_text, sizeof out_text);

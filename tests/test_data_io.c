@@ -3,11 +3,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 #include <zlib.h>
 
 #include "check.h"
 #include "idx.h"
+#include "image.h"
 #include "nn.h"
 #include "checkpoint.h"
 #include "safetensors.h"
@@ -156,6 +158,127 @@ static void test_safetensors(void) {
     nn_free(&a);
 }
 
+/* A model file whose description names a network that is not what its
+ * tensors are: every check comes before the network is allocated. */
+static int save_described(const char *path, const char *arch, const char *side, int n_tensors) {
+    st_meta meta[8] = {{"format", "bnorm"}, {"arch", ""},         {"bn", "before_relu"},
+                       {"in_h", ""},        {"in_w", ""},         {"in_c", "1"},
+                       {"classes", "10"},   {"pixel_mean", "0.5"}};
+    st_meta all[9];
+    memcpy(all, meta, sizeof meta);
+    snprintf(all[1].value, sizeof all[1].value, "%s", arch);
+    snprintf(all[3].value, sizeof all[3].value, "%s", side);
+    snprintf(all[4].value, sizeof all[4].value, "%s", side);
+    all[8] = (st_meta){"pixel_std", "0.25"};
+    float v[4] = {1, 2, 3, 4};
+    int64_t shape[1] = {4};
+    st_tensor t[2] = {{"layers.0.weight", 1, shape, v, 4}, {"layers.1.gamma", 1, shape, v, 4}};
+    char err[512];
+    return st_write(path, all, 9, t, n_tensors, err, sizeof err);
+}
+
+static void test_hostile_models(void) {
+    char path[512], err[1024] = "";
+    nn_net net;
+    ckpt_info info;
+    snprintf(path, sizeof path, "%s/crafted.safetensors", dir);
+
+    /* A CNN for 1x1 inputs: its pooling leaves nothing (was SIGFPE). */
+    CHECK(save_described(path, "cnn", "1", 2) == 0, "write");
+    CHECK(ckpt_load(path, &net, &info, 500, 1, err, sizeof err) == -1 &&
+              strstr(err, "too small") && strstr(err, "crafted.safetensors"),
+          "1x1 cnn: '%s'", err);
+    CHECK(nn_build(&net, "cnn", NN_BN_BEFORE_RELU, 3, 3, 1, 10, 4, 1, err, sizeof err) == -1 &&
+              strstr(err, "too small"),
+          "3x3 cnn: '%s'", err);
+    CHECK(nn_build(&net, "cnn", NN_BN_BEFORE_RELU, 4, 4, 1, 10, 4, 1, err, sizeof err) == 0,
+          "4x4 cnn: %s", err);
+    nn_free(&net);
+
+    /* A small file that describes a 1024x1024 network: refused on its
+     * tensors, without building the network (which took 4.2 GB). */
+    struct rusage before, after;
+    getrusage(RUSAGE_SELF, &before);
+    CHECK(save_described(path, "mlp", "1024", 2) == 0, "write");
+    FILE *f = fopen(path, "rb");
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fclose(f);
+    CHECK(size < 2048, "crafted file is %ld bytes", size);
+    CHECK(ckpt_load(path, &net, &info, 500, 2, err, sizeof err) == -1 &&
+              strstr(err, "wrong shape"),
+          "1024x1024 mlp: '%s'", err);
+    CHECK(save_described(path, "cnn", "1024", 2) == 0, "write");
+    CHECK(ckpt_load(path, &net, &info, 500, 2, err, sizeof err) == -1 &&
+              strstr(err, "wrong shape"),
+          "1024x1024 cnn: '%s'", err);
+    getrusage(RUSAGE_SELF, &after);
+    CHECK(after.ru_maxrss - before.ru_maxrss < 64 * 1024,
+          "refusing a crafted model took %ld KiB", after.ru_maxrss - before.ru_maxrss);
+    CHECK(save_described(path, "mlp", "4096", 2) == 0, "write");
+    CHECK(ckpt_load(path, &net, &info, 500, 2, err, sizeof err) == -1 && strstr(err, "in_h"),
+          "side above the limit: '%s'", err);
+
+    /* A description whose buffers would exceed NN_MAX_NET_BYTES. */
+    CHECK(nn_build(&net, "cnn", NN_BN_BEFORE_RELU, 1024, 1024, 64, 10, 500, 1, err, sizeof err) ==
+                  -1 &&
+              strstr(err, "over the limit"),
+          "huge cnn: '%s'", err);
+}
+
+/* PGM and PNG decoding from memory: Netpbm comments, plain and binary
+ * samples, and every malformation refused with the name. */
+static void test_images(void) {
+    float px[6], before[6] = {-1, -1, -1, -1, -1, -1};
+    char err[512];
+    const char *good[] = {
+        "P2\n# made by hand\n3 2\n# maxval next\n255\n0 51 102\n153 204 255\n",
+        "P2 3 2 255 0 51 102 153 204 255",
+        "P2\n3 2\n5\n0 1 2\n3 4 5\n",
+        "P5 3#comment right after a token\n2\n255\n\x00\x33\x66\x99\xcc\xff",
+    };
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        memcpy(px, before, sizeof px);
+        size_t len = strlen(good[i]) + (i == 3 ? 1 : 0); /* the P5 sample 0 is a NUL */
+        if (i == 3) len = strlen("P5 3#comment right after a token\n2\n255\n") + 6;
+        int rc = image_decode_gray((const uint8_t *)good[i], len, "good.pgm", 2, 3, px, err,
+                                   sizeof err);
+        CHECK(rc == 0, "good image %zu refused: %s", i, err);
+        int right = 1;
+        for (int k = 0; k < 6; k++)
+            right &= px[k] == 51.0f * (float)k;
+        CHECK(rc != 0 || right, "good image %zu decoded wrong", i);
+    }
+    struct {
+        const char *text, *needle;
+    } bad[] = {
+        {"P2\n3 2\n255\n0 51 -102\n153 204 255\n", "negative"},
+        {"P2\n3 2\n255\n0 51 102\n153 204\n", "missing"},
+        {"P2\n3 2\n100\n0 51 102\n153 204 255\n", "above maxval"},
+        {"P5\n3 2\n255\n\x01\x02", "truncated"},
+        {"P2\n3 3\n255\n0 0 0 0 0 0 0 0 0\n", "expected 3x2"},
+        {"P2\n3 2\n65535\n0 1 2 3 4 5\n", "16-bit"},
+        {"P2\n-3 2\n255\n", "bad PGM header"},
+        {"GIF89a", "not a PNG or PGM"},
+        {"\x89PNG\r\n\x1a\n\x00\x00", "bad PNG"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        memcpy(px, before, sizeof px);
+        int rc = image_decode_gray((const uint8_t *)bad[i].text, strlen(bad[i].text) + (i == 8 ? 2 : 0),
+                                   "bad.pgm", 2, 3, px, err, sizeof err);
+        CHECK(rc == -1 && strstr(err, bad[i].needle) && strstr(err, "bad.pgm"),
+              "bad image %zu: rc %d, '%s' lacks '%s'", i, rc, err, bad[i].needle);
+        CHECK(!memcmp(px, before, sizeof px), "bad image %zu: output written", i);
+    }
+    CHECK(image_read_gray(dir, 2, 3, px, err, sizeof err) == -1 && strstr(err, "is a directory"),
+          "directory as an image: '%s'", err);
+    nn_net net;
+    ckpt_info info;
+    CHECK(ckpt_load(dir, &net, &info, 4, 1, err, sizeof err) == -1 &&
+              strstr(err, "is a directory"),
+          "directory as a model: '%s'", err);
+}
+
 int main(void) {
     snprintf(dir, sizeof dir, "/tmp/bnorm-test-%ld", (long)getpid());
     char cmd[300];
@@ -163,6 +286,8 @@ int main(void) {
     if (system(cmd) != 0) return 2;
     test_idx();
     test_safetensors();
+    test_hostile_models();
+    test_images();
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0) return 2;
     return check_finish();
