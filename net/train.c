@@ -47,8 +47,8 @@ int nn_train(nn_net *net, const nn_data *train, const nn_data *test, const nn_tr
              nn_train_result *res, char *err, size_t errlen) {
     memset(res, 0, sizeof *res);
     size_t in = (size_t)train->h * train->w, N = train->count;
-    if (cfg->batch > net->max_batch || in != (size_t)net->in_h * net->in_w * net->in_c ||
-        (size_t)test->h * test->w != in) {
+    if (cfg->batch > net->max_batch || train->h != net->in_h || train->w != net->in_w ||
+        net->in_c != 1 || test->h != train->h || test->w != train->w) {
         snprintf(err, errlen,
                  "batches of %d %dx%d images (test images %dx%d) do not fit a network built "
                  "for batches of %d %dx%dx%d inputs",

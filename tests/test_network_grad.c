@@ -8,6 +8,7 @@
 
 #include "check.h"
 #include "nn.h"
+#include "train.h"
 #include "oracle.h"
 
 #define BATCH 6
@@ -234,6 +235,32 @@ static void check_fused_sgd(const char *arch, int threads, test_rng *rng) {
     nn_free(&plain), nn_free(&fused);
 }
 
+/* Training refuses data and batches that do not fit the network, with a
+ * message, instead of reading past its buffers. */
+static void check_train_refuses(void) {
+    nn_net net;
+    char err[512] = "";
+    CHECK(nn_build(&net, "mlp", NN_BN_BEFORE_RELU, 8, 8, 1, 10, 16, 1, err, sizeof err) == 0,
+          "%s", err);
+    float x[32 * 64] = {0};
+    uint8_t y[32] = {0};
+    nn_data good = {32, 8, 8, x, y}, wrong = {32, 4, 16, x, y}, small = {32, 4, 4, x, y};
+    nn_train_config cfg = {1, 32, {NN_SGD, 0.01f, 0.9f, 0.9f, 0.999f, 1e-8f}, 1, 0, NULL, NULL,
+                           "t"};
+    static nn_train_result res;
+    CHECK(nn_train(&net, &good, &good, &cfg, &res, err, sizeof err) == -1 &&
+              strstr(err, "batches of 32"),
+          "a batch above max_batch: '%s'", err);
+    cfg.batch = 16;
+    CHECK(nn_train(&net, &small, &small, &cfg, &res, err, sizeof err) == -1 &&
+              strstr(err, "4x4"),
+          "smaller images: '%s'", err);
+    CHECK(nn_train(&net, &good, &wrong, &cfg, &res, err, sizeof err) == -1,
+          "test images of another shape accepted");
+    CHECK(nn_train(&net, &good, &good, &cfg, &res, err, sizeof err) == 0, "fitting data: %s", err);
+    nn_free(&net);
+}
+
 int main(void) {
     test_rng rng = {31337};
     const char *archs[] = {"mlp", "cnn"};
@@ -248,5 +275,6 @@ int main(void) {
     for (int a = 0; a < 2; a++)
         for (int threads = 1; threads <= 3; threads += 2)
             check_fused_sgd(archs[a], threads, &rng);
+    check_train_refuses();
     return check_finish();
 }
