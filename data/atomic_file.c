@@ -110,8 +110,7 @@ int atomic_file_open(atomic_file *af, const char *path, char *err, size_t errlen
     int fd = -1;
     for (int attempt = 0; fd < 0 && attempt < 100; attempt++) {
         snprintf(af->tmp, sizeof af->tmp, "%s%s.%s" TMP_TAG "%ld.%u", dir,
-                 strcmp(dir, "/") ? "/" : "", base, (long)getpid(),
-                 atomic_fetch_add(&serial, 1u));
+                 strcmp(dir, "/") ? "/" : "", base, (long)getpid(), atomic_fetch_add(&serial, 1u));
         fd = open(af->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
         if (fd < 0 && errno != EEXIST) break;
     }

@@ -11,7 +11,9 @@ typedef struct {
     const uint8_t *p, *end;
 } cursor;
 
-static int is_space(uint8_t c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
+static int is_space(uint8_t c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+}
 
 /* Skips whitespace and '#' comments (to the end of their line), which
  * Netpbm allows between any two header tokens and, in P2, between samples. */
@@ -144,7 +146,8 @@ int image_decode_gray(const uint8_t *buf, size_t len, const char *name, int h, i
         snprintf(err, errlen, "%s: expected size %dx%d is empty", name, w, h);
         return -1;
     }
-    if (len >= 8 && !png_sig_cmp(buf, 0, 8)) return decode_png(buf, len, name, h, w, px, err, errlen);
+    if (len >= 8 && !png_sig_cmp(buf, 0, 8))
+        return decode_png(buf, len, name, h, w, px, err, errlen);
     if (len >= 2 && buf[0] == 'P' && (buf[1] == '5' || buf[1] == '2'))
         return decode_pgm(buf, len, name, h, w, px, err, errlen);
     snprintf(err, errlen, "%s: not a PNG or PGM (P5, P2) image", name);

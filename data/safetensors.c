@@ -212,9 +212,9 @@ static int dtype_bytes(const char *dtype) {
     static const struct {
         const char *name;
         int bytes;
-    } known[] = {{"F64", 8}, {"F32", 4}, {"F16", 2}, {"BF16", 2}, {"I64", 8}, {"I32", 4},
-                 {"I16", 2}, {"I8", 1},  {"U8", 1},  {"BOOL", 1}, {"U16", 2}, {"U32", 4},
-                 {"U64", 8}, {"F8_E4M3", 1}, {"F8_E5M2", 1}};
+    } known[] = {{"F64", 8}, {"F32", 4}, {"F16", 2}, {"BF16", 2},    {"I64", 8},
+                 {"I32", 4}, {"I16", 2}, {"I8", 1},  {"U8", 1},      {"BOOL", 1},
+                 {"U16", 2}, {"U32", 4}, {"U64", 8}, {"F8_E4M3", 1}, {"F8_E5M2", 1}};
     for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
         if (!strcmp(dtype, known[i].name)) return known[i].bytes;
     return 0;
@@ -279,8 +279,8 @@ int st_parse(const uint8_t *buf, size_t len, st_header *h, const uint8_t **data,
     return 0;
 }
 
-int st_read(const char *path, uint8_t **bytes, size_t *len_out, st_header *h,
-            const uint8_t **data, char *err, size_t errlen) {
+int st_read(const char *path, uint8_t **bytes, size_t *len_out, st_header *h, const uint8_t **data,
+            char *err, size_t errlen) {
     *bytes = NULL;
     *len_out = 0;
     FILE *f = fopen(path, "rb");
@@ -314,8 +314,10 @@ int st_read(const char *path, uint8_t **bytes, size_t *len_out, st_header *h,
         rc = 0;
     }
     fclose(f);
-    if (rc) free(buf);
-    else *bytes = buf, *len_out = len;
+    if (rc)
+        free(buf);
+    else
+        *bytes = buf, *len_out = len;
     return rc;
 }
 

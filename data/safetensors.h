@@ -22,10 +22,10 @@
 
 typedef struct {
     char name[ST_NAME_MAX];
-    char dtype[16];              /* "F32", "F16", "I64", ... as written */
+    char dtype[16]; /* "F32", "F16", "I64", ... as written */
     int rank;
     uint64_t shape[ST_MAX_RANK];
-    uint64_t begin, end;         /* byte offsets into the data section */
+    uint64_t begin, end; /* byte offsets into the data section */
 } st_entry;
 
 typedef struct {

@@ -145,8 +145,8 @@ done:
     return rc;
 }
 
-int ckpt_load(const char *path, nn_net *net, ckpt_info *info, int max_batch, int threads,
-              char *err, size_t errlen) {
+int ckpt_load(const char *path, nn_net *net, ckpt_info *info, int max_batch, int threads, char *err,
+              size_t errlen) {
     uint8_t *bytes;
     size_t len;
     st_header *h = malloc(sizeof *h);

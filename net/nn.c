@@ -168,9 +168,8 @@ static size_t round_floats(size_t n) {
 int nn_describe(nn_net *net, const char *arch, nn_bn_place bn, int in_h, int in_w, int in_c,
                 int classes, char *err, size_t errlen) {
     memset(net, 0, sizeof *net);
-    if (in_h < 1 || in_w < 1 || in_c < 1 || in_h > NN_MAX_INPUT_SIDE ||
-        in_w > NN_MAX_INPUT_SIDE || in_c > NN_MAX_INPUT_CHANNELS || classes < 2 ||
-        classes > NN_MAX_CLASSES) {
+    if (in_h < 1 || in_w < 1 || in_c < 1 || in_h > NN_MAX_INPUT_SIDE || in_w > NN_MAX_INPUT_SIDE ||
+        in_c > NN_MAX_INPUT_CHANNELS || classes < 2 || classes > NN_MAX_CLASSES) {
         snprintf(err, errlen,
                  "inputs of %dx%dx%d and %d classes are outside what a network takes "
                  "(sides 1..%d, channels 1..%d, classes 2..%d)",
@@ -224,7 +223,13 @@ typedef struct {
 static int plan_buffers(nn_net *net, alloc_request *req, int cap, size_t *total) {
     int n = 0, max_batch = net->max_batch, threads = net->threads;
     double sum = 0.0; /* in double: a hostile description must not wrap size_t */
-#define REQUEST(ptr, count, unit)                                                                      do {                                                                                                   double bytes_ = (double)(count) * (double)(unit);                                                  sum += bytes_;                                                                                     if (n < cap && bytes_ < 0x1p62) req[n++] = (alloc_request){(void **)&(ptr), (size_t)bytes_};     } while (0)
+#define REQUEST(ptr, count, unit)                                                                  \
+    do {                                                                                           \
+        double bytes_ = (double)(count) * (double)(unit);                                          \
+        sum += bytes_;                                                                             \
+        if (n < cap && bytes_ < 0x1p62)                                                            \
+            req[n++] = (alloc_request){(void **)&(ptr), (size_t)bytes_};                           \
+    } while (0)
     size_t arena = 0;
     for (int i = 0; i < net->n_tensors; i++)
         arena += 4 * round_floats(net->tensors[i].size);
@@ -258,7 +263,8 @@ static int plan_buffers(nn_net *net, alloc_request *req, int cap, size_t *total)
     REQUEST(net->probs, (double)max_batch * net->classes, sizeof(float));
     net->bn_ws_size = ws_need;
     if (ws_need) REQUEST(net->bn_ws, ws_need, 1);
-    if (threads > 1 && has_conv) REQUEST(net->wgrad_partial, (double)(threads - 1) * most_conv, sizeof(float));
+    if (threads > 1 && has_conv)
+        REQUEST(net->wgrad_partial, (double)(threads - 1) * most_conv, sizeof(float));
     if (!has_conv) { /* the single-sample path: see forward_one */
         size_t one = 64;
         for (int i = 0; i < net->n_layers; i++) {
@@ -284,8 +290,8 @@ static int plan_buffers(nn_net *net, alloc_request *req, int cap, size_t *total)
 
 int nn_allocate(nn_net *net, int max_batch, int threads, char *err, size_t errlen) {
     if (max_batch < 1 || threads < 1 || threads > NN_MAX_THREADS) {
-        snprintf(err, errlen, "a batch of %d on %d threads (batch >= 1, threads 1..%d)",
-                 max_batch, threads, NN_MAX_THREADS);
+        snprintf(err, errlen, "a batch of %d on %d threads (batch >= 1, threads 1..%d)", max_batch,
+                 threads, NN_MAX_THREADS);
         return -1;
     }
     net->max_batch = max_batch;
@@ -297,8 +303,8 @@ int nn_allocate(nn_net *net, int max_batch, int threads, char *err, size_t errle
         snprintf(err, errlen,
                  "the %s network for %dx%dx%d inputs in batches of %d would need %.1f GiB, "
                  "over the limit of %.0f GiB",
-                 net->arch, net->in_h, net->in_w, net->in_c, max_batch,
-                 (double)total / (1u << 30), (double)NN_MAX_NET_BYTES / (1u << 30));
+                 net->arch, net->in_h, net->in_w, net->in_c, max_batch, (double)total / (1u << 30),
+                 (double)NN_MAX_NET_BYTES / (1u << 30));
         return -1;
     }
     for (int i = 0; i < n; i++)

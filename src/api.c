@@ -27,7 +27,8 @@ const char *bnorm_status_str(bnorm_status status) {
     case BNORM_ERR_INVALID_EPS: return "eps must be finite and greater than zero";
     case BNORM_ERR_INVALID_DECAY: return "decay must lie in [0, 1]";
     case BNORM_ERR_INVALID_FLAGS: return "flags contain unknown bits";
-    case BNORM_ERR_INVALID_THREADS: return "threads must be in 0..BNORM_MAX_THREADS (0 = one per core)";
+    case BNORM_ERR_INVALID_THREADS:
+        return "threads must be in 0..BNORM_MAX_THREADS (0 = one per core)";
     case BNORM_ERR_SINGLE_VALUE:
         return "training needs more than one value per feature (the variance is undefined)";
     case BNORM_ERR_WORKSPACE_TOO_SMALL:

@@ -37,7 +37,8 @@ static void sleep_us(long us) {
     nanosleep(&ts, NULL);
 }
 
-/* A file of `bytes` bytes, each (i * 31 + seed) & 0xff, written through the helper in 4 KiB steps. */
+/* A file of `bytes` bytes, each (i * 31 + seed) & 0xff, written through the helper in 4 KiB steps.
+ */
 static int write_pattern(const char *path, size_t bytes, int seed, char *err, size_t errlen) {
     atomic_file af;
     if (atomic_file_open(&af, path, err, errlen)) return -1;

@@ -222,16 +222,16 @@ int main(int argc, char **argv) {
            "train --data %s/mixed --epochs 1", dir);
     EXPECT(1, err_text, "is a directory", "eval %s --data %s", dir, dir);
     EXPECT(1, err_text, "is a directory", "predict %s/m.st %s", dir, dir);
-    EXPECT(1, err_text, "is a directory",
-           "train --data %s --epochs 1 --train-limit 64 --save %s", dir, dir);
+    EXPECT(1, err_text, "is a directory", "train --data %s --epochs 1 --train-limit 64 --save %s",
+           dir, dir);
     EXPECT(1, err_text, "not a directory", "compare --data %s --epochs 1 --out %s/m.st", dir, dir);
     /* A log on a full device (a private copy of /dev/full, made as root, so
      * that a broken writer cannot replace the system's). */
     snprintf(path, sizeof path, "%s/full", dir);
     if (mknod(path, S_IFCHR | 0666, makedev(1, 7)) == 0) {
         EXPECT(1, err_text, "No space left on device",
-               "train --data %s --epochs 1 --train-limit 64 --log %s --save %s/full.st", dir,
-               path, dir);
+               "train --data %s --epochs 1 --train-limit 64 --log %s --save %s/full.st", dir, path,
+               dir);
         CHECK(!exists("%s/full.st", dir), "a failed log was followed by a save");
         struct stat sb;
         CHECK(stat(path, &sb) == 0 && S_ISCHR(sb.st_mode), "the device was replaced by a file");
@@ -266,8 +266,8 @@ int main(int argc, char **argv) {
     /* No temporary files left anywhere. */
     char cmd[1024];
     snprintf(cmd, sizeof cmd,
-             "ls -a %s %s/cmp | grep -c -e '\\.tmp' -e 'bnorm-tmp' -e '~' > %s/leftover", dir,
-             dir, dir);
+             "ls -a %s %s/cmp | grep -c -e '\\.tmp' -e 'bnorm-tmp' -e '~' > %s/leftover", dir, dir,
+             dir);
     if (system(cmd) == -1) CHECK(0, "ls failed");
     slurp(strcat(strcpy(path, dir), "/leftover"), out_text, sizeof out_text);
     CHECK(atoi(out_text) == 0, "temporary files left behind");

@@ -8,10 +8,10 @@
 #include <zlib.h>
 
 #include "check.h"
+#include "checkpoint.h"
 #include "idx.h"
 #include "image.h"
 #include "nn.h"
-#include "checkpoint.h"
 #include "safetensors.h"
 
 static char dir[256];
@@ -185,8 +185,8 @@ static void test_hostile_models(void) {
 
     /* A CNN for 1x1 inputs: its pooling leaves nothing (was SIGFPE). */
     CHECK(save_described(path, "cnn", "1", 2) == 0, "write");
-    CHECK(ckpt_load(path, &net, &info, 500, 1, err, sizeof err) == -1 &&
-              strstr(err, "too small") && strstr(err, "crafted.safetensors"),
+    CHECK(ckpt_load(path, &net, &info, 500, 1, err, sizeof err) == -1 && strstr(err, "too small") &&
+              strstr(err, "crafted.safetensors"),
           "1x1 cnn: '%s'", err);
     CHECK(nn_build(&net, "cnn", NN_BN_BEFORE_RELU, 3, 3, 1, 10, 4, 1, err, sizeof err) == -1 &&
               strstr(err, "too small"),
@@ -205,16 +205,14 @@ static void test_hostile_models(void) {
     long size = ftell(f);
     fclose(f);
     CHECK(size < 2048, "crafted file is %ld bytes", size);
-    CHECK(ckpt_load(path, &net, &info, 500, 2, err, sizeof err) == -1 &&
-              strstr(err, "wrong shape"),
+    CHECK(ckpt_load(path, &net, &info, 500, 2, err, sizeof err) == -1 && strstr(err, "wrong shape"),
           "1024x1024 mlp: '%s'", err);
     CHECK(save_described(path, "cnn", "1024", 2) == 0, "write");
-    CHECK(ckpt_load(path, &net, &info, 500, 2, err, sizeof err) == -1 &&
-              strstr(err, "wrong shape"),
+    CHECK(ckpt_load(path, &net, &info, 500, 2, err, sizeof err) == -1 && strstr(err, "wrong shape"),
           "1024x1024 cnn: '%s'", err);
     getrusage(RUSAGE_SELF, &after);
-    CHECK(after.ru_maxrss - before.ru_maxrss < 64 * 1024,
-          "refusing a crafted model took %ld KiB", after.ru_maxrss - before.ru_maxrss);
+    CHECK(after.ru_maxrss - before.ru_maxrss < 64 * 1024, "refusing a crafted model took %ld KiB",
+          after.ru_maxrss - before.ru_maxrss);
     CHECK(save_described(path, "mlp", "4096", 2) == 0, "write");
     CHECK(ckpt_load(path, &net, &info, 500, 2, err, sizeof err) == -1 && strstr(err, "in_h"),
           "side above the limit: '%s'", err);
@@ -241,8 +239,8 @@ static void test_images(void) {
         memcpy(px, before, sizeof px);
         size_t len = strlen(good[i]) + (i == 3 ? 1 : 0); /* the P5 sample 0 is a NUL */
         if (i == 3) len = strlen("P5 3#comment right after a token\n2\n255\n") + 6;
-        int rc = image_decode_gray((const uint8_t *)good[i], len, "good.pgm", 2, 3, px, err,
-                                   sizeof err);
+        int rc =
+            image_decode_gray((const uint8_t *)good[i], len, "good.pgm", 2, 3, px, err, sizeof err);
         CHECK(rc == 0, "good image %zu refused: %s", i, err);
         int right = 1;
         for (int k = 0; k < 6; k++)
@@ -264,8 +262,9 @@ static void test_images(void) {
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         memcpy(px, before, sizeof px);
-        int rc = image_decode_gray((const uint8_t *)bad[i].text, strlen(bad[i].text) + (i == 8 ? 2 : 0),
-                                   "bad.pgm", 2, 3, px, err, sizeof err);
+        int rc =
+            image_decode_gray((const uint8_t *)bad[i].text, strlen(bad[i].text) + (i == 8 ? 2 : 0),
+                              "bad.pgm", 2, 3, px, err, sizeof err);
         CHECK(rc == -1 && strstr(err, bad[i].needle) && strstr(err, "bad.pgm"),
               "bad image %zu: rc %d, '%s' lacks '%s'", i, rc, err, bad[i].needle);
         CHECK(!memcmp(px, before, sizeof px), "bad image %zu: output written", i);
@@ -274,8 +273,7 @@ static void test_images(void) {
           "directory as an image: '%s'", err);
     nn_net net;
     ckpt_info info;
-    CHECK(ckpt_load(dir, &net, &info, 4, 1, err, sizeof err) == -1 &&
-              strstr(err, "is a directory"),
+    CHECK(ckpt_load(dir, &net, &info, 4, 1, err, sizeof err) == -1 && strstr(err, "is a directory"),
           "directory as a model: '%s'", err);
 }
 

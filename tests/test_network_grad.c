@@ -8,8 +8,8 @@
 
 #include "check.h"
 #include "nn.h"
-#include "train.h"
 #include "oracle.h"
+#include "train.h"
 
 #define BATCH 6
 
@@ -240,20 +240,19 @@ static void check_fused_sgd(const char *arch, int threads, test_rng *rng) {
 static void check_train_refuses(void) {
     nn_net net;
     char err[512] = "";
-    CHECK(nn_build(&net, "mlp", NN_BN_BEFORE_RELU, 8, 8, 1, 10, 16, 1, err, sizeof err) == 0,
-          "%s", err);
+    CHECK(nn_build(&net, "mlp", NN_BN_BEFORE_RELU, 8, 8, 1, 10, 16, 1, err, sizeof err) == 0, "%s",
+          err);
     float x[32 * 64] = {0};
     uint8_t y[32] = {0};
     nn_data good = {32, 8, 8, x, y}, wrong = {32, 4, 16, x, y}, small = {32, 4, 4, x, y};
-    nn_train_config cfg = {1, 32, {NN_SGD, 0.01f, 0.9f, 0.9f, 0.999f, 1e-8f}, 1, 0, NULL, NULL,
-                           "t"};
+    nn_train_config cfg = {1,    32, {NN_SGD, 0.01f, 0.9f, 0.9f, 0.999f, 1e-8f}, 1, 0, NULL,
+                           NULL, "t"};
     static nn_train_result res;
     CHECK(nn_train(&net, &good, &good, &cfg, &res, err, sizeof err) == -1 &&
               strstr(err, "batches of 32"),
           "a batch above max_batch: '%s'", err);
     cfg.batch = 16;
-    CHECK(nn_train(&net, &small, &small, &cfg, &res, err, sizeof err) == -1 &&
-              strstr(err, "4x4"),
+    CHECK(nn_train(&net, &small, &small, &cfg, &res, err, sizeof err) == -1 && strstr(err, "4x4"),
           "smaller images: '%s'", err);
     CHECK(nn_train(&net, &good, &wrong, &cfg, &res, err, sizeof err) == -1,
           "test images of another shape accepted");

@@ -120,20 +120,23 @@ static int parse_options(int argc, char **argv, options *o, const char **pos, in
         static const struct {
             const char *name;
             long long lo, hi;
-        } ints[] = {{"--epochs", 1, NN_MAX_EPOCHS}, {"--batch", 2, 4096},
+        } ints[] = {{"--epochs", 1, NN_MAX_EPOCHS},   {"--batch", 2, 4096},
                     {"--threads", 0, NN_MAX_THREADS}, {"--index", 0, 1 << 30},
-                    {"--seed", 0, 1LL << 62},       {"--train-limit", 2, 1LL << 40},
+                    {"--seed", 0, 1LL << 62},         {"--train-limit", 2, 1LL << 40},
                     {"--test-limit", 1, 1LL << 40}};
         static const struct {
             const char *name;
             double lo, hi;
-        } reals[] = {{"--lr", 1e-9, 100.0}, {"--high-lr", 1e-9, 100.0}, {"--momentum", 0.0, 0.9999}};
+        } reals[] = {
+            {"--lr", 1e-9, 100.0}, {"--high-lr", 1e-9, 100.0}, {"--momentum", 0.0, 0.9999}};
         int known = 0, bad = 0;
         for (size_t k = 0; k < sizeof ints / sizeof ints[0]; k++)
             if (!strcmp(a, ints[k].name)) {
                 known = 1;
                 if (parse_int(v, ints[k].lo, ints[k].hi, &n)) {
-                    fprintf(stderr, "bnorm: invalid value '%s' for %s (expected an integer from %lld to %lld)\n",
+                    fprintf(stderr,
+                            "bnorm: invalid value '%s' for %s (expected an integer from %lld to "
+                            "%lld)\n",
                             v, a, ints[k].lo, ints[k].hi);
                     return -1;
                 }
@@ -142,7 +145,8 @@ static int parse_options(int argc, char **argv, options *o, const char **pos, in
             if (!strcmp(a, reals[k].name)) {
                 known = 1;
                 if (parse_double(v, reals[k].lo, reals[k].hi, &d)) {
-                    fprintf(stderr, "bnorm: invalid value '%s' for %s (expected a number from %g to %g)\n",
+                    fprintf(stderr,
+                            "bnorm: invalid value '%s' for %s (expected a number from %g to %g)\n",
                             v, a, reals[k].lo, reals[k].hi);
                     return -1;
                 }
@@ -276,8 +280,8 @@ static int load_data(const options *o, loaded_data *ld, int need_train) {
         return -1;
     }
     if (need_train && (tr.rows != te.rows || tr.cols != te.cols)) {
-        fprintf(stderr, "bnorm: %s: the training images are %dx%d but the test images %dx%d\n",
-                dir, tr.cols, tr.rows, te.cols, te.rows);
+        fprintf(stderr, "bnorm: %s: the training images are %dx%d but the test images %dx%d\n", dir,
+                tr.cols, tr.rows, te.cols, te.rows);
         idx_free(&tr), idx_free(&te);
         return -1;
     }
@@ -371,8 +375,7 @@ static int cmd_train(int argc, char **argv, options *o) {
     return rc;
 }
 
-static int load_model(const char *path, int max_batch, int threads, nn_net *net,
-                      ckpt_info *info) {
+static int load_model(const char *path, int max_batch, int threads, nn_net *net, ckpt_info *info) {
     char err[1024];
     if (ckpt_load(path, net, info, max_batch, threads, err, sizeof err)) {
         fprintf(stderr, "bnorm: %s\n", err);
