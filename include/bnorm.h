@@ -267,6 +267,46 @@ BNORM_API bnorm_status bnorm_backward_inference(const bnorm_shape *shape,
                                                 float *dgamma, float *dbeta, void *workspace,
                                                 size_t workspace_size);
 
+/* FOLDING FOR INFERENCE
+ *
+ * In test mode BN is an affine map per feature, y = scale * x + shift with
+ *     scale = gamma / sqrt(var + eps),   shift = beta - mean * scale,
+ * so it can be folded into the dense or convolution layer before it: with
+ * that layer's weights W (one row of fan_in weights per output channel)
+ * and bias b (0 when it has none),
+ *     W'[o][k] = W[o][k] * scale[o],   b'[o] = (b[o] - mean[o]) * scale[o] + beta[o],
+ * and the folded layer alone gives what the layer followed by BN gave, up
+ * to rounding. Everything is computed in double and rounded once.
+ * gamma NULL means 1 and beta NULL means 0 (as without BNORM_USE_SCALE /
+ * BNORM_USE_SHIFT). eps must be > 0 and finite. */
+
+/* The per-feature pair, for callers that fold themselves.
+ *   scale, shift  [features] outputs */
+BNORM_API bnorm_status bnorm_fold_scale_shift(int64_t features, const float *gamma,
+                                              const float *beta, const float *mean,
+                                              const float *var, float eps, float *scale,
+                                              float *shift);
+
+/* Where the output channel sits in a layer's weight array. */
+typedef enum {
+    BNORM_WEIGHTS_OUT_FIRST = 0, /* W[out][fan_in]: PyTorch's Linear and Conv ([out][in][kh][kw]) */
+    BNORM_WEIGHTS_OUT_LAST =
+        1 /* W[fan_in][out]: channels-last stacks ([kh][kw][in][out], [in][out]) */
+} bnorm_weight_order;
+
+/* Folds BN into the layer before it.
+ *   weight      [out_channels * fan_in] in `order`
+ *   bias        [out_channels], or NULL for a layer without bias
+ *   gamma, beta, mean, var  [out_channels] (gamma, beta may be NULL)
+ *   weight_out  [out_channels * fan_in], same order; may be weight
+ *   bias_out    [out_channels]; may be bias
+ * Nothing is written on error. */
+BNORM_API bnorm_status bnorm_fold_into_layer(int64_t out_channels, int64_t fan_in,
+                                             bnorm_weight_order order, const float *weight,
+                                             const float *bias, const float *gamma,
+                                             const float *beta, const float *mean, const float *var,
+                                             float eps, float *weight_out, float *bias_out);
+
 #ifdef __cplusplus
 }
 #endif
