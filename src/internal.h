@@ -62,8 +62,10 @@ typedef struct {
     float *c;       /* [features] constant term of dx */
     double *stat0;  /* [features] merged mean or sum(dy) */
     double *stat1;  /* [features] merged variance or sum(dy * (x - mean)) */
+    double *stat2;  /* [features] backward: sum(x - mean), the saved mean's rounding times m */
     double *part0;  /* [chunks * features] per-chunk mean or sum(dy) */
     double *part1;  /* [chunks * features] per-chunk M2 or sum(dy * (x - mean)) */
+    double *part2;  /* [chunks * features] backward: per-chunk sum(x - mean) */
 } bn_workspace;
 
 size_t bn_workspace_bytes(const bn_view *v);
@@ -81,7 +83,8 @@ typedef void (*bn_coefficients_fn)(const void *ctx, bn_workspace *ws, size_t f);
 void bn_ref_batch_stats(const bn_view *v, const float *x, bn_workspace *ws);
 /* y = ((x - mean[f]) - mean_lo[f]) * a[f] + b[f] */
 void bn_ref_normalize(const bn_view *v, const float *x, const bn_workspace *ws, float *y);
-/* ws->stat0 = sum(dy), ws->stat1 = sum(dy * (x - ws->mean[f])), per feature. */
+/* ws->stat0 = sum(dy), ws->stat1 = sum(dy * (x - ws->mean[f])) and
+ * ws->stat2 = sum(x - ws->mean[f]), per feature. */
 void bn_ref_backward_sums(const bn_view *v, const float *x, const float *dy, bn_workspace *ws);
 /* dx = a[f] * dy + b[f] * (x - mean[f]) + c[f]; when frozen, dx = a[f] * dy. */
 void bn_ref_backward_dx(const bn_view *v, const float *x, const float *dy, const bn_workspace *ws,
@@ -104,9 +107,9 @@ void bn_fast_normalize(const bn_view *v, const float *x, bn_workspace *ws, float
 void bn_fast_forward_training(const bn_view *v, const float *x, bn_workspace *ws,
                               bn_coefficients_fn coefficients, const void *ctx, float *y,
                               int threads);
-/* The two sums, coefficients for every feature, then dx. With `frozen`,
- * ws->a must hold every feature's scale beforehand: dx = a * dy comes out
- * of the same pass as the sums. */
+/* The three sums (stat2 only when not frozen), coefficients for every
+ * feature, then dx. With `frozen`, ws->a must hold every feature's scale
+ * beforehand: dx = a * dy comes out of the same pass as the sums. */
 void bn_fast_backward(const bn_view *v, const float *x, const float *dy, bn_workspace *ws,
                       int frozen, bn_coefficients_fn coefficients, const void *ctx, float *dx,
                       int threads);

@@ -257,43 +257,55 @@ BN_INLINE void run_sums_centered(const float *p, size_t len, float k, double *s1
     *s1 += t1, *s2 += t2;
 }
 
-/* sum(dy) and sum(dy * (x - mean)) over one run, added to *s0, *s1; when dx
- * is given, also dx = a * dy (the frozen-statistics gradient) in the same
- * pass. */
+/* sum(dy), sum(dy * (x - mean)) and sum(x - mean) over one run, added to
+ * *s0, *s1, *s2; when dx is given (frozen statistics: the mean is exact and
+ * s2 is not needed), dx = a * dy in the same pass instead of s2. */
 BN_INLINE void run_backward(const float *x, const float *dy, float *dx, size_t len, float mean,
-                            float a, double *s0, double *s1) {
+                            float a, double *s0, double *s1, double *s2) {
     const vf vm = SPLAT(mean), va = SPLAT(a);
-    vf d0a = {0}, d0b = {0}, d1a = {0}, d1b = {0};
+    vf d0a = {0}, d0b = {0}, d1a = {0}, d1b = {0}, d2a = {0}, d2b = {0};
     size_t i = 0;
     for (; i + 2 * VL <= len; i += 2 * VL) {
         vf ga = LD(dy + i), gb = LD(dy + i + VL);
-        d0a += ga, d1a += ga * (LD(x + i) - vm);
-        d0b += gb, d1b += gb * (LD(x + i + VL) - vm);
-        if (dx) ST(dx + i, va * ga), ST(dx + i + VL, va * gb);
+        vf ea = LD(x + i) - vm, eb = LD(x + i + VL) - vm;
+        d0a += ga, d1a += ga * ea;
+        d0b += gb, d1b += gb * eb;
+        if (dx)
+            ST(dx + i, va * ga), ST(dx + i + VL, va * gb);
+        else
+            d2a += ea, d2b += eb;
     }
     for (; i + VL <= len; i += VL) {
-        vf g = LD(dy + i);
-        d0a += g, d1a += g * (LD(x + i) - vm);
-        if (dx) ST(dx + i, va * g);
+        vf g = LD(dy + i), e = LD(x + i) - vm;
+        d0a += g, d1a += g * e;
+        if (dx)
+            ST(dx + i, va * g);
+        else
+            d2a += e;
     }
     if (i < len && len >= VL) {
         vi keep = LANE_INDEX >= (int)(VL - (len - i));
-        vf g = LD(dy + len - VL);
+        vf g = LD(dy + len - VL), e = LD(x + len - VL) - vm;
         d0b += (vf)((vi)g & keep);
-        d1b += (vf)((vi)(g * (LD(x + len - VL) - vm)) & keep);
+        d1b += (vf)((vi)(g * e) & keep);
+        if (!dx) d2b += (vf)((vi)e & keep);
         for (; dx && i < len; i++)
             dx[i] = a * dy[i];
         i = len;
     }
-    d0a += d0b, d1a += d1b;
-    double t0, t1;
+    d0a += d0b, d1a += d1b, d2a += d2b;
+    double t0, t1, t2 = 0.0;
     LANE_SUM(d0a, t0);
     LANE_SUM(d1a, t1);
+    if (!dx) LANE_SUM(d2a, t2);
     for (; i < len; i++) {
         t0 += (double)dy[i], t1 += (double)(dy[i] * (x[i] - mean));
-        if (dx) dx[i] = a * dy[i];
+        if (dx)
+            dx[i] = a * dy[i];
+        else
+            t2 += (double)(x[i] - mean);
     }
-    *s0 += t0, *s1 += t1;
+    *s0 += t0, *s1 += t1, *s2 += t2;
 }
 
 BN_INLINE void run_normalize(const float *x, float *y, size_t len, float mean, float lo, float a,
@@ -388,15 +400,15 @@ BN_INLINE void plane_chunk_stats(const bn_view *v, const float *x, size_t f, con
 /* Backward sums of one PLANES chunk, and dx = a * dy when frozen. */
 BN_INLINE void plane_chunk_backward(const bn_view *v, const float *x, const float *dy, float *dx,
                                     size_t f, const plane_chunk *c, float mean, float a, double *s0,
-                                    double *s1) {
+                                    double *s1, double *s2) {
     const size_t len = c->s1 - c->s0;
-    *s0 = 0.0, *s1 = 0.0;
+    *s0 = 0.0, *s1 = 0.0, *s2 = 0.0;
     for (size_t n = c->n0; n < c->n1; n++) {
         size_t o = plane_offset(v, n, f) + c->s0;
         if (dx)
-            run_backward(x + o, dy + o, dx + o, len, mean, a, s0, s1);
+            run_backward(x + o, dy + o, dx + o, len, mean, a, s0, s1, s2);
         else
-            run_backward(x + o, dy + o, NULL, len, mean, 0.0f, s0, s1);
+            run_backward(x + o, dy + o, NULL, len, mean, 0.0f, s0, s1, s2);
     }
 }
 
@@ -520,72 +532,82 @@ BN_DISPATCH static void strip_stats(const float *base, size_t R, size_t F, size_
  * ones, and whole rows with the sums in L1 lost. */
 #define ROW_GROUPS 8
 
-/* Backward sums of ng groups of features over R rows; with dx, also
- * dx = a * dy (frozen statistics) in the same pass. */
+/* Backward sums of ng groups of features over R rows: sum(dy),
+ * sum(dy * (x - mean)) and sum(x - mean); with dx (frozen statistics),
+ * dx = a * dy in the same pass instead of the third sum. */
 BN_INLINE void tile_backward_groups(const float *x, const float *dy, float *dx, size_t R, size_t F,
                                     int ng, const float *mean, const float *a, double *s0,
-                                    double *s1) {
-    vf vm[ROW_GROUPS], va[ROW_GROUPS], d0[ROW_GROUPS], d1[ROW_GROUPS];
+                                    double *s1, double *s2) {
+    vf vm[ROW_GROUPS], va[ROW_GROUPS], d0[ROW_GROUPS], d1[ROW_GROUPS], d2[ROW_GROUPS];
     for (int q = 0; q < ng; q++) {
-        vm[q] = LD(mean + q * VL), d0[q] = (vf){0}, d1[q] = (vf){0};
+        vm[q] = LD(mean + q * VL), d0[q] = (vf){0}, d1[q] = (vf){0}, d2[q] = (vf){0};
         va[q] = dx ? LD(a + q * VL) : (vf){0};
     }
     for (size_t r = 0; r < R; r++)
         for (int q = 0; q < ng; q++) {
             size_t o = r * F + q * VL;
-            vf g = LD(dy + o);
-            d0[q] += g, d1[q] += g * (LD(x + o) - vm[q]);
-            if (dx) ST(dx + o, va[q] * g);
+            vf g = LD(dy + o), e = LD(x + o) - vm[q];
+            d0[q] += g, d1[q] += g * e;
+            if (dx)
+                ST(dx + o, va[q] * g);
+            else
+                d2[q] += e;
         }
-    float t0[VL], t1[VL];
+    float t0[VL], t1[VL], t2[VL];
     for (int q = 0; q < ng; q++) {
         TO_LANES(t0, d0[q]);
         TO_LANES(t1, d1[q]);
+        TO_LANES(t2, d2[q]);
         for (int j = 0; j < VL; j++)
-            s0[q * VL + j] = t0[j], s1[q * VL + j] = t1[j];
+            s0[q * VL + j] = t0[j], s1[q * VL + j] = t1[j], s2[q * VL + j] = t2[j];
     }
 }
 
 static void tile_backward_column(const float *x, const float *dy, float *dx, size_t R, size_t F,
-                                 float mean, float a, double *s0, double *s1) {
-    float d0 = 0.0f, d1 = 0.0f;
+                                 float mean, float a, double *s0, double *s1, double *s2) {
+    float d0 = 0.0f, d1 = 0.0f, d2 = 0.0f;
     for (size_t r = 0; r < R; r++) {
-        float g = dy[r * F];
-        d0 += g, d1 += g * (x[r * F] - mean);
-        if (dx) dx[r * F] = a * g;
+        float g = dy[r * F], e = x[r * F] - mean;
+        d0 += g, d1 += g * e;
+        if (dx)
+            dx[r * F] = a * g;
+        else
+            d2 += e;
     }
-    *s0 = d0, *s1 = d1;
+    *s0 = d0, *s1 = d1, *s2 = d2;
 }
 
 BN_INLINE void tile_backward(const float *x, const float *dy, float *dx, size_t R, size_t F,
-                             size_t w, const float *mean, const float *a, double *s0, double *s1) {
+                             size_t w, const float *mean, const float *a, double *s0, double *s1,
+                             double *s2) {
     size_t j = 0;
     for (; j + ROW_GROUPS * VL <= w; j += ROW_GROUPS * VL)
         tile_backward_groups(x + j, dy + j, dx ? dx + j : NULL, R, F, ROW_GROUPS, mean + j, a + j,
-                             s0 + j, s1 + j);
+                             s0 + j, s1 + j, s2 + j);
     for (; j + BN_FEATURE_BLOCK <= w; j += BN_FEATURE_BLOCK)
         tile_backward_groups(x + j, dy + j, dx ? dx + j : NULL, R, F, TILE_GROUPS, mean + j, a + j,
-                             s0 + j, s1 + j);
+                             s0 + j, s1 + j, s2 + j);
     for (; j + 2 * VL <= w; j += 2 * VL)
         tile_backward_groups(x + j, dy + j, dx ? dx + j : NULL, R, F, 2, mean + j, a + j, s0 + j,
-                             s1 + j);
+                             s1 + j, s2 + j);
     for (; j + VL <= w; j += VL)
         tile_backward_groups(x + j, dy + j, dx ? dx + j : NULL, R, F, 1, mean + j, a + j, s0 + j,
-                             s1 + j);
+                             s1 + j, s2 + j);
     for (; j < w; j++)
-        tile_backward_column(x + j, dy + j, dx ? dx + j : NULL, R, F, mean[j], a[j], s0 + j,
-                             s1 + j);
+        tile_backward_column(x + j, dy + j, dx ? dx + j : NULL, R, F, mean[j], a[j], s0 + j, s1 + j,
+                             s2 + j);
 }
 
 BN_DISPATCH static void tile_backward_sums(const float *x, const float *dy, size_t R, size_t F,
-                                           size_t w, const float *mean, double *s0, double *s1) {
-    tile_backward(x, dy, NULL, R, F, w, mean, mean, s0, s1);
+                                           size_t w, const float *mean, double *s0, double *s1,
+                                           double *s2) {
+    tile_backward(x, dy, NULL, R, F, w, mean, mean, s0, s1, s2);
 }
 
 BN_DISPATCH static void tile_backward_frozen(const float *x, const float *dy, float *dx, size_t R,
                                              size_t F, size_t w, const float *mean, const float *a,
-                                             double *s0, double *s1) {
-    tile_backward(x, dy, dx, R, F, w, mean, a, s0, s1);
+                                             double *s0, double *s1, double *s2) {
+    tile_backward(x, dy, dx, R, F, w, mean, a, s0, s1, s2);
 }
 
 /* y = (x - mean) * a + b2, with b2 = b - lo * a folded in beforehand: one
@@ -708,13 +730,14 @@ static void merge_stats(const bn_view *v, const bn_chunking *ch, bn_workspace *w
 }
 
 static void merge_sums(const bn_view *v, const bn_chunking *ch, bn_workspace *ws, size_t f) {
-    double s0 = 0.0, s1 = 0.0;
+    double s0 = 0.0, s1 = 0.0, s2 = 0.0;
     for (size_t j = 0; j < ch->chunks; j++) {
         size_t i = part_index(v, ch, f, j);
-        s0 += ws->part0[i], s1 += ws->part1[i];
+        s0 += ws->part0[i], s1 += ws->part1[i], s2 += ws->part2[i];
     }
     ws->stat0[f] = s0;
     ws->stat1[f] = s1;
+    ws->stat2[f] = s2;
 }
 
 /* ---------------------------------------------------------------------------
@@ -829,7 +852,7 @@ BN_DISPATCH static void plane_items_backward(const bn_view *v, const bn_chunking
     FOR_PLANE_ITEMS(v, ch, t0, t1, {
         size_t i = part_index(v, ch, f, j);
         plane_chunk_backward(v, x, dy, dx, f, &c, ws->mean[f], dx ? ws->a[f] : 0.0f, &ws->part0[i],
-                             &ws->part1[i]);
+                             &ws->part1[i], &ws->part2[i]);
     });
 }
 
@@ -1001,10 +1024,10 @@ void bn_fast_backward(const bn_view *v, const float *x, const float *dy, bn_work
             size_t o = tl.r0 * F + tl.f0, p = tl.rb * F + tl.f0;
             if (frozen)
                 tile_backward_frozen(x + o, dy + o, dx + o, tl.rows, F, tl.w, ws->mean + tl.f0,
-                                     ws->a + tl.f0, ws->part0 + p, ws->part1 + p);
+                                     ws->a + tl.f0, ws->part0 + p, ws->part1 + p, ws->part2 + p);
             else
                 tile_backward_sums(x + o, dy + o, tl.rows, F, tl.w, ws->mean + tl.f0, ws->part0 + p,
-                                   ws->part1 + p);
+                                   ws->part1 + p, ws->part2 + p);
         });
     } else {
         const size_t items = F * ch.chunks;

@@ -35,14 +35,16 @@ void bn_ref_normalize(const bn_view *v, const float *x, const bn_workspace *ws, 
 
 void bn_ref_backward_sums(const bn_view *v, const float *x, const float *dy, bn_workspace *ws) {
     for (size_t f = 0; f < v->features; f++) {
-        double s0 = 0.0, s1 = 0.0;
+        double s0 = 0.0, s1 = 0.0, s2 = 0.0;
         for (size_t i = 0; i < v->m; i++) {
             size_t o = offset(v, f, i);
             s0 += dy[o];
             s1 += (double)dy[o] * ((double)x[o] - ws->mean[f]);
+            s2 += (double)x[o] - ws->mean[f];
         }
         ws->stat0[f] = s0;
         ws->stat1[f] = s1;
+        ws->stat2[f] = s2;
     }
 }
 

@@ -39,8 +39,8 @@ bn_chunking bn_chunking_for(const bn_view *v) {
 size_t bn_workspace_bytes(const bn_view *v) {
     size_t f = v->features;
     size_t parts = bn_chunking_for(v).chunks * f;
-    return ALIGN + 5 * align_up(f * sizeof(float)) + 2 * align_up(f * sizeof(double)) +
-           2 * align_up(parts * sizeof(double));
+    return ALIGN + 5 * align_up(f * sizeof(float)) + 3 * align_up(f * sizeof(double)) +
+           3 * align_up(parts * sizeof(double));
 }
 
 bn_workspace bn_workspace_carve(const bn_view *v, void *base) {
@@ -56,7 +56,9 @@ bn_workspace bn_workspace_carve(const bn_view *v, void *base) {
     ws.c = (float *)p, p += align_up(f * sizeof(float));
     ws.stat0 = (double *)p, p += align_up(f * sizeof(double));
     ws.stat1 = (double *)p, p += align_up(f * sizeof(double));
+    ws.stat2 = (double *)p, p += align_up(f * sizeof(double));
     ws.part0 = (double *)p, p += align_up(parts * sizeof(double));
-    ws.part1 = (double *)p;
+    ws.part1 = (double *)p, p += align_up(parts * sizeof(double));
+    ws.part2 = (double *)p;
     return ws;
 }
