@@ -117,18 +117,19 @@ extern "C" {
 /* Status codes. The numbers are stable; new codes are only ever added. */
 typedef enum {
     BNORM_OK = 0,
-    BNORM_ERR_NULL_POINTER = 1,        /* a required pointer is NULL */
-    BNORM_ERR_INVALID_DIMENSION = 2,   /* a dimension is zero or negative */
-    BNORM_ERR_DIMENSION_OVERFLOW = 3,  /* N*C*S does not fit in size_t */
-    BNORM_ERR_INVALID_RANK = 4,        /* spatial_rank outside 0..BNORM_MAX_SPATIAL */
-    BNORM_ERR_INVALID_LAYOUT = 5,      /* unknown layout, or NC with spatial dims */
-    BNORM_ERR_INVALID_MODE = 6,        /* unknown bnorm_mode */
-    BNORM_ERR_INVALID_EPS = 7,         /* eps <= 0, NaN or infinite */
-    BNORM_ERR_INVALID_DECAY = 8,       /* decay outside [0, 1] or NaN */
-    BNORM_ERR_INVALID_FLAGS = 9,       /* unknown bits in flags */
-    BNORM_ERR_INVALID_THREADS = 10,    /* threads < 0 or > BNORM_MAX_THREADS */
-    BNORM_ERR_SINGLE_VALUE = 11,       /* training with one value per feature */
-    BNORM_ERR_WORKSPACE_TOO_SMALL = 12 /* workspace smaller than required */
+    BNORM_ERR_NULL_POINTER = 1,         /* a required pointer is NULL */
+    BNORM_ERR_INVALID_DIMENSION = 2,    /* a dimension is zero or negative */
+    BNORM_ERR_DIMENSION_OVERFLOW = 3,   /* N*C*S does not fit in size_t */
+    BNORM_ERR_INVALID_RANK = 4,         /* spatial_rank outside 0..BNORM_MAX_SPATIAL */
+    BNORM_ERR_INVALID_LAYOUT = 5,       /* unknown layout, or NC with spatial dims */
+    BNORM_ERR_INVALID_MODE = 6,         /* unknown bnorm_mode */
+    BNORM_ERR_INVALID_EPS = 7,          /* eps <= 0, NaN or infinite */
+    BNORM_ERR_INVALID_DECAY = 8,        /* decay outside [0, 1] or NaN */
+    BNORM_ERR_INVALID_FLAGS = 9,        /* unknown bits in flags */
+    BNORM_ERR_INVALID_THREADS = 10,     /* threads < 0 or > BNORM_MAX_THREADS */
+    BNORM_ERR_SINGLE_VALUE = 11,        /* training with one value per feature */
+    BNORM_ERR_WORKSPACE_TOO_SMALL = 12, /* workspace smaller than required */
+    BNORM_ERR_INVALID_DTYPE = 13        /* a data type this version does not handle */
 } bnorm_status;
 
 /* A short English sentence naming the status; never NULL. */
@@ -266,6 +267,75 @@ BNORM_API bnorm_status bnorm_backward_inference(const bnorm_shape *shape,
                                                 const float *mean, const float *var, float *dx,
                                                 float *dgamma, float *dbeta, void *workspace,
                                                 size_t workspace_size);
+
+/* FUSED RELU AND RESIDUAL ADD
+ *
+ * In networks BN is followed by a ReLU, and in residual blocks its output is
+ * first added to the skip connection z (a tensor of x's shape and layout):
+ *     y = relu(bn(x) + z)    (BNORM_FUSE_ADD | BNORM_FUSE_RELU)
+ *     y = relu(bn(x))        (BNORM_FUSE_RELU)
+ *     y = bn(x) + z          (BNORM_FUSE_ADD)
+ * The fused calls do it in one pass over memory: each block of y gets the
+ * add and the ReLU while it is still in cache from being normalized (y is
+ * then always written through the cache). relu(v) is v for v > 0, NaN for
+ * NaN, +0 otherwise.
+ *
+ * The training forward with a ReLU writes a bit mask (bit i of byte i / 8
+ * is 1 where the ReLU's input, element i of the tensor in memory order, was
+ * > 0), of bnorm_fused_mask_size() bytes of caller memory; the backward
+ * reads it instead of y: a bit per value rather than 32. The backward takes
+ * dy of the fused output y and gives, with g = dy where the mask is set and
+ * 0 elsewhere (the gradient at exactly 0 is 0, as PyTorch's):
+ *     dz = g                 (with BNORM_FUSE_ADD)
+ *     dx, dgamma, dbeta      the BN backward of g
+ * The statistics, saved values and running update are those of the
+ * unfused call.
+ *
+ * Tensor arguments (x, z, y, dy, dx, dz) are typed void *: their element
+ * type is bnorm_fusion.dtype, float32 only in this version; per-feature
+ * arrays (gamma, beta, statistics, gradients) stay float32 whatever the
+ * data type, as in the mixed-precision practice of cuDNN and PyTorch.
+ * y may be x, and dx may be dy; y must not be z, nor dz be dy. */
+#define BNORM_FUSE_RELU 0x1u
+#define BNORM_FUSE_ADD  0x2u
+
+typedef enum { BNORM_DTYPE_F32 = 0 } bnorm_dtype;
+
+typedef struct {
+    unsigned ops;      /* BNORM_FUSE_RELU, BNORM_FUSE_ADD, both or none */
+    bnorm_dtype dtype; /* of the tensors; BNORM_DTYPE_F32 */
+} bnorm_fusion;
+
+/* Bytes of the ReLU mask for a tensor of this shape: ceil(N*C*S / 8). */
+BNORM_API bnorm_status bnorm_fused_mask_size(const bnorm_shape *shape, size_t *bytes);
+
+/* Training forward with the fused add and ReLU.
+ *   z          [shape] residual input, needed with BNORM_FUSE_ADD
+ *   relu_mask  [bnorm_fused_mask_size] output, needed with BNORM_FUSE_RELU
+ * The other arguments are those of bnorm_forward_training. */
+BNORM_API bnorm_status bnorm_fused_forward_training(
+    const bnorm_shape *shape, const bnorm_params *params, const bnorm_fusion *fusion, const void *x,
+    const void *z, const float *gamma, const float *beta, void *y, float *save_mean,
+    float *save_invstd, bnorm_running_stats *running, void *relu_mask, void *workspace,
+    size_t workspace_size);
+
+/* Inference forward with the fused add and ReLU (no mask is written). */
+BNORM_API bnorm_status bnorm_fused_forward_inference(
+    const bnorm_shape *shape, const bnorm_params *params, const bnorm_fusion *fusion, const void *x,
+    const void *z, const float *gamma, const float *beta, const float *mean, const float *var,
+    void *y, void *workspace, size_t workspace_size);
+
+/* Training backward of the fused forward.
+ *   dy         [shape] gradient of the loss with respect to the fused y
+ *   relu_mask  what the forward wrote, needed with BNORM_FUSE_RELU
+ *   dx         [shape] output (may be dy)
+ *   dz         [shape] output, needed with BNORM_FUSE_ADD
+ * The other arguments are those of bnorm_backward_training. */
+BNORM_API bnorm_status bnorm_fused_backward_training(
+    const bnorm_shape *shape, const bnorm_params *params, const bnorm_fusion *fusion, const void *x,
+    const void *dy, const void *relu_mask, const float *gamma, const float *save_mean,
+    const float *save_invstd, void *dx, void *dz, float *dgamma, float *dbeta, void *workspace,
+    size_t workspace_size);
 
 /* FOLDING FOR INFERENCE
  *

@@ -2,6 +2,7 @@
  * around the kernels. Nothing is written before every check has passed. */
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "bnorm.h"
 #include "internal.h"
@@ -33,6 +34,7 @@ const char *bnorm_status_str(bnorm_status status) {
         return "training needs more than one value per feature (the variance is undefined)";
     case BNORM_ERR_WORKSPACE_TOO_SMALL:
         return "workspace is smaller than bnorm_workspace_size() requires";
+    case BNORM_ERR_INVALID_DTYPE: return "a data type this version of the library does not handle";
     }
     return "unknown status code";
 }
@@ -222,11 +224,12 @@ static void forward_coefficients(const void *ctx, bn_workspace *ws, size_t f) {
     }
 }
 
-bnorm_status bnorm_forward_training(const bnorm_shape *shape, const bnorm_params *params,
-                                    const float *x, const float *gamma, const float *beta, float *y,
-                                    float *save_mean, float *save_invstd,
-                                    bnorm_running_stats *running, void *workspace,
-                                    size_t workspace_size) {
+/* The body of both training forwards; ep NULL for the unfused one. */
+static bnorm_status forward_training(const bnorm_shape *shape, const bnorm_params *params,
+                                     const float *x, const float *gamma, const float *beta,
+                                     float *y, float *save_mean, float *save_invstd,
+                                     bnorm_running_stats *running, void *workspace,
+                                     size_t workspace_size, const bn_epilogue *ep) {
     bn_view v;
     bnorm_status st = make_view(shape, params, &v);
     if (st != BNORM_OK) return st;
@@ -256,18 +259,30 @@ bnorm_status bnorm_forward_training(const bnorm_shape *shape, const bnorm_params
         for (size_t f = 0; f < v.features; f++)
             forward_coefficients(&ctx, &ws, f);
         bn_ref_normalize(&v, x, &ws, y);
+        if (ep) bn_epilogue_apply(ep, y, 0, v.total);
     } else {
-        bn_fast_forward_training(&v, x, &ws, forward_coefficients, &ctx, y,
+        bn_fast_forward_training(&v, x, &ws, forward_coefficients, &ctx, y, ep,
                                  resolve_threads(params, &v));
     }
     if (running && running->count < UINT64_MAX) running->count++;
     return BNORM_OK;
 }
 
-bnorm_status bnorm_forward_inference(const bnorm_shape *shape, const bnorm_params *params,
-                                     const float *x, const float *gamma, const float *beta,
-                                     const float *mean, const float *var, float *y, void *workspace,
-                                     size_t workspace_size) {
+bnorm_status bnorm_forward_training(const bnorm_shape *shape, const bnorm_params *params,
+                                    const float *x, const float *gamma, const float *beta, float *y,
+                                    float *save_mean, float *save_invstd,
+                                    bnorm_running_stats *running, void *workspace,
+                                    size_t workspace_size) {
+    return forward_training(shape, params, x, gamma, beta, y, save_mean, save_invstd, running,
+                            workspace, workspace_size, NULL);
+}
+
+/* The body of both inference forwards; ep NULL for the unfused one. */
+static bnorm_status forward_inference(const bnorm_shape *shape, const bnorm_params *params,
+                                      const float *x, const float *gamma, const float *beta,
+                                      const float *mean, const float *var, float *y,
+                                      void *workspace, size_t workspace_size,
+                                      const bn_epilogue *ep) {
     bn_view v;
     bnorm_status st = make_view(shape, params, &v);
     if (st != BNORM_OK) return st;
@@ -284,12 +299,21 @@ bnorm_status bnorm_forward_inference(const bnorm_shape *shape, const bnorm_param
             set_affine(&ws, f, mean[f], 1.0 / sqrt((double)var[f] + eps), use_scale ? gamma : NULL,
                        use_shift ? beta : NULL);
         bn_ref_normalize(&v, x, &ws, y);
+        if (ep) bn_epilogue_apply(ep, y, 0, v.total);
     } else {
         bn_fast_inference_coefficients(v.features, mean, var, use_scale ? gamma : NULL,
                                        use_shift ? beta : NULL, eps, &ws);
-        bn_fast_normalize(&v, x, &ws, y, resolve_threads(params, &v));
+        bn_fast_normalize(&v, x, &ws, y, ep, resolve_threads(params, &v));
     }
     return BNORM_OK;
+}
+
+bnorm_status bnorm_forward_inference(const bnorm_shape *shape, const bnorm_params *params,
+                                     const float *x, const float *gamma, const float *beta,
+                                     const float *mean, const float *var, float *y, void *workspace,
+                                     size_t workspace_size) {
+    return forward_inference(shape, params, x, gamma, beta, mean, var, y, workspace, workspace_size,
+                             NULL);
 }
 
 /* What the backward coefficients of a feature need beyond its two sums. */
@@ -326,6 +350,23 @@ static void backward_coefficients(const void *ctx, bn_workspace *ws, size_t f) {
     if (c->dbeta) c->dbeta[f] = (float)sum_dy;
 }
 
+/* The checks of both backward passes: the view, or a status. */
+static bnorm_status backward_check(const bnorm_shape *shape, const bnorm_params *params,
+                                   const float *x, const float *dy, const float *gamma,
+                                   const float *mean, const float *stat, int frozen, float *dx,
+                                   float *dgamma, float *dbeta, void *workspace,
+                                   size_t workspace_size, bn_view *v) {
+    bnorm_status st = make_view(shape, params, v);
+    if (st != BNORM_OK) return st;
+    const int use_scale = (params->flags & BNORM_USE_SCALE) != 0;
+    const int use_shift = (params->flags & BNORM_USE_SHIFT) != 0;
+    if (!x || !dy || !mean || !stat || !dx || (use_scale && (!gamma || !dgamma)) ||
+        (use_shift && !dbeta))
+        return BNORM_ERR_NULL_POINTER;
+    if (!frozen && v->m < 2) return BNORM_ERR_SINGLE_VALUE;
+    return check_workspace(v, workspace, workspace_size);
+}
+
 /* The body of both backward passes. stat is save_invstd (training) or the
  * frozen variance (inference); frozen statistics contribute no gradient
  * through mean and variance, so dx reduces to dy * gamma * invstd. */
@@ -334,16 +375,11 @@ static bnorm_status backward(const bnorm_shape *shape, const bnorm_params *param
                              const float *stat, int frozen, float *dx, float *dgamma, float *dbeta,
                              void *workspace, size_t workspace_size) {
     bn_view v;
-    bnorm_status st = make_view(shape, params, &v);
+    bnorm_status st = backward_check(shape, params, x, dy, gamma, mean, stat, frozen, dx, dgamma,
+                                     dbeta, workspace, workspace_size, &v);
     if (st != BNORM_OK) return st;
     const int use_scale = (params->flags & BNORM_USE_SCALE) != 0;
     const int use_shift = (params->flags & BNORM_USE_SHIFT) != 0;
-    if (!x || !dy || !mean || !stat || !dx || (use_scale && (!gamma || !dgamma)) ||
-        (use_shift && !dbeta))
-        return BNORM_ERR_NULL_POINTER;
-    if (!frozen && v.m < 2) return BNORM_ERR_SINGLE_VALUE;
-    if ((st = check_workspace(&v, workspace, workspace_size)) != BNORM_OK) return st;
-
     bn_workspace ws = bn_workspace_carve(&v, workspace);
     backward_ctx ctx = {
         use_scale ? gamma : NULL, stat, frozen, params->eps, (double)v.m, use_scale ? dgamma : NULL,
@@ -382,4 +418,85 @@ bnorm_status bnorm_backward_inference(const bnorm_shape *shape, const bnorm_para
                                       float *dbeta, void *workspace, size_t workspace_size) {
     return backward(shape, params, x, dy, gamma, mean, var, 1, dx, dgamma, dbeta, workspace,
                     workspace_size);
+}
+
+/* The fusion's own checks, before any of the call's. */
+static bnorm_status check_fusion(const bnorm_fusion *fusion) {
+    if (!fusion) return BNORM_ERR_NULL_POINTER;
+    if (fusion->ops & ~(BNORM_FUSE_RELU | BNORM_FUSE_ADD)) return BNORM_ERR_INVALID_FLAGS;
+    if (fusion->dtype != BNORM_DTYPE_F32) return BNORM_ERR_INVALID_DTYPE;
+    return BNORM_OK;
+}
+
+bnorm_status bnorm_fused_mask_size(const bnorm_shape *shape, size_t *bytes) {
+    bnorm_params p = bnorm_params_default();
+    bn_view v;
+    bnorm_status st = make_view(shape, &p, &v);
+    if (st != BNORM_OK) return st;
+    if (!bytes) return BNORM_ERR_NULL_POINTER;
+    *bytes = v.total / 8 + (v.total % 8 != 0);
+    return BNORM_OK;
+}
+
+bnorm_status bnorm_fused_forward_training(const bnorm_shape *shape, const bnorm_params *params,
+                                          const bnorm_fusion *fusion, const void *x, const void *z,
+                                          const float *gamma, const float *beta, void *y,
+                                          float *save_mean, float *save_invstd,
+                                          bnorm_running_stats *running, void *relu_mask,
+                                          void *workspace, size_t workspace_size) {
+    bnorm_status st = check_fusion(fusion);
+    if (st != BNORM_OK) return st;
+    const int relu = (fusion->ops & BNORM_FUSE_RELU) != 0,
+              add = (fusion->ops & BNORM_FUSE_ADD) != 0;
+    if ((add && !z) || (relu && !relu_mask)) return BNORM_ERR_NULL_POINTER;
+    bn_epilogue ep = {add ? z : NULL, relu, relu ? relu_mask : NULL};
+    return forward_training(shape, params, x, gamma, beta, y, save_mean, save_invstd, running,
+                            workspace, workspace_size, (add || relu) ? &ep : NULL);
+}
+
+bnorm_status bnorm_fused_forward_inference(const bnorm_shape *shape, const bnorm_params *params,
+                                           const bnorm_fusion *fusion, const void *x, const void *z,
+                                           const float *gamma, const float *beta, const float *mean,
+                                           const float *var, void *y, void *workspace,
+                                           size_t workspace_size) {
+    bnorm_status st = check_fusion(fusion);
+    if (st != BNORM_OK) return st;
+    const int relu = (fusion->ops & BNORM_FUSE_RELU) != 0,
+              add = (fusion->ops & BNORM_FUSE_ADD) != 0;
+    if (add && !z) return BNORM_ERR_NULL_POINTER;
+    bn_epilogue ep = {add ? z : NULL, relu, NULL};
+    return forward_inference(shape, params, x, gamma, beta, mean, var, y, workspace, workspace_size,
+                             (add || relu) ? &ep : NULL);
+}
+
+bnorm_status bnorm_fused_backward_training(const bnorm_shape *shape, const bnorm_params *params,
+                                           const bnorm_fusion *fusion, const void *x,
+                                           const void *dy, const void *relu_mask,
+                                           const float *gamma, const float *save_mean,
+                                           const float *save_invstd, void *dx, void *dz,
+                                           float *dgamma, float *dbeta, void *workspace,
+                                           size_t workspace_size) {
+    bnorm_status st = check_fusion(fusion);
+    if (st != BNORM_OK) return st;
+    const int relu = (fusion->ops & BNORM_FUSE_RELU) != 0,
+              add = (fusion->ops & BNORM_FUSE_ADD) != 0;
+    if ((add && !dz) || (relu && !relu_mask)) return BNORM_ERR_NULL_POINTER;
+    bn_view v;
+    if ((st = backward_check(shape, params, x, dy, gamma, save_mean, save_invstd, 0, dx, dgamma,
+                             dbeta, workspace, workspace_size, &v)) != BNORM_OK)
+        return st;
+    /* g, the gradient at the add (and BN's output), goes where it is wanted
+     * anyway: dz, or dx, which the BN backward then overwrites in place. */
+    const float *g = dy;
+    float *buf = add ? dz : dx;
+    if (relu) {
+        bn_mask_gradient(dy, relu_mask, buf, v.total,
+                         use_reference(params) ? 1 : resolve_threads(params, &v));
+        g = buf;
+    } else if (add) {
+        memcpy(dz, dy, v.total * sizeof(float));
+        g = dz;
+    }
+    return backward(shape, params, x, g, gamma, save_mean, save_invstd, 0, dx, dgamma, dbeta,
+                    workspace, workspace_size);
 }

@@ -3,6 +3,7 @@
 #define BNORM_INTERNAL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "bnorm.h"
 
@@ -79,6 +80,23 @@ bn_workspace bn_workspace_carve(const bn_view *v, void *base);
  */
 typedef void (*bn_coefficients_fn)(const void *ctx, bn_workspace *ws, size_t f);
 
+/* What a fused forward does to y after normalizing it (bnorm.h, "FUSED
+ * RELU AND RESIDUAL ADD"): y = y + z when z is given, then ReLU when relu,
+ * with bit o of mask (when given) set where the ReLU's input was > 0. */
+typedef struct {
+    const float *z;
+    int relu;
+    uint8_t *mask;
+} bn_epilogue;
+
+/* The epilogue on elements [o0, o1) of y (linear offsets). Mask bits of a
+ * byte that another range shares are written atomically, so ranges may be
+ * done by different threads. */
+void bn_epilogue_apply(const bn_epilogue *ep, float *y, size_t o0, size_t o1);
+/* out = dy where the mask bit is set, 0 elsewhere, over total elements; out
+ * may be dy. */
+void bn_mask_gradient(const float *dy, const uint8_t *mask, float *out, size_t total, int threads);
+
 /* The scalar reference, one thread, double accumulation. */
 void bn_ref_batch_stats(const bn_view *v, const float *x, bn_workspace *ws);
 /* y = ((x - mean[f]) - mean_lo[f]) * a[f] + b[f] */
@@ -101,12 +119,15 @@ void bn_fast_batch_stats(const bn_view *v, const float *x, bn_workspace *ws, int
 void bn_fast_inference_coefficients(size_t features, const float *mean, const float *var,
                                     const float *gamma, const float *beta, double eps,
                                     bn_workspace *ws);
-/* Uses ws->c as scratch in the rows view. */
-void bn_fast_normalize(const bn_view *v, const float *x, bn_workspace *ws, float *y, int threads);
-/* Statistics, coefficients for every feature, then y. */
+/* Uses ws->c as scratch in the rows view. With an epilogue (NULL: none),
+ * each block of y gets it right after it is normalized, and y is written
+ * through the cache. */
+void bn_fast_normalize(const bn_view *v, const float *x, bn_workspace *ws, float *y,
+                       const bn_epilogue *ep, int threads);
+/* Statistics, coefficients for every feature, then y (and the epilogue). */
 void bn_fast_forward_training(const bn_view *v, const float *x, bn_workspace *ws,
                               bn_coefficients_fn coefficients, const void *ctx, float *y,
-                              int threads);
+                              const bn_epilogue *ep, int threads);
 /* The three sums (stat2 only when not frozen), coefficients for every
  * feature, then dx. With `frozen`, ws->a must hold every feature's scale
  * beforehand: dx = a * dy comes out of the same pass as the sums. */

@@ -986,10 +986,13 @@ void bn_fast_inference_coefficients(size_t features, const float *mean, const fl
                            ws->b);
 }
 
-void bn_fast_normalize(const bn_view *v, const float *x, bn_workspace *ws, float *y, int threads) {
+void bn_fast_normalize(const bn_view *v, const float *x, bn_workspace *ws, float *y,
+                       const bn_epilogue *ep, int threads) {
     const size_t runs = run_count(v), per = runs_per_block(v);
+    const size_t len = v->kind == BN_VIEW_ROWS ? v->features : v->s;
     const long blocks = (long)((runs + per - 1) / per);
-    const int stream = stream_outputs(v);
+    /* A fused epilogue reads the block back at once: it must stay in cache. */
+    const int stream = ep ? 0 : stream_outputs(v);
     if (v->kind == BN_VIEW_ROWS)
         for (size_t f = 0; f < v->features; f++)
             ws->c[f] = ws->b[f] - ws->mean_lo[f] * ws->a[f];
@@ -997,6 +1000,7 @@ void bn_fast_normalize(const bn_view *v, const float *x, bn_workspace *ws, float
         for (long b = lo; b < hi; b++) {
             size_t r0 = (size_t)b * per, r1 = r0 + per < runs ? r0 + per : runs;
             normalize_runs(v, x, ws, y, r0, r1, stream);
+            if (ep) bn_epilogue_apply(ep, y, r0 * len, r1 * len);
         }
         if (stream) STREAM_FENCE();
     });
@@ -1004,11 +1008,11 @@ void bn_fast_normalize(const bn_view *v, const float *x, bn_workspace *ws, float
 
 void bn_fast_forward_training(const bn_view *v, const float *x, bn_workspace *ws,
                               bn_coefficients_fn coefficients, const void *ctx, float *y,
-                              int threads) {
+                              const bn_epilogue *ep, int threads) {
     bn_fast_batch_stats(v, x, ws, threads);
     for (size_t f = 0; f < v->features; f++)
         coefficients(ctx, ws, f);
-    bn_fast_normalize(v, x, ws, y, threads);
+    bn_fast_normalize(v, x, ws, y, ep, threads);
 }
 
 void bn_fast_backward(const bn_view *v, const float *x, const float *dy, bn_workspace *ws,

@@ -1,0 +1,106 @@
+/* The element-wise steps that fuse a ReLU and a residual add with batch
+ * norm (bnorm.h, "FUSED RELU AND RESIDUAL ADD"). The forward applies them
+ * to each block of y right after the block is normalized, while it is in
+ * L1; the backward masks dy once, into the buffer it then differentiates. */
+#include <stdint.h>
+#include <string.h>
+
+#include "internal.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(BNORM_NO_DISPATCH)
+#define FUSED_DISPATCH __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define FUSED_DISPATCH
+#endif
+
+/* relu(v): v > 0 keeps v; NaN stays NaN (its feature's outputs are NaN, as
+ * everywhere in the library); everything else, -0 included, is +0. */
+static inline float relu(float v) { return v > 0.0f ? v : (v == v ? 0.0f : v); }
+
+/* Bits [b0, b1) of a mask byte (0 <= b0 < b1 <= 8) set from bits, the
+ * others untouched. Atomic: the neighbouring range, on another thread, owns
+ * the other bits of a byte its range shares with this one. */
+static void put_bits(uint8_t *byte, unsigned b0, unsigned b1, unsigned bits) {
+    unsigned own = ((1u << (b1 - b0)) - 1u) << b0;
+    __atomic_fetch_and(byte, (uint8_t)~own, __ATOMIC_RELAXED);
+    __atomic_fetch_or(byte, (uint8_t)(bits & own), __ATOMIC_RELAXED);
+}
+
+/* Elements [o0, o1) of y: y = relu(y + z) or y + z or relu(y); with a mask,
+ * bit o of it = (y + z > 0). Whole mask bytes are plain stores. */
+FUSED_DISPATCH static void epilogue_range(const bn_epilogue *ep, float *restrict y, size_t o0,
+                                          size_t o1) {
+    const float *restrict z = ep->z;
+    uint8_t *mask = ep->mask;
+    if (!ep->relu) {
+        for (size_t o = o0; o < o1; o++)
+            y[o] += z[o];
+        return;
+    }
+    size_t o = o0;
+    /* The head: up to the first byte boundary. */
+    if (o % 8 != 0) {
+        size_t end = (o / 8 + 1) * 8 < o1 ? (o / 8 + 1) * 8 : o1;
+        unsigned bits = 0;
+        for (size_t k = o; k < end; k++) {
+            float v = z ? y[k] + z[k] : y[k];
+            bits |= (unsigned)(v > 0.0f) << (k % 8);
+            y[k] = relu(v);
+        }
+        if (mask) put_bits(mask + o / 8, (unsigned)(o % 8), (unsigned)((end - 1) % 8 + 1), bits);
+        o = end;
+    }
+    /* Whole bytes. */
+    for (; o + 8 <= o1; o += 8) {
+        unsigned bits = 0;
+        for (unsigned k = 0; k < 8; k++) {
+            float v = z ? y[o + k] + z[o + k] : y[o + k];
+            bits |= (unsigned)(v > 0.0f) << k;
+            y[o + k] = relu(v);
+        }
+        if (mask) mask[o / 8] = (uint8_t)bits;
+    }
+    /* The tail. */
+    if (o < o1) {
+        unsigned bits = 0;
+        for (size_t k = o; k < o1; k++) {
+            float v = z ? y[k] + z[k] : y[k];
+            bits |= (unsigned)(v > 0.0f) << (k % 8);
+            y[k] = relu(v);
+        }
+        if (mask) put_bits(mask + o / 8, 0, (unsigned)(o1 - o), bits);
+    }
+}
+
+void bn_epilogue_apply(const bn_epilogue *ep, float *y, size_t o0, size_t o1) {
+    epilogue_range(ep, y, o0, o1);
+}
+
+/* out[o] = dy[o] where bit o of mask is set, else 0, for o in [o0, o1)
+ * (o0 a multiple of 8). */
+FUSED_DISPATCH static void mask_range(const float *dy, const uint8_t *restrict mask, float *out,
+                                      size_t o0, size_t o1) {
+    for (size_t o = o0; o < o1; o++)
+        out[o] = (mask[o / 8] >> (o % 8)) & 1u ? dy[o] : 0.0f;
+}
+
+void bn_mask_gradient(const float *dy, const uint8_t *mask, float *out, size_t total, int threads) {
+    /* Ranges of whole mask bytes, so that no two threads share one. */
+    const size_t bytes = (total + 7) / 8;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(threads) if (threads > 1)
+    {
+        size_t t = (size_t)omp_get_thread_num(), nt = (size_t)omp_get_num_threads();
+        size_t b0 = bytes * t / nt, b1 = bytes * (t + 1) / nt;
+        size_t o1 = b1 * 8 < total ? b1 * 8 : total;
+        if (b0 * 8 < o1) mask_range(dy, mask, out, b0 * 8, o1);
+    }
+#else
+    (void)threads, (void)bytes;
+    mask_range(dy, mask, out, 0, total);
+#endif
+}
