@@ -242,6 +242,8 @@ static bnorm_status forward_training(const bnorm_shape *shape, const bnorm_param
     if ((st = check_workspace(&v, workspace, workspace_size)) != BNORM_OK) return st;
 
     bn_workspace ws = bn_workspace_carve(&v, workspace);
+    /* In place, a non-temporal store would evict the line just read. */
+    if ((const void *)y == (const void *)x) v.cached_outputs = 1;
     const double m = (double)v.m;
     forward_ctx ctx = {use_scale ? gamma : NULL,
                        use_shift ? beta : NULL,
@@ -293,6 +295,8 @@ static bnorm_status forward_inference(const bnorm_shape *shape, const bnorm_para
     if ((st = check_workspace(&v, workspace, workspace_size)) != BNORM_OK) return st;
 
     bn_workspace ws = bn_workspace_carve(&v, workspace);
+    /* In place, a non-temporal store would evict the line just read. */
+    if ((const void *)y == (const void *)x) v.cached_outputs = 1;
     const double eps = params->eps;
     if (use_reference(params)) {
         for (size_t f = 0; f < v.features; f++)
@@ -381,6 +385,8 @@ static bnorm_status backward(const bnorm_shape *shape, const bnorm_params *param
     const int use_scale = (params->flags & BNORM_USE_SCALE) != 0;
     const int use_shift = (params->flags & BNORM_USE_SHIFT) != 0;
     bn_workspace ws = bn_workspace_carve(&v, workspace);
+    /* In place, a non-temporal store would evict the line just read. */
+    if ((const void *)dx == (const void *)dy) v.cached_outputs = 1;
     backward_ctx ctx = {
         use_scale ? gamma : NULL, stat, frozen, params->eps, (double)v.m, use_scale ? dgamma : NULL,
         use_shift ? dbeta : NULL};

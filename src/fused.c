@@ -6,16 +6,18 @@
 #include <string.h>
 
 #include "internal.h"
+#include "simd.h"
 
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(BNORM_NO_DISPATCH)
-#define FUSED_DISPATCH __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define FUSED_DISPATCH
-#endif
+/* 8 lanes: one mask byte. */
+typedef float v8f __attribute__((vector_size(32), aligned(4), __may_alias__));
+typedef int32_t v8i __attribute__((vector_size(32), aligned(4), __may_alias__));
+typedef int32_t v4i __attribute__((vector_size(16)));
+#define LD8(p)    (*(const v8f *)(const void *)(p))
+#define ST8(p, v) (*(v8f *)(void *)(p) = (v))
 
 /* relu(v): v > 0 keeps v; NaN stays NaN (its feature's outputs are NaN, as
  * everywhere in the library); everything else, -0 included, is +0. */
@@ -32,8 +34,8 @@ static void put_bits(uint8_t *byte, unsigned b0, unsigned b1, unsigned bits) {
 
 /* Elements [o0, o1) of y: y = relu(y + z) or y + z or relu(y); with a mask,
  * bit o of it = (y + z > 0). Whole mask bytes are plain stores. */
-FUSED_DISPATCH static void epilogue_range(const bn_epilogue *ep, float *restrict y, size_t o0,
-                                          size_t o1) {
+BN_DISPATCH static void epilogue_range(const bn_epilogue *ep, float *restrict y, size_t o0,
+                                       size_t o1) {
     const float *restrict z = ep->z;
     uint8_t *mask = ep->mask;
     if (!ep->relu) {
@@ -54,15 +56,24 @@ FUSED_DISPATCH static void epilogue_range(const bn_epilogue *ep, float *restrict
         if (mask) put_bits(mask + o / 8, (unsigned)(o % 8), (unsigned)((end - 1) % 8 + 1), bits);
         o = end;
     }
-    /* Whole bytes. */
+    /* Whole bytes, 8 values (one byte) at a time, in 8-lane vectors: every
+     * dispatch level compares them natively (wider ones were split into
+     * scalar compares), on the bits, since integer compares vectorize
+     * where float ones (which may trap on NaN) do not: v > 0 is
+     * 0 < bits <= the bits of +inf. The byte is a horizontal OR of the
+     * lanes' masks weighted 1 << j. */
     for (; o + 8 <= o1; o += 8) {
-        unsigned bits = 0;
-        for (unsigned k = 0; k < 8; k++) {
-            float v = z ? y[o + k] + z[o + k] : y[o + k];
-            bits |= (unsigned)(v > 0.0f) << k;
-            y[o + k] = relu(v);
+        v8f v = LD8(y + o);
+        if (z) v += LD8(z + o);
+        v8i iv = (v8i)v, mag = iv & 0x7fffffff;
+        v8i pos = (iv > 0) & (iv <= 0x7f800000), nan = mag > 0x7f800000;
+        ST8(y + o, (v8f)(iv & (pos | nan))); /* relu: v, NaN kept, else +0 */
+        if (mask) {
+            v8i w = pos & (v8i){1, 2, 4, 8, 16, 32, 64, 128};
+            v4i h = __builtin_shufflevector(w, w, 0, 1, 2, 3) |
+                    __builtin_shufflevector(w, w, 4, 5, 6, 7);
+            mask[o / 8] = (uint8_t)(h[0] | h[1] | h[2] | h[3]);
         }
-        if (mask) mask[o / 8] = (uint8_t)bits;
     }
     /* The tail. */
     if (o < o1) {
@@ -82,9 +93,14 @@ void bn_epilogue_apply(const bn_epilogue *ep, float *y, size_t o0, size_t o1) {
 
 /* out[o] = dy[o] where bit o of mask is set, else 0, for o in [o0, o1)
  * (o0 a multiple of 8). */
-FUSED_DISPATCH static void mask_range(const float *dy, const uint8_t *restrict mask, float *out,
-                                      size_t o0, size_t o1) {
-    for (size_t o = o0; o < o1; o++)
+BN_DISPATCH static void mask_range(const float *dy, const uint8_t *restrict mask, float *out,
+                                   size_t o0, size_t o1) {
+    size_t o = o0;
+    for (; o + 8 <= o1; o += 8) {
+        v8i keep = ((v8i){0} + mask[o / 8]) & (v8i){1, 2, 4, 8, 16, 32, 64, 128};
+        ST8(out + o, (v8f)((v8i)LD8(dy + o) & (keep != 0)));
+    }
+    for (; o < o1; o++)
         out[o] = (mask[o / 8] >> (o % 8)) & 1u ? dy[o] : 0.0f;
 }
 

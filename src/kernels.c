@@ -24,19 +24,7 @@
 #endif
 
 #include "internal.h"
-
-/* Runtime dispatch: the loops below that touch tensor data are compiled
- * three times (AVX-512, AVX2, and baseline x86-64) and the loader picks the
- * best copy for the CPU it runs on, so one build runs everywhere and is fast
- * where it can be. The library is built with -ffp-contract=off, and every
- * reduction has a fixed order of lanes, so the copies round identically and
- * results do not depend on the CPU either. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(BNORM_NO_DISPATCH)
-#define BN_DISPATCH __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define BN_DISPATCH
-#endif
-#define BN_INLINE static inline __attribute__((always_inline))
+#include "simd.h"
 
 /* Loops and regions that fork only for more than one thread: a region
  * entered with one thread (an `if` clause) still costs the OpenMP runtime
@@ -92,15 +80,6 @@
         __VA_ARGS__                                                                                \
     } while (0)
 #endif
-
-/* 16 floats: one AVX-512 register, two AVX2 registers or four SSE ones,
- * whichever copy of a function is running. Loads and stores are unaligned. */
-#define VL 16
-typedef float vf __attribute__((vector_size(64), aligned(4), __may_alias__));
-#define LD(p)            (*(const vf *)(const void *)(p))
-#define ST(p, v)         (*(vf *)(void *)(p) = (v))
-#define SPLAT(s)         ((vf){0} + (s))
-#define TO_LANES(dst, v) memcpy((dst), &(v), sizeof(vf))
 
 /* The lanes of v summed in double, in a fixed tree order (lane j + lane
  * j + 8, then j + 4, j + 2, j + 1): short, so that per-plane reductions stay
@@ -180,8 +159,6 @@ static inline void chunk_moments(float center, double s1, double s2, double coun
  * vector sums as the vector that ends the run, with the lanes already
  * counted masked off (LANE_INDEX >= VL - rem keeps the last rem): a scalar
  * loop's double adds would sit on the critical path of every short plane. */
-typedef int32_t vi __attribute__((vector_size(64), aligned(4), __may_alias__));
-#define LANE_INDEX ((vi){0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15})
 
 /* The lanes of v summed in float, in the same tree order as LANE_SUM. */
 typedef float vf4 __attribute__((vector_size(16)));
