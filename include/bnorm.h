@@ -337,6 +337,83 @@ BNORM_API bnorm_status bnorm_fused_backward_training(
     const float *save_invstd, void *dx, void *dz, float *dgamma, float *dbeta, void *workspace,
     size_t workspace_size);
 
+/* SYNCHRONIZED BATCH NORM (data-parallel training)
+ *
+ * When K processes each hold a share of a global batch (shares of any size,
+ * empty ones included, split along N), these split-phase calls let any
+ * communication layer give every process the statistics and gradients of
+ * one call on the whole batch. The library itself does no communication.
+ *
+ * The moments record of a share, BNORM_MOMENTS_DOUBLES(features) doubles:
+ *   record[0]                      count: values per feature in the share
+ *   record[1 .. features]          mean of each feature (0 if count is 0)
+ *   record[1 + features .. 2F]     M2 = sum((x - mean)^2) of each feature
+ * Records merge exactly, by Chan's formula in double, in the order given.
+ *
+ * Forward, per BN layer:
+ *   1. bnorm_local_moments          the share's record
+ *   2. allgather the records        2C + 1 doubles per process
+ *   3. bnorm_merge_moments          the K records in rank order: the same
+ *                                   global record on every process
+ *   4. bnorm_forward_training_global   y, saved statistics, running update
+ * Backward, per BN layer:
+ *   5. bnorm_backward_local_sums    2C doubles: sum(dy), sum(dy * xhat)
+ *   6. allreduce (sum) the sums     2C doubles
+ *   7. bnorm_backward_apply         dx of the share, dgamma, dbeta
+ * xhat is taken about the global record's mean in double, so the backward
+ * is as exact as bnorm_backward_training. A communication layer that would
+ * rather allreduce 3C values in the forward can reduce (count, count * mean,
+ * M2 + count * mean^2) and rebuild the record, at the price of the
+ * cancellation that the record avoids.
+ *
+ * Equivalence: merging the records of K shares gives the statistics of the
+ * whole batch, and the outputs of steps 4 and 7 match bnorm_forward_training
+ * and bnorm_backward_training on it, within 1e-6 of each tensor's largest
+ * magnitude, 4e-6 for dgamma (the float32 sums within a chunk run over
+ * other chunks when the batch is cut); tests/test_sync.c checks it for
+ * uneven and empty shares.
+ *
+ * shape->n may be 0 in these calls (an empty share): x, y, dy and dx may
+ * then be NULL, and the workspace too. */
+#define BNORM_MOMENTS_DOUBLES(features) (2 * (features) + 1)
+
+/* The moments record of this share (count 0 for an empty one). */
+BNORM_API bnorm_status bnorm_local_moments(const bnorm_shape *shape, const bnorm_params *params,
+                                           const float *x, double *record, void *workspace,
+                                           size_t workspace_size);
+
+/* Merges `count` records of `features` features, stored one after another,
+ * in that order, into merged (which may be the first record). Fails with
+ * BNORM_ERR_INVALID_DIMENSION for a negative or non-finite count. */
+BNORM_API bnorm_status bnorm_merge_moments(int64_t features, int count, const double *records,
+                                           double *merged);
+
+/* Training forward of this share with the global statistics: y, the saved
+ * mean and invstd, and the running statistics updated with the global
+ * count (the unbiased variance uses the global m). Fails with
+ * BNORM_ERR_SINGLE_VALUE when the global count is below 2. */
+BNORM_API bnorm_status bnorm_forward_training_global(
+    const bnorm_shape *shape, const bnorm_params *params, const float *x, const float *gamma,
+    const float *beta, const double *global, float *y, float *save_mean, float *save_invstd,
+    bnorm_running_stats *running, void *workspace, size_t workspace_size);
+
+/* The share's backward sums: sums[f] = sum(dy), sums[features + f] =
+ * sum(dy * xhat), xhat from the global record and params->eps. */
+BNORM_API bnorm_status bnorm_backward_local_sums(const bnorm_shape *shape,
+                                                 const bnorm_params *params, const float *x,
+                                                 const float *dy, const double *global,
+                                                 double *sums, void *workspace,
+                                                 size_t workspace_size);
+
+/* dx of this share from the summed sums of every share; dgamma = the global
+ * sum(dy * xhat) and dbeta = the global sum(dy), as bnorm_backward_training
+ * gives them for the whole batch. */
+BNORM_API bnorm_status bnorm_backward_apply(const bnorm_shape *shape, const bnorm_params *params,
+                                            const float *x, const float *dy, const float *gamma,
+                                            const double *global, const double *global_sums,
+                                            float *dx, float *dgamma, float *dbeta, void *workspace,
+                                            size_t workspace_size);
+
 /* FOLDING FOR INFERENCE
  *
  * In test mode BN is an affine map per feature, y = scale * x + shift with

@@ -102,7 +102,7 @@ static bnorm_status check_params(const bnorm_params *p) {
 }
 
 /* Validates shape and params and maps them onto one of the two views. */
-static bnorm_status make_view(const bnorm_shape *shape, const bnorm_params *p, bn_view *v) {
+bnorm_status bn_make_view(const bnorm_shape *shape, const bnorm_params *p, bn_view *v) {
     if (!shape || !p) return BNORM_ERR_NULL_POINTER;
     bnorm_status st = check_params(p);
     if (st != BNORM_OK) return st;
@@ -148,7 +148,7 @@ static bnorm_status make_view(const bnorm_shape *shape, const bnorm_params *p, b
  * 78 us and 72 us, of 1024 x 1024 307 us and 210 us. */
 #define BN_VALUES_PER_THREAD ((size_t)1 << 17)
 
-static int resolve_threads(const bnorm_params *p, const bn_view *v) {
+int bn_resolve_threads(const bnorm_params *p, const bn_view *v) {
 #ifdef _OPENMP
     if (omp_in_parallel()) return 1;
     int t = p->threads == 0 ? omp_get_num_procs() : p->threads;
@@ -165,7 +165,7 @@ static int resolve_threads(const bnorm_params *p, const bn_view *v) {
 bnorm_status bnorm_feature_count(const bnorm_shape *shape, const bnorm_params *params,
                                  size_t *features) {
     bn_view v;
-    bnorm_status st = make_view(shape, params, &v);
+    bnorm_status st = bn_make_view(shape, params, &v);
     if (st != BNORM_OK) return st;
     if (!features) return BNORM_ERR_NULL_POINTER;
     *features = v.features;
@@ -175,26 +175,26 @@ bnorm_status bnorm_feature_count(const bnorm_shape *shape, const bnorm_params *p
 bnorm_status bnorm_workspace_size(const bnorm_shape *shape, const bnorm_params *params,
                                   size_t *bytes) {
     bn_view v;
-    bnorm_status st = make_view(shape, params, &v);
+    bnorm_status st = bn_make_view(shape, params, &v);
     if (st != BNORM_OK) return st;
     if (!bytes) return BNORM_ERR_NULL_POINTER;
     *bytes = bn_workspace_bytes(&v);
     return BNORM_OK;
 }
 
-static bnorm_status check_workspace(const bn_view *v, const void *ws, size_t size) {
+bnorm_status bn_check_workspace(const bn_view *v, const void *ws, size_t size) {
     size_t need = bn_workspace_bytes(v);
     if (size < need) return BNORM_ERR_WORKSPACE_TOO_SMALL;
     if (!ws) return BNORM_ERR_NULL_POINTER;
     return BNORM_OK;
 }
 
-static int use_reference(const bnorm_params *p) { return (p->flags & BNORM_FORCE_REFERENCE) != 0; }
+int bn_use_reference(const bnorm_params *p) { return (p->flags & BNORM_FORCE_REFERENCE) != 0; }
 
 /* Fills ws->mean, mean_lo, a (= gamma * invstd) and b (= beta) from a mean
  * and invstd given in double. */
-static void set_affine(bn_workspace *ws, size_t f, double mean, double invstd, const float *gamma,
-                       const float *beta) {
+void bn_set_affine(bn_workspace *ws, size_t f, double mean, double invstd, const float *gamma,
+                   const float *beta) {
     float mhi = (float)mean;
     ws->mean[f] = mhi;
     ws->mean_lo[f] = (float)(mean - (double)mhi);
@@ -210,18 +210,31 @@ typedef struct {
     bnorm_running_stats *running;
 } forward_ctx;
 
+double bn_running_factor(const bnorm_params *p, const bnorm_running_stats *running) {
+    if (running && (p->flags & BNORM_RUNNING_CUMULATIVE))
+        return 1.0 / ((double)running->count + 1.0);
+    return 1.0 - (double)p->decay;
+}
+
+double bn_running_var_scale(const bnorm_params *p, double m) {
+    return (p->flags & BNORM_RUNNING_VAR_BIASED) ? 1.0 : m / (m - 1.0);
+}
+
+void bn_running_update(bnorm_running_stats *running, size_t f, double factor, double mean,
+                       double var) {
+    float *rm = running->mean, *rv = running->var;
+    rm[f] = (float)((1.0 - factor) * (double)rm[f] + factor * mean);
+    rv[f] = (float)((1.0 - factor) * (double)rv[f] + factor * var);
+}
+
 static void forward_coefficients(const void *ctx, bn_workspace *ws, size_t f) {
     const forward_ctx *c = ctx;
     double mean = ws->stat0[f], var = ws->stat1[f];
     double invstd = 1.0 / sqrt(var + c->eps);
-    set_affine(ws, f, mean, invstd, c->gamma, c->beta);
+    bn_set_affine(ws, f, mean, invstd, c->gamma, c->beta);
     c->save_mean[f] = (float)mean;
     c->save_invstd[f] = (float)invstd;
-    if (c->running) {
-        float *rm = c->running->mean, *rv = c->running->var;
-        rm[f] = (float)((1.0 - c->factor) * (double)rm[f] + c->factor * mean);
-        rv[f] = (float)((1.0 - c->factor) * (double)rv[f] + c->factor * var * c->var_scale);
-    }
+    if (c->running) bn_running_update(c->running, f, c->factor, mean, var * c->var_scale);
 }
 
 /* The body of both training forwards; ep NULL for the unfused one. */
@@ -231,7 +244,7 @@ static bnorm_status forward_training(const bnorm_shape *shape, const bnorm_param
                                      bnorm_running_stats *running, void *workspace,
                                      size_t workspace_size, const bn_epilogue *ep) {
     bn_view v;
-    bnorm_status st = make_view(shape, params, &v);
+    bnorm_status st = bn_make_view(shape, params, &v);
     if (st != BNORM_OK) return st;
     const int use_scale = (params->flags & BNORM_USE_SCALE) != 0;
     const int use_shift = (params->flags & BNORM_USE_SHIFT) != 0;
@@ -239,7 +252,7 @@ static bnorm_status forward_training(const bnorm_shape *shape, const bnorm_param
         return BNORM_ERR_NULL_POINTER;
     if (running && (!running->mean || !running->var)) return BNORM_ERR_NULL_POINTER;
     if (v.m < 2) return BNORM_ERR_SINGLE_VALUE;
-    if ((st = check_workspace(&v, workspace, workspace_size)) != BNORM_OK) return st;
+    if ((st = bn_check_workspace(&v, workspace, workspace_size)) != BNORM_OK) return st;
 
     bn_workspace ws = bn_workspace_carve(&v, workspace);
     /* In place, a non-temporal store would evict the line just read. */
@@ -249,14 +262,13 @@ static bnorm_status forward_training(const bnorm_shape *shape, const bnorm_param
                        use_shift ? beta : NULL,
                        params->eps,
                        1.0 - (double)params->decay,
-                       (params->flags & BNORM_RUNNING_VAR_BIASED) ? 1.0 : m / (m - 1.0),
+                       bn_running_var_scale(params, m),
                        save_mean,
                        save_invstd,
                        running};
-    if (running && (params->flags & BNORM_RUNNING_CUMULATIVE))
-        ctx.factor = 1.0 / ((double)running->count + 1.0);
+    ctx.factor = bn_running_factor(params, running);
 
-    if (use_reference(params)) {
+    if (bn_use_reference(params)) {
         bn_ref_batch_stats(&v, x, &ws);
         for (size_t f = 0; f < v.features; f++)
             forward_coefficients(&ctx, &ws, f);
@@ -264,7 +276,7 @@ static bnorm_status forward_training(const bnorm_shape *shape, const bnorm_param
         if (ep) bn_epilogue_apply(ep, y, 0, v.total);
     } else {
         bn_fast_forward_training(&v, x, &ws, forward_coefficients, &ctx, y, ep,
-                                 resolve_threads(params, &v));
+                                 bn_resolve_threads(params, &v));
     }
     if (running && running->count < UINT64_MAX) running->count++;
     return BNORM_OK;
@@ -286,28 +298,28 @@ static bnorm_status forward_inference(const bnorm_shape *shape, const bnorm_para
                                       void *workspace, size_t workspace_size,
                                       const bn_epilogue *ep) {
     bn_view v;
-    bnorm_status st = make_view(shape, params, &v);
+    bnorm_status st = bn_make_view(shape, params, &v);
     if (st != BNORM_OK) return st;
     const int use_scale = (params->flags & BNORM_USE_SCALE) != 0;
     const int use_shift = (params->flags & BNORM_USE_SHIFT) != 0;
     if (!x || !y || !mean || !var || (use_scale && !gamma) || (use_shift && !beta))
         return BNORM_ERR_NULL_POINTER;
-    if ((st = check_workspace(&v, workspace, workspace_size)) != BNORM_OK) return st;
+    if ((st = bn_check_workspace(&v, workspace, workspace_size)) != BNORM_OK) return st;
 
     bn_workspace ws = bn_workspace_carve(&v, workspace);
     /* In place, a non-temporal store would evict the line just read. */
     if ((const void *)y == (const void *)x) v.cached_outputs = 1;
     const double eps = params->eps;
-    if (use_reference(params)) {
+    if (bn_use_reference(params)) {
         for (size_t f = 0; f < v.features; f++)
-            set_affine(&ws, f, mean[f], 1.0 / sqrt((double)var[f] + eps), use_scale ? gamma : NULL,
-                       use_shift ? beta : NULL);
+            bn_set_affine(&ws, f, mean[f], 1.0 / sqrt((double)var[f] + eps),
+                          use_scale ? gamma : NULL, use_shift ? beta : NULL);
         bn_ref_normalize(&v, x, &ws, y);
         if (ep) bn_epilogue_apply(ep, y, 0, v.total);
     } else {
         bn_fast_inference_coefficients(v.features, mean, var, use_scale ? gamma : NULL,
                                        use_shift ? beta : NULL, eps, &ws);
-        bn_fast_normalize(&v, x, &ws, y, ep, resolve_threads(params, &v));
+        bn_fast_normalize(&v, x, &ws, y, ep, bn_resolve_threads(params, &v));
     }
     return BNORM_OK;
 }
@@ -339,6 +351,14 @@ static double backward_invstd(const backward_ctx *c, size_t f) {
  *   dx = a dy + b (x - saved_mean) + c, with c absorbing -b * delta.
  * Without the correction, data whose mean is large against its spread lost
  * dgamma to 1e-3 (mean 1e4, std 0.1). Frozen statistics are exact as given. */
+void bn_backward_affine(bn_workspace *ws, size_t f, double g, double invstd, double sum_dy,
+                        double sum_dy_xhat, double m, double delta) {
+    double b = -g * invstd * invstd * sum_dy_xhat / m;
+    ws->a[f] = (float)(g * invstd);
+    ws->b[f] = (float)b;
+    ws->c[f] = (float)(-g * invstd * sum_dy / m - b * delta);
+}
+
 static void backward_coefficients(const void *ctx, bn_workspace *ws, size_t f) {
     const backward_ctx *c = ctx;
     double invstd = backward_invstd(c, f);
@@ -346,10 +366,7 @@ static void backward_coefficients(const void *ctx, bn_workspace *ws, size_t f) {
     double sum_dy = ws->stat0[f];
     double delta = c->frozen ? 0.0 : ws->stat2[f] / c->m;
     double sum_dy_xhat = (ws->stat1[f] - delta * sum_dy) * invstd;
-    double b = -g * invstd * invstd * sum_dy_xhat / c->m;
-    ws->a[f] = (float)(g * invstd);
-    ws->b[f] = (float)b;
-    ws->c[f] = (float)(-g * invstd * sum_dy / c->m - b * delta);
+    bn_backward_affine(ws, f, g, invstd, sum_dy, sum_dy_xhat, c->m, delta);
     if (c->dgamma) c->dgamma[f] = (float)sum_dy_xhat;
     if (c->dbeta) c->dbeta[f] = (float)sum_dy;
 }
@@ -360,7 +377,7 @@ static bnorm_status backward_check(const bnorm_shape *shape, const bnorm_params 
                                    const float *mean, const float *stat, int frozen, float *dx,
                                    float *dgamma, float *dbeta, void *workspace,
                                    size_t workspace_size, bn_view *v) {
-    bnorm_status st = make_view(shape, params, v);
+    bnorm_status st = bn_make_view(shape, params, v);
     if (st != BNORM_OK) return st;
     const int use_scale = (params->flags & BNORM_USE_SCALE) != 0;
     const int use_shift = (params->flags & BNORM_USE_SHIFT) != 0;
@@ -368,7 +385,7 @@ static bnorm_status backward_check(const bnorm_shape *shape, const bnorm_params 
         (use_shift && !dbeta))
         return BNORM_ERR_NULL_POINTER;
     if (!frozen && v->m < 2) return BNORM_ERR_SINGLE_VALUE;
-    return check_workspace(v, workspace, workspace_size);
+    return bn_check_workspace(v, workspace, workspace_size);
 }
 
 /* The body of both backward passes. stat is save_invstd (training) or the
@@ -397,14 +414,14 @@ static bnorm_status backward(const bnorm_shape *shape, const bnorm_params *param
          * pass as the sums. backward_coefficients sets the same value. */
         ws.a[f] = (float)((ctx.gamma ? (double)ctx.gamma[f] : 1.0) * backward_invstd(&ctx, f));
     }
-    if (use_reference(params)) {
+    if (bn_use_reference(params)) {
         bn_ref_backward_sums(&v, x, dy, &ws);
         for (size_t f = 0; f < v.features; f++)
             backward_coefficients(&ctx, &ws, f);
         bn_ref_backward_dx(&v, x, dy, &ws, frozen, dx);
     } else {
         bn_fast_backward(&v, x, dy, &ws, frozen, backward_coefficients, &ctx, dx,
-                         resolve_threads(params, &v));
+                         bn_resolve_threads(params, &v));
     }
     return BNORM_OK;
 }
@@ -437,7 +454,7 @@ static bnorm_status check_fusion(const bnorm_fusion *fusion) {
 bnorm_status bnorm_fused_mask_size(const bnorm_shape *shape, size_t *bytes) {
     bnorm_params p = bnorm_params_default();
     bn_view v;
-    bnorm_status st = make_view(shape, &p, &v);
+    bnorm_status st = bn_make_view(shape, &p, &v);
     if (st != BNORM_OK) return st;
     if (!bytes) return BNORM_ERR_NULL_POINTER;
     *bytes = v.total / 8 + (v.total % 8 != 0);
@@ -497,7 +514,7 @@ bnorm_status bnorm_fused_backward_training(const bnorm_shape *shape, const bnorm
     float *buf = add ? dz : dx;
     if (relu) {
         bn_mask_gradient(dy, relu_mask, buf, v.total,
-                         use_reference(params) ? 1 : resolve_threads(params, &v));
+                         bn_use_reference(params) ? 1 : bn_resolve_threads(params, &v));
         g = buf;
     } else if (add) {
         memcpy(dz, dy, v.total * sizeof(float));

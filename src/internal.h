@@ -80,6 +80,32 @@ bn_workspace bn_workspace_carve(const bn_view *v, void *base);
  */
 typedef void (*bn_coefficients_fn)(const void *ctx, bn_workspace *ws, size_t f);
 
+/* The API layer's helpers (api.c), shared by every file of entry points. */
+/* Validates shape and params and maps them onto one of the two views. */
+bnorm_status bn_make_view(const bnorm_shape *shape, const bnorm_params *p, bn_view *v);
+bnorm_status bn_check_workspace(const bn_view *v, const void *ws, size_t size);
+/* Threads a call on this view may use (1 inside a parallel region). */
+int bn_resolve_threads(const bnorm_params *p, const bn_view *v);
+int bn_use_reference(const bnorm_params *p);
+/* ws->mean, mean_lo, a (= gamma * invstd) and b (= beta) from a mean and
+ * invstd given in double; gamma NULL means 1, beta NULL means 0. */
+void bn_set_affine(bn_workspace *ws, size_t f, double mean, double invstd, const float *gamma,
+                   const float *beta);
+
+/* The running-average weight of this step's statistics (decay or the
+ * cumulative 1 / (t + 1)), and the variance's scale (m / (m - 1) unbiased,
+ * 1 biased). */
+double bn_running_factor(const bnorm_params *p, const bnorm_running_stats *running);
+double bn_running_var_scale(const bnorm_params *p, double m);
+/* running = (1 - factor) running + factor (mean, var) for feature f. */
+void bn_running_update(bnorm_running_stats *running, size_t f, double factor, double mean,
+                       double var);
+/* The training backward's coefficients of feature f, dx = a dy + b (x -
+ * ws->mean) + c, from gamma, invstd, sum(dy), sum(dy * xhat) about the
+ * exact mean, m, and delta = exact mean - ws->mean. */
+void bn_backward_affine(bn_workspace *ws, size_t f, double g, double invstd, double sum_dy,
+                        double sum_dy_xhat, double m, double delta);
+
 /* What a fused forward does to y after normalizing it (bnorm.h, "FUSED
  * RELU AND RESIDUAL ADD"): y = y + z when z is given, then ReLU when relu,
  * with bit o of mask (when given) set where the ReLU's input was > 0. */
@@ -128,6 +154,12 @@ void bn_fast_normalize(const bn_view *v, const float *x, bn_workspace *ws, float
 void bn_fast_forward_training(const bn_view *v, const float *x, bn_workspace *ws,
                               bn_coefficients_fn coefficients, const void *ctx, float *y,
                               const bn_epilogue *ep, int threads);
+/* The three sums of the training backward alone, into ws->stat0..2. */
+void bn_fast_backward_sums(const bn_view *v, const float *x, const float *dy, bn_workspace *ws,
+                           int threads);
+/* dx = a * dy + b * (x - mean) + c with the coefficients in ws. */
+void bn_fast_backward_dx(const bn_view *v, const float *x, const float *dy, const bn_workspace *ws,
+                         float *dx, int threads);
 /* The three sums (stat2 only when not frozen), coefficients for every
  * feature, then dx. With `frozen`, ws->a must hold every feature's scale
  * beforehand: dx = a * dy comes out of the same pass as the sums. */

@@ -992,9 +992,10 @@ void bn_fast_forward_training(const bn_view *v, const float *x, bn_workspace *ws
     bn_fast_normalize(v, x, ws, y, ep, threads);
 }
 
-void bn_fast_backward(const bn_view *v, const float *x, const float *dy, bn_workspace *ws,
-                      int frozen, bn_coefficients_fn coefficients, const void *ctx, float *dx,
-                      int threads) {
+/* The sums of the backward into ws->stat0..2; with dx (frozen), also
+ * dx = a * dy in the same pass. */
+static void backward_sums(const bn_view *v, const float *x, const float *dy, bn_workspace *ws,
+                          int frozen, float *dx, int threads) {
     const bn_chunking ch = bn_chunking_for(v);
     const size_t F = v->features;
     if (v->kind == BN_VIEW_ROWS) {
@@ -1020,9 +1021,15 @@ void bn_fast_backward(const bn_view *v, const float *x, const float *dy, bn_work
         });
     }
     PARALLEL_FOR(f, F, merge_sums(v, &ch, ws, (size_t)f););
-    for (size_t f = 0; f < F; f++)
-        coefficients(ctx, ws, f);
-    if (frozen) return;
+}
+
+void bn_fast_backward_sums(const bn_view *v, const float *x, const float *dy, bn_workspace *ws,
+                           int threads) {
+    backward_sums(v, x, dy, ws, 0, NULL, threads);
+}
+
+void bn_fast_backward_dx(const bn_view *v, const float *x, const float *dy, const bn_workspace *ws,
+                         float *dx, int threads) {
     const size_t runs = run_count(v), per = runs_per_block(v);
     const long blocks = (long)((runs + per - 1) / per);
     const int stream = stream_outputs(v);
@@ -1033,4 +1040,13 @@ void bn_fast_backward(const bn_view *v, const float *x, const float *dy, bn_work
         }
         if (stream) STREAM_FENCE();
     });
+}
+
+void bn_fast_backward(const bn_view *v, const float *x, const float *dy, bn_workspace *ws,
+                      int frozen, bn_coefficients_fn coefficients, const void *ctx, float *dx,
+                      int threads) {
+    backward_sums(v, x, dy, ws, frozen, frozen ? dx : NULL, threads);
+    for (size_t f = 0; f < v->features; f++)
+        coefficients(ctx, ws, f);
+    if (!frozen) bn_fast_backward_dx(v, x, dy, ws, dx, threads);
 }

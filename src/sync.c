@@ -1,0 +1,204 @@
+/* Synchronized batch norm: the split-phase calls of data-parallel training
+ * (bnorm.h, "SYNCHRONIZED BATCH NORM"). Each reuses the kernels of the
+ * ordinary calls; what is new is where the statistics come from. */
+#include <math.h>
+#include <string.h>
+
+#include "bnorm.h"
+#include "internal.h"
+
+/* The view of a share; an empty share (n = 0) is validated as n = 1, and
+ * *empty says that nothing is to be read or written but per-feature data. */
+static bnorm_status share_view(const bnorm_shape *shape, const bnorm_params *p, bn_view *v,
+                               int *empty) {
+    if (!shape || !p) return BNORM_ERR_NULL_POINTER;
+    bnorm_shape s = *shape;
+    *empty = s.n == 0;
+    if (*empty) s.n = 1;
+    return bn_make_view(&s, p, v);
+}
+
+/* The global record's count, mean and invstd of feature f. */
+static double global_count(const double *global) { return global[0]; }
+static double global_mean(const double *global, size_t f) { return global[1 + f]; }
+static double global_var(const double *global, size_t F, size_t f) {
+    double var = global[1 + F + f] / global[0];
+    return var > 0.0 ? var : 0.0;
+}
+
+bnorm_status bnorm_local_moments(const bnorm_shape *shape, const bnorm_params *params,
+                                 const float *x, double *record, void *workspace,
+                                 size_t workspace_size) {
+    bn_view v;
+    int empty;
+    bnorm_status st = share_view(shape, params, &v, &empty);
+    if (st != BNORM_OK) return st;
+    if (!record || (!empty && !x)) return BNORM_ERR_NULL_POINTER;
+    const size_t F = v.features;
+    if (empty) {
+        memset(record, 0, (2 * F + 1) * sizeof(double));
+        return BNORM_OK;
+    }
+    if ((st = bn_check_workspace(&v, workspace, workspace_size)) != BNORM_OK) return st;
+    bn_workspace ws = bn_workspace_carve(&v, workspace);
+    if (bn_use_reference(params))
+        bn_ref_batch_stats(&v, x, &ws);
+    else
+        bn_fast_batch_stats(&v, x, &ws, bn_resolve_threads(params, &v));
+    const double m = (double)v.m;
+    record[0] = m;
+    for (size_t f = 0; f < F; f++) {
+        record[1 + f] = ws.stat0[f];
+        record[1 + F + f] = ws.stat1[f] * m;
+    }
+    return BNORM_OK;
+}
+
+bnorm_status bnorm_merge_moments(int64_t features, int count, const double *records,
+                                 double *merged) {
+    if (!records || !merged) return BNORM_ERR_NULL_POINTER;
+    if (features <= 0 || count <= 0) return BNORM_ERR_INVALID_DIMENSION;
+    if ((uint64_t)features > (SIZE_MAX / sizeof(double) - 1) / 2 / (uint64_t)count)
+        return BNORM_ERR_DIMENSION_OVERFLOW;
+    const size_t F = (size_t)features, stride = 2 * F + 1;
+    double total = 0.0;
+    for (int k = 0; k < count; k++) {
+        double n = records[(size_t)k * stride];
+        if (!(n >= 0.0) || isinf(n)) return BNORM_ERR_INVALID_DIMENSION;
+        total += n;
+    }
+    /* Feature by feature, so that merged may be the first record: its
+     * count is written last, and no feature reads another's slots. */
+    for (size_t f = 0; f < F; f++) {
+        double n = 0.0, mu = 0.0, q = 0.0;
+        for (int k = 0; k < count; k++) {
+            const double *r = records + (size_t)k * stride;
+            double nb = r[0];
+            if (nb == 0.0) continue; /* an empty share contributes nothing */
+            double delta = r[1 + f] - mu, nt = n + nb;
+            mu += delta * (nb / nt);
+            q += r[1 + F + f] + delta * delta * (n * nb / nt);
+            n = nt;
+        }
+        merged[1 + f] = mu;
+        merged[1 + F + f] = q;
+    }
+    merged[0] = total;
+    return BNORM_OK;
+}
+
+bnorm_status bnorm_forward_training_global(const bnorm_shape *shape, const bnorm_params *params,
+                                           const float *x, const float *gamma, const float *beta,
+                                           const double *global, float *y, float *save_mean,
+                                           float *save_invstd, bnorm_running_stats *running,
+                                           void *workspace, size_t workspace_size) {
+    bn_view v;
+    int empty;
+    bnorm_status st = share_view(shape, params, &v, &empty);
+    if (st != BNORM_OK) return st;
+    const int use_scale = (params->flags & BNORM_USE_SCALE) != 0;
+    const int use_shift = (params->flags & BNORM_USE_SHIFT) != 0;
+    if (!global || !save_mean || !save_invstd || (use_scale && !gamma) || (use_shift && !beta) ||
+        (!empty && (!x || !y)))
+        return BNORM_ERR_NULL_POINTER;
+    if (running && (!running->mean || !running->var)) return BNORM_ERR_NULL_POINTER;
+    const double M = global_count(global);
+    if (!(M >= 2.0) || isinf(M)) return BNORM_ERR_SINGLE_VALUE;
+    if (!empty && (st = bn_check_workspace(&v, workspace, workspace_size)) != BNORM_OK) return st;
+
+    const size_t F = v.features;
+    const double factor = bn_running_factor(params, running);
+    const double var_scale = bn_running_var_scale(params, M);
+    bn_workspace ws;
+    if (!empty) ws = bn_workspace_carve(&v, workspace);
+    for (size_t f = 0; f < F; f++) {
+        double mean = global_mean(global, f), var = global_var(global, F, f);
+        double invstd = 1.0 / sqrt(var + (double)params->eps);
+        if (!empty)
+            bn_set_affine(&ws, f, mean, invstd, use_scale ? gamma : NULL, use_shift ? beta : NULL);
+        save_mean[f] = (float)mean;
+        save_invstd[f] = (float)invstd;
+        if (running) bn_running_update(running, f, factor, mean, var * var_scale);
+    }
+    if (running && running->count < UINT64_MAX) running->count++;
+    if (empty) return BNORM_OK;
+    if ((const void *)y == (const void *)x) v.cached_outputs = 1;
+    if (bn_use_reference(params))
+        bn_ref_normalize(&v, x, &ws, y);
+    else
+        bn_fast_normalize(&v, x, &ws, y, NULL, bn_resolve_threads(params, &v));
+    return BNORM_OK;
+}
+
+bnorm_status bnorm_backward_local_sums(const bnorm_shape *shape, const bnorm_params *params,
+                                       const float *x, const float *dy, const double *global,
+                                       double *sums, void *workspace, size_t workspace_size) {
+    bn_view v;
+    int empty;
+    bnorm_status st = share_view(shape, params, &v, &empty);
+    if (st != BNORM_OK) return st;
+    if (!global || !sums || (!empty && (!x || !dy))) return BNORM_ERR_NULL_POINTER;
+    const double M = global_count(global);
+    if (!(M >= 2.0) || isinf(M)) return BNORM_ERR_SINGLE_VALUE;
+    const size_t F = v.features;
+    if (empty) {
+        memset(sums, 0, 2 * F * sizeof(double));
+        return BNORM_OK;
+    }
+    if ((st = bn_check_workspace(&v, workspace, workspace_size)) != BNORM_OK) return st;
+    bn_workspace ws = bn_workspace_carve(&v, workspace);
+    for (size_t f = 0; f < F; f++)
+        ws.mean[f] = (float)global_mean(global, f), ws.mean_lo[f] = 0.0f;
+    if (bn_use_reference(params))
+        bn_ref_backward_sums(&v, x, dy, &ws);
+    else
+        bn_fast_backward_sums(&v, x, dy, &ws, bn_resolve_threads(params, &v));
+    for (size_t f = 0; f < F; f++) {
+        /* About the global mean in double: its float rounding is known. */
+        double delta = global_mean(global, f) - (double)ws.mean[f];
+        double invstd = 1.0 / sqrt(global_var(global, F, f) + (double)params->eps);
+        sums[f] = ws.stat0[f];
+        sums[F + f] = (ws.stat1[f] - delta * ws.stat0[f]) * invstd;
+    }
+    return BNORM_OK;
+}
+
+bnorm_status bnorm_backward_apply(const bnorm_shape *shape, const bnorm_params *params,
+                                  const float *x, const float *dy, const float *gamma,
+                                  const double *global, const double *global_sums, float *dx,
+                                  float *dgamma, float *dbeta, void *workspace,
+                                  size_t workspace_size) {
+    bn_view v;
+    int empty;
+    bnorm_status st = share_view(shape, params, &v, &empty);
+    if (st != BNORM_OK) return st;
+    const int use_scale = (params->flags & BNORM_USE_SCALE) != 0;
+    const int use_shift = (params->flags & BNORM_USE_SHIFT) != 0;
+    if (!global || !global_sums || (use_scale && (!gamma || !dgamma)) || (use_shift && !dbeta) ||
+        (!empty && (!x || !dy || !dx)))
+        return BNORM_ERR_NULL_POINTER;
+    const double M = global_count(global);
+    if (!(M >= 2.0) || isinf(M)) return BNORM_ERR_SINGLE_VALUE;
+    if (!empty && (st = bn_check_workspace(&v, workspace, workspace_size)) != BNORM_OK) return st;
+    const size_t F = v.features;
+    bn_workspace ws;
+    if (!empty) ws = bn_workspace_carve(&v, workspace);
+    for (size_t f = 0; f < F; f++) {
+        double sum_dy = global_sums[f], sum_dy_xhat = global_sums[F + f];
+        if (use_scale) dgamma[f] = (float)sum_dy_xhat;
+        if (use_shift) dbeta[f] = (float)sum_dy;
+        if (empty) continue;
+        double mean = global_mean(global, f);
+        double invstd = 1.0 / sqrt(global_var(global, F, f) + (double)params->eps);
+        ws.mean[f] = (float)mean;
+        bn_backward_affine(&ws, f, use_scale ? (double)gamma[f] : 1.0, invstd, sum_dy, sum_dy_xhat,
+                           M, mean - (double)ws.mean[f]);
+    }
+    if (empty) return BNORM_OK;
+    if ((const void *)dx == (const void *)dy) v.cached_outputs = 1;
+    if (bn_use_reference(params))
+        bn_ref_backward_dx(&v, x, dy, &ws, 0, dx);
+    else
+        bn_fast_backward_dx(&v, x, dy, &ws, dx, bn_resolve_threads(params, &v));
+    return BNORM_OK;
+}
