@@ -111,7 +111,7 @@ extern "C" {
 #endif
 
 #define BNORM_VERSION_MAJOR 0
-#define BNORM_VERSION_MINOR 1
+#define BNORM_VERSION_MINOR 2
 #define BNORM_VERSION_PATCH 0
 
 /* Status codes. The numbers are stable; new codes are only ever added. */
