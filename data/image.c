@@ -1,11 +1,11 @@
 #include "image.h"
 
-#include <errno.h>
+#include "read_file.h"
+
 #include <png.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 typedef struct {
     const uint8_t *p, *end;
@@ -155,41 +155,10 @@ int image_decode_gray(const uint8_t *buf, size_t len, const char *name, int h, i
 }
 
 int image_read_gray(const char *path, int h, int w, float *px, char *err, size_t errlen) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(err, errlen, "%s: cannot open (%s)", path, strerror(errno));
-        return -1;
-    }
-    struct stat sb;
-    if (fstat(fileno(f), &sb) != 0 || S_ISDIR(sb.st_mode)) {
-        snprintf(err, errlen, "%s: is a directory", path);
-        fclose(f);
-        return -1;
-    }
-    if (S_ISREG(sb.st_mode) && (uint64_t)sb.st_size > IMAGE_MAX_FILE) {
-        snprintf(err, errlen, "%s: larger than %zu bytes, not an image this tool reads", path,
-                 IMAGE_MAX_FILE);
-        fclose(f);
-        return -1;
-    }
-    /* A pipe or device has no size: read up to the limit and see. */
-    size_t cap = (S_ISREG(sb.st_mode) ? (size_t)sb.st_size : IMAGE_MAX_FILE) + 1;
-    uint8_t *buf = malloc(cap);
-    if (!buf) {
-        snprintf(err, errlen, "%s: out of memory", path);
-        fclose(f);
-        return -1;
-    }
-    size_t len = fread(buf, 1, cap, f);
-    int rc = -1;
-    if (ferror(f))
-        snprintf(err, errlen, "%s: read failed", path);
-    else if (len > IMAGE_MAX_FILE)
-        snprintf(err, errlen, "%s: larger than %zu bytes, not an image this tool reads", path,
-                 IMAGE_MAX_FILE);
-    else
-        rc = image_decode_gray(buf, len, path, h, w, px, err, errlen);
-    fclose(f);
+    uint8_t *buf;
+    size_t len;
+    if (read_whole_file(path, IMAGE_MAX_FILE, "image", &buf, &len, err, errlen)) return -1;
+    int rc = image_decode_gray(buf, len, path, h, w, px, err, errlen);
     free(buf);
     return rc;
 }

@@ -5,9 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "atomic_file.h"
+#include "read_file.h"
 
 /* A JSON reader just large enough for safetensors headers. */
 typedef struct {
@@ -281,44 +281,21 @@ int st_parse(const uint8_t *buf, size_t len, st_header *h, const uint8_t **data,
 
 int st_read(const char *path, uint8_t **bytes, size_t *len_out, st_header *h, const uint8_t **data,
             char *err, size_t errlen) {
-    *bytes = NULL;
-    *len_out = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(err, errlen, "%s: cannot open (%s)", path, strerror(errno));
-        return -1;
-    }
-    struct stat sb;
-    if (fstat(fileno(f), &sb) != 0 || S_ISDIR(sb.st_mode)) {
-        snprintf(err, errlen, "%s: is a directory", path);
-        fclose(f);
-        return -1;
-    }
-    if (!S_ISREG(sb.st_mode) || sb.st_size < 0 || (uint64_t)sb.st_size > ST_MAX_FILE) {
-        snprintf(err, errlen, "%s: not a regular file of at most %llu bytes", path,
-                 (unsigned long long)ST_MAX_FILE);
-        fclose(f);
-        return -1;
-    }
-    size_t len = (size_t)sb.st_size;
-    uint8_t *buf = malloc(len ? len : 1);
-    int rc = -1;
+    uint8_t *buf;
+    size_t len;
     char why[768];
-    if (!buf) {
-        snprintf(err, errlen, "%s: out of memory reading %zu bytes", path, len);
-    } else if (fread(buf, 1, len, f) != len) {
-        snprintf(err, errlen, "%s: read failed", path);
-    } else if (st_parse(buf, len, h, data, why, sizeof why)) {
-        snprintf(err, errlen, "%s: %s", path, why);
-    } else {
-        rc = 0;
+    if (read_whole_file(path, (size_t)ST_MAX_FILE, "model file", &buf, &len, err, errlen)) {
+        *bytes = NULL, *len_out = 0;
+        return -1;
     }
-    fclose(f);
-    if (rc)
+    if (st_parse(buf, len, h, data, why, sizeof why)) {
+        snprintf(err, errlen, "%s: %s", path, why);
         free(buf);
-    else
-        *bytes = buf, *len_out = len;
-    return rc;
+        *bytes = NULL, *len_out = 0;
+        return -1;
+    }
+    *bytes = buf, *len_out = len;
+    return 0;
 }
 
 const st_entry *st_find(const st_header *h, const char *name) {
