@@ -86,7 +86,9 @@
  *   ordinary store costs. BNORM_CACHED_OUTPUTS writes them through the cache
  *   instead: for a caller that reads the output right away while it still
  *   fits in the cache, or on a machine whose memory is contended, where
- *   non-temporal stores can be the slower ones. The values are the same.
+ *   non-temporal stores can be the slower ones. Calls in place (y == x,
+ *   dx == dy) and the fused calls always write through the cache. The
+ *   values are the same either way.
  */
 #ifndef BNORM_H
 #define BNORM_H
