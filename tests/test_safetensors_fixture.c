@@ -7,8 +7,8 @@
 #include <string.h>
 
 #include "check.h"
-#include "nn.h"
 #include "checkpoint.h"
+#include "nn.h"
 #include "safetensors.h"
 
 int main(int argc, char **argv) {
