@@ -209,9 +209,10 @@ int nn_describe(nn_net *net, const char *arch, nn_bn_place bn, int in_h, int in_
     return 0;
 }
 
-/* A buffer nn_allocate hands out: its slot and size. */
+/* A buffer nn_allocate hands out: the address of the pointer that will
+ * hold it (a float *, uint8_t * or void *, written with memcpy) and its size. */
 typedef struct {
-    void **slot;
+    void *slot;
     size_t bytes;
 } alloc_request;
 
@@ -228,7 +229,7 @@ static int plan_buffers(nn_net *net, alloc_request *req, int cap, size_t *total)
         double bytes_ = (double)(count) * (double)(unit);                                          \
         sum += bytes_;                                                                             \
         if (n < cap && bytes_ < 0x1p62)                                                            \
-            req[n++] = (alloc_request){(void **)&(ptr), (size_t)bytes_};                           \
+            req[n++] = (alloc_request){(void *)&(ptr), (size_t)bytes_};                            \
     } while (0)
     size_t arena = 0;
     for (int i = 0; i < net->n_tensors; i++)
@@ -307,12 +308,15 @@ int nn_allocate(nn_net *net, int max_batch, int threads, char *err, size_t errle
                  (double)NN_MAX_NET_BYTES / (1u << 30));
         return -1;
     }
-    for (int i = 0; i < n; i++)
-        if (!(*req[i].slot = alloc_aligned(req[i].bytes))) {
+    for (int i = 0; i < n; i++) {
+        void *p = alloc_aligned(req[i].bytes);
+        memcpy(req[i].slot, &p, sizeof p);
+        if (!p) {
             snprintf(err, errlen, "out of memory building the %s network", net->arch);
             nn_free(net);
             return -1;
         }
+    }
     memset(net->arena, 0, net->arena_size * sizeof(float));
     float *p = net->arena;
     for (int i = 0; i < net->n_tensors; i++) {
