@@ -7,7 +7,6 @@
 #include <string.h>
 
 #include "atomic_file.h"
-#include "read_file.h"
 
 /* A JSON reader just large enough for safetensors headers. */
 typedef struct {
@@ -276,25 +275,6 @@ int st_parse(const uint8_t *buf, size_t len, st_header *h, const uint8_t **data,
             return -1;
         }
     *data = buf + 8 + hlen;
-    return 0;
-}
-
-int st_read(const char *path, uint8_t **bytes, size_t *len_out, st_header *h, const uint8_t **data,
-            char *err, size_t errlen) {
-    uint8_t *buf;
-    size_t len;
-    char why[768];
-    if (read_whole_file(path, (size_t)ST_MAX_FILE, "model file", &buf, &len, err, errlen)) {
-        *bytes = NULL, *len_out = 0;
-        return -1;
-    }
-    if (st_parse(buf, len, h, data, why, sizeof why)) {
-        snprintf(err, errlen, "%s: %s", path, why);
-        free(buf);
-        *bytes = NULL, *len_out = 0;
-        return -1;
-    }
-    *bytes = buf, *len_out = len;
     return 0;
 }
 

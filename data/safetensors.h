@@ -53,12 +53,6 @@ int st_header_parse(const char *json, size_t len, st_header *h, char *err, size_
 int st_parse(const uint8_t *buf, size_t len, st_header *h, const uint8_t **data, char *err,
              size_t errlen);
 
-/* Reads a file into memory (its size checked against ST_MAX_FILE first) and
- * parses it. On success *bytes holds the file's *len bytes (free() it) and
- * *data points into it. Messages name the file. */
-int st_read(const char *path, uint8_t **bytes, size_t *len, st_header *h, const uint8_t **data,
-            char *err, size_t errlen);
-
 const st_entry *st_find(const st_header *h, const char *name);
 /* The metadata value for key, or NULL. */
 const char *st_meta_get(const st_header *h, const char *key);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "read_file.h"
 #include "safetensors.h"
 
 static const char *bn_names[] = {"none", "before_relu", "after_relu"};
@@ -149,18 +150,12 @@ int ckpt_load(const char *path, nn_net *net, ckpt_info *info, int max_batch, int
               size_t errlen) {
     uint8_t *bytes;
     size_t len;
-    st_header *h = malloc(sizeof *h);
-    const uint8_t *data;
     memset(net, 0, sizeof *net);
-    if (!h) {
-        snprintf(err, errlen, "%s: out of memory", path);
+    /* The size is checked before the buffer is allocated; ckpt_load_bytes
+     * checks the format before the network is looked at. */
+    if (read_whole_file(path, (size_t)ST_MAX_FILE, "model file", &bytes, &len, err, errlen))
         return -1;
-    }
-    /* st_read checks the size and format before the network is looked at. */
-    int rc = st_read(path, &bytes, &len, h, &data, err, errlen);
-    free(h);
-    if (rc) return -1;
-    rc = ckpt_load_bytes(bytes, len, path, net, info, max_batch, threads, err, errlen);
+    int rc = ckpt_load_bytes(bytes, len, path, net, info, max_batch, threads, err, errlen);
     free(bytes);
     return rc;
 }

@@ -32,6 +32,19 @@ static void put_bits(uint8_t *byte, unsigned b0, unsigned b1, unsigned bits) {
     __atomic_fetch_or(byte, (uint8_t)(bits & own), __ATOMIC_RELAXED);
 }
 
+/* The ReLU epilogue on elements [k0, k1) of y, all within one mask byte;
+ * their bits go in with put_bits. */
+static void partial_byte(const bn_epilogue *ep, float *y, size_t k0, size_t k1) {
+    unsigned bits = 0;
+    for (size_t k = k0; k < k1; k++) {
+        float v = ep->z ? y[k] + ep->z[k] : y[k];
+        bits |= (unsigned)(v > 0.0f) << (k % 8);
+        y[k] = relu(v);
+    }
+    if (ep->mask)
+        put_bits(ep->mask + k0 / 8, (unsigned)(k0 % 8), (unsigned)((k1 - 1) % 8 + 1), bits);
+}
+
 /* Elements [o0, o1) of y: y = relu(y + z) or y + z or relu(y); with a mask,
  * bit o of it = (y + z > 0). Whole mask bytes are plain stores. */
 BN_DISPATCH static void epilogue_range(const bn_epilogue *ep, float *restrict y, size_t o0,
@@ -47,13 +60,7 @@ BN_DISPATCH static void epilogue_range(const bn_epilogue *ep, float *restrict y,
     /* The head: up to the first byte boundary. */
     if (o % 8 != 0) {
         size_t end = (o / 8 + 1) * 8 < o1 ? (o / 8 + 1) * 8 : o1;
-        unsigned bits = 0;
-        for (size_t k = o; k < end; k++) {
-            float v = z ? y[k] + z[k] : y[k];
-            bits |= (unsigned)(v > 0.0f) << (k % 8);
-            y[k] = relu(v);
-        }
-        if (mask) put_bits(mask + o / 8, (unsigned)(o % 8), (unsigned)((end - 1) % 8 + 1), bits);
+        partial_byte(ep, y, o, end);
         o = end;
     }
     /* Whole bytes, 8 values (one byte) at a time, in 8-lane vectors: every
@@ -75,16 +82,7 @@ BN_DISPATCH static void epilogue_range(const bn_epilogue *ep, float *restrict y,
             mask[o / 8] = (uint8_t)(h[0] | h[1] | h[2] | h[3]);
         }
     }
-    /* The tail. */
-    if (o < o1) {
-        unsigned bits = 0;
-        for (size_t k = o; k < o1; k++) {
-            float v = z ? y[k] + z[k] : y[k];
-            bits |= (unsigned)(v > 0.0f) << (k % 8);
-            y[k] = relu(v);
-        }
-        if (mask) put_bits(mask + o / 8, 0, (unsigned)(o1 - o), bits);
-    }
+    if (o < o1) partial_byte(ep, y, o, o1); /* the tail */
 }
 
 void bn_epilogue_apply(const bn_epilogue *ep, float *y, size_t o0, size_t o1) {

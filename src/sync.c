@@ -18,8 +18,13 @@ static bnorm_status share_view(const bnorm_shape *shape, const bnorm_params *p, 
     return bn_make_view(&s, p, v);
 }
 
-/* The global record's count, mean and invstd of feature f. */
+/* The global record's count, mean and variance of feature f. */
 static double global_count(const double *global) { return global[0]; }
+/* Training needs two values per feature in the whole batch. */
+static bnorm_status check_global_count(const double *global) {
+    double m = global_count(global);
+    return m >= 2.0 && !isinf(m) ? BNORM_OK : BNORM_ERR_SINGLE_VALUE;
+}
 static double global_mean(const double *global, size_t f) { return global[1 + f]; }
 static double global_var(const double *global, size_t F, size_t f) {
     double var = global[1 + F + f] / global[0];
@@ -102,8 +107,8 @@ bnorm_status bnorm_forward_training_global(const bnorm_shape *shape, const bnorm
         (!empty && (!x || !y)))
         return BNORM_ERR_NULL_POINTER;
     if (running && (!running->mean || !running->var)) return BNORM_ERR_NULL_POINTER;
+    if ((st = check_global_count(global)) != BNORM_OK) return st;
     const double M = global_count(global);
-    if (!(M >= 2.0) || isinf(M)) return BNORM_ERR_SINGLE_VALUE;
     if (!empty && (st = bn_check_workspace(&v, workspace, workspace_size)) != BNORM_OK) return st;
 
     const size_t F = v.features;
@@ -138,8 +143,7 @@ bnorm_status bnorm_backward_local_sums(const bnorm_shape *shape, const bnorm_par
     bnorm_status st = share_view(shape, params, &v, &empty);
     if (st != BNORM_OK) return st;
     if (!global || !sums || (!empty && (!x || !dy))) return BNORM_ERR_NULL_POINTER;
-    const double M = global_count(global);
-    if (!(M >= 2.0) || isinf(M)) return BNORM_ERR_SINGLE_VALUE;
+    if ((st = check_global_count(global)) != BNORM_OK) return st;
     const size_t F = v.features;
     if (empty) {
         memset(sums, 0, 2 * F * sizeof(double));
@@ -177,8 +181,8 @@ bnorm_status bnorm_backward_apply(const bnorm_shape *shape, const bnorm_params *
     if (!global || !global_sums || (use_scale && (!gamma || !dgamma)) || (use_shift && !dbeta) ||
         (!empty && (!x || !dy || !dx)))
         return BNORM_ERR_NULL_POINTER;
+    if ((st = check_global_count(global)) != BNORM_OK) return st;
     const double M = global_count(global);
-    if (!(M >= 2.0) || isinf(M)) return BNORM_ERR_SINGLE_VALUE;
     if (!empty && (st = bn_check_workspace(&v, workspace, workspace_size)) != BNORM_OK) return st;
     const size_t F = v.features;
     bn_workspace ws;

@@ -60,6 +60,19 @@ static void run_fused(const bnorm_shape *s, bnorm_mode mode, unsigned ops, unsig
 
 static int same_bits(const void *a, const void *b, size_t bytes) { return !memcmp(a, b, bytes); }
 
+/* Whether fused is, bit for bit, the unfused output yu followed by the
+ * same float add and ReLU. */
+static int same_as_unfused(const float *yu, const float *z, unsigned ops, const float *fused,
+                           size_t T) {
+    int same = 1;
+    for (size_t i = 0; i < T; i++) {
+        float v = (ops & BNORM_FUSE_ADD) ? yu[i] + z[i] : yu[i];
+        float want = (ops & BNORM_FUSE_RELU) ? (v > 0.0f ? v : 0.0f) : v;
+        same &= memcmp(&want, &fused[i], 4) == 0;
+    }
+    return same;
+}
+
 static void check_case(const bnorm_shape *s, bnorm_mode mode, unsigned ops, test_rng *rng) {
     oracle_dims d = oracle_dims_of(s, mode);
     size_t T = d.total, F = d.features, MB;
@@ -131,23 +144,12 @@ static void check_case(const bnorm_shape *s, bnorm_mode mode, unsigned ops, test
     void *ws = malloc(wsz);
     float *yu = malloc(T * 4), *sm = malloc(F * 4), *si = malloc(F * 4);
     bnorm_forward_training(s, &p, x, gamma, beta, yu, sm, si, NULL, ws, wsz);
-    int same = 1;
-    for (size_t i = 0; i < T; i++) {
-        float v = (ops & BNORM_FUSE_ADD) ? yu[i] + z[i] : yu[i];
-        float want = relu ? (v > 0.0f ? v : 0.0f) : v;
-        same &= memcmp(&want, &one.y[i], 4) == 0;
-    }
-    CHECK(same, "layout %d mode %d ops %u: fused y differs from unfused + add + relu", s->layout,
-          mode, ops);
-    bnorm_forward_inference(s, &p, x, gamma, beta, one.rm, one.rv, yu, ws, wsz);
-    same = 1;
-    for (size_t i = 0; i < T; i++) {
-        float v = (ops & BNORM_FUSE_ADD) ? yu[i] + z[i] : yu[i];
-        float want = relu ? (v > 0.0f ? v : 0.0f) : v;
-        same &= memcmp(&want, &one.yi[i], 4) == 0;
-    }
-    CHECK(same, "layout %d mode %d ops %u: fused inference differs from unfused", s->layout, mode,
+    CHECK(same_as_unfused(yu, z, ops, one.y, T),
+          "layout %d mode %d ops %u: fused y differs from unfused + add + relu", s->layout, mode,
           ops);
+    bnorm_forward_inference(s, &p, x, gamma, beta, one.rm, one.rv, yu, ws, wsz);
+    CHECK(same_as_unfused(yu, z, ops, one.yi, T),
+          "layout %d mode %d ops %u: fused inference differs from unfused", s->layout, mode, ops);
     free(ws), free(yu), free(sm), free(si);
     free_outputs(&ref), free_outputs(&one), free_outputs(&three);
     free(x), free(z), free(dy), free(gamma), free(beta), free(xd), free(zd), free(pre), free(g);

@@ -129,10 +129,8 @@ static int parse_options(int argc, char **argv, options *o, const char **pos, in
             double lo, hi;
         } reals[] = {
             {"--lr", 1e-9, 100.0}, {"--high-lr", 1e-9, 100.0}, {"--momentum", 0.0, 0.9999}};
-        int known = 0, bad = 0;
         for (size_t k = 0; k < sizeof ints / sizeof ints[0]; k++)
             if (!strcmp(a, ints[k].name)) {
-                known = 1;
                 if (parse_int(v, ints[k].lo, ints[k].hi, &n)) {
                     fprintf(stderr,
                             "bnorm: invalid value '%s' for %s (expected an integer from %lld to "
@@ -143,7 +141,6 @@ static int parse_options(int argc, char **argv, options *o, const char **pos, in
             }
         for (size_t k = 0; k < sizeof reals / sizeof reals[0]; k++)
             if (!strcmp(a, reals[k].name)) {
-                known = 1;
                 if (parse_double(v, reals[k].lo, reals[k].hi, &d)) {
                     fprintf(stderr,
                             "bnorm: invalid value '%s' for %s (expected a number from %g to %g)\n",
@@ -183,9 +180,7 @@ static int parse_options(int argc, char **argv, options *o, const char **pos, in
             o->high_lr = d;
         else if (!strcmp(a, "--momentum"))
             o->momentum = d;
-        else
-            bad = !known;
-        if (bad) {
+        else {
             fprintf(stderr, "bnorm: unknown option %s\n", a);
             return -1;
         }

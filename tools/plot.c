@@ -85,15 +85,15 @@ int plot_svg(const char *path, const char *title, const char *xlabel, const char
 
 int mkdir_p(const char *path, char *err, size_t errlen) {
     char buf[4096];
+    if (strlen(path) >= sizeof buf) {
+        snprintf(err, errlen, "%s: path too long", path);
+        return -1;
+    }
     snprintf(buf, sizeof buf, "%s", path);
     for (char *p = buf + 1;; p++) {
         if (*p == '/' || *p == 0) {
             char c = *p;
             *p = 0;
-            if (strlen(path) >= sizeof buf) {
-                snprintf(err, errlen, "%s: path too long", path);
-                return -1;
-            }
             if (mkdir(buf, 0777) != 0 && errno != EEXIST) {
                 snprintf(err, errlen, "%s: cannot create directory (%s)", buf, strerror(errno));
                 return -1;
