@@ -6,7 +6,8 @@
  * Limits, checked before anything is allocated for them: a header of at
  * most ST_MAX_HEADER bytes, a file of at most ST_MAX_FILE bytes, at most
  * ST_MAX_TENSORS tensors of rank up to ST_MAX_RANK, names up to
- * ST_NAME_MAX - 1 bytes, and ST_MAX_META metadata pairs. */
+ * ST_NAME_MAX - 1 bytes, and ST_MAX_META metadata pairs of values up to
+ * ST_META_VALUE - 1 bytes. */
 #ifndef BNORM_DATA_SAFETENSORS_H
 #define BNORM_DATA_SAFETENSORS_H
 
@@ -19,6 +20,7 @@
 #define ST_MAX_RANK    8
 #define ST_NAME_MAX    128
 #define ST_MAX_META    32
+#define ST_META_VALUE  16384 /* bytes of a metadata value, NUL included */
 
 typedef struct {
     char name[ST_NAME_MAX];
@@ -30,7 +32,7 @@ typedef struct {
 
 typedef struct {
     char key[64];
-    char value[ST_NAME_MAX];
+    char value[ST_META_VALUE];
 } st_meta;
 
 typedef struct {

@@ -147,7 +147,7 @@ int main(int argc, char **argv) {
     EXPECT(2, err_text, "invalid value 'abc' for --epochs", "train --epochs abc");
     EXPECT(2, err_text, "invalid value '0' for --epochs", "train --epochs 0");
     EXPECT(2, err_text, "invalid value '1' for --batch", "train --batch 1");
-    EXPECT(2, err_text, "--model must be mlp or cnn", "train --model rnn");
+    EXPECT(2, err_text, "unknown model 'rnn' (built-in: cnn, deep-cnn", "train --model rnn");
     EXPECT(2, err_text, "--optimizer must be sgd or adam", "train --optimizer lbfgs");
     EXPECT(2, err_text, "unknown option --frob", "train --frob 1");
     EXPECT(2, err_text, "--lr needs a value", "train --lr");

@@ -98,21 +98,20 @@ static void test_safetensors(void) {
     nn_net a, b;
     char err[1024], path[512];
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    CHECK(nn_build(&a, "cnn", NN_BN_BEFORE_RELU, 8, 8, 1, 10, 4, 1, err, sizeof err) == 0, "%s",
+    CHECK(nn_build_model(&a, "cnn", NN_BN_KEEP, 8, 8, 1, 10, 4, 1, err, sizeof err) == 0, "%s",
           err);
     nn_init_params(&a, 3);
     for (int i = 0; i < a.n_tensors; i++)
         for (size_t k = 0; k < a.tensors[i].size; k++)
             a.tensors[i].value[k] += 0.001f * (float)k;
-    ckpt_info info = {"cnn", NN_BN_BEFORE_RELU, 0.25f, 0.5f}, got;
+    ckpt_info info = {"cnn", 0.25f, 0.5f}, got;
     CHECK(ckpt_save(path, &a, &info, err, sizeof err) == 0, "save: %s", err);
     CHECK(ckpt_load(path, &b, &got, 4, 1, err, sizeof err) == 0, "load: %s", err);
     int same = b.n_tensors == a.n_tensors;
     for (int i = 0; same && i < a.n_tensors; i++)
         same = memcmp(a.tensors[i].value, b.tensors[i].value, a.tensors[i].size * 4) == 0;
     CHECK(same, "round trip changed a tensor");
-    CHECK(got.pixel_mean == 0.25f && got.pixel_std == 0.5f && got.bn == NN_BN_BEFORE_RELU &&
-              strcmp(got.arch, "cnn") == 0,
+    CHECK(got.pixel_mean == 0.25f && got.pixel_std == 0.5f && strcmp(got.model, "cnn") == 0,
           "round trip changed the metadata");
     nn_free(&b);
 
@@ -188,10 +187,10 @@ static void test_hostile_models(void) {
     CHECK(ckpt_load(path, &net, &info, 500, 1, err, sizeof err) == -1 && strstr(err, "too small") &&
               strstr(err, "crafted.safetensors"),
           "1x1 cnn: '%s'", err);
-    CHECK(nn_build(&net, "cnn", NN_BN_BEFORE_RELU, 3, 3, 1, 10, 4, 1, err, sizeof err) == -1 &&
+    CHECK(nn_build_model(&net, "cnn", NN_BN_KEEP, 3, 3, 1, 10, 4, 1, err, sizeof err) == -1 &&
               strstr(err, "too small"),
           "3x3 cnn: '%s'", err);
-    CHECK(nn_build(&net, "cnn", NN_BN_BEFORE_RELU, 4, 4, 1, 10, 4, 1, err, sizeof err) == 0,
+    CHECK(nn_build_model(&net, "cnn", NN_BN_KEEP, 4, 4, 1, 10, 4, 1, err, sizeof err) == 0,
           "4x4 cnn: %s", err);
     nn_free(&net);
 
@@ -218,7 +217,7 @@ static void test_hostile_models(void) {
           "side above the limit: '%s'", err);
 
     /* A description whose buffers would exceed NN_MAX_NET_BYTES. */
-    CHECK(nn_build(&net, "cnn", NN_BN_BEFORE_RELU, 1024, 1024, 64, 10, 500, 1, err, sizeof err) ==
+    CHECK(nn_build_model(&net, "cnn", NN_BN_KEEP, 1024, 1024, 64, 10, 500, 1, err, sizeof err) ==
                   -1 &&
               strstr(err, "over the limit"),
           "huge cnn: '%s'", err);

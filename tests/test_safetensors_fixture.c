@@ -24,11 +24,11 @@ int main(int argc, char **argv) {
             CHECK(0, "load: %s", err);
             return check_finish();
         }
-        CHECK(strcmp(info.arch, "cnn") == 0 && info.bn == NN_BN_BEFORE_RELU &&
-                  info.pixel_mean == 0.125f && info.pixel_std == 2.5f && net.in_h == 4 &&
-                  net.in_w == 4 && net.in_c == 1 && net.classes == 10,
-              "metadata: arch %s bn %d mean %g std %g input %dx%dx%d classes %d", info.arch,
-              info.bn, info.pixel_mean, info.pixel_std, net.in_h, net.in_w, net.in_c, net.classes);
+        CHECK(strcmp(info.model, "cnn") == 0 && info.pixel_mean == 0.125f &&
+                  info.pixel_std == 2.5f && net.in_h == 4 && net.in_w == 4 && net.in_c == 1 &&
+                  net.classes == 10,
+              "metadata: model %s mean %g std %g input %dx%dx%d classes %d", info.model,
+              info.pixel_mean, info.pixel_std, net.in_h, net.in_w, net.in_c, net.classes);
         FILE *f = fopen(argv[2], "r");
         CHECK(f != NULL, "cannot open %s", argv[2]);
         if (!f) return check_finish();

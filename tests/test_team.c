@@ -139,7 +139,7 @@ static void check_fork(void) {
 
     nn_net net;
     char err[256];
-    if (nn_build(&net, "mlp", NN_BN_BEFORE_RELU, 8, 8, 1, 10, 4, 2, err, sizeof err)) {
+    if (nn_build_model(&net, "mlp", NN_BN_KEEP, 8, 8, 1, 10, 4, 2, err, sizeof err)) {
         failures++;
         fprintf(stderr, "FAIL: %s\n", err);
         return;

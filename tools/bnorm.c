@@ -5,11 +5,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include "atomic_file.h"
 #include "checkpoint.h"
+#include "dataset.h"
 #include "idx.h"
 #include "image.h"
 #include "nn.h"
@@ -24,35 +24,51 @@ static const char *CLASS_NAMES[10] = {"T-shirt/top", "Trouser", "Pullover", "Dre
 
 typedef struct {
     const char *model, *optimizer, *save, *log, *data, *out;
-    int no_bn, bn_after, epochs, batch, threads, index;
-    double lr, high_lr, momentum;
+    int no_bn, bn_after, no_fuse, fold, epochs, batch, threads, index;
+    double lr, high_lr, momentum, weight_decay;
     long long seed, train_limit, test_limit;
     int lr_given;
 } options;
 
 static void usage_train(FILE *f) {
-    fprintf(f,
-            "usage: bnorm train [--model mlp|cnn] [--no-bn] [--bn-after-activation]\n"
-            "                   [--epochs N] [--batch N] [--lr X] [--optimizer sgd|adam]\n"
-            "                   [--momentum X] [--seed N] [--threads N] [--save FILE]\n"
-            "                   [--log FILE.csv] [--data DIR] [--train-limit N] [--test-limit N]\n"
-            "Trains with mini-batches and reports, per epoch, the training loss and accuracy\n"
-            "and the test accuracy in test mode (running statistics).\n"
-            "Defaults: mlp, BN before each ReLU, 10 epochs, batch 64, SGD lr 0.01 momentum 0.9\n"
-            "(Adam: lr 0.001), seed 1, threads = all cores, data " IDX_DEFAULT_DIR ".\n");
+    fprintf(f, "usage: bnorm train [--model NAME|FILE] [--no-bn] [--bn-after-activation]\n"
+               "                   [--no-fuse] [--epochs N] [--batch N] [--lr X]\n"
+               "                   [--optimizer sgd|adam] [--momentum X] [--weight-decay X]\n"
+               "                   [--seed N] [--threads N] [--save FILE] [--log FILE.csv]\n"
+               "                   [--data DIR] [--train-limit N] [--test-limit N]\n"
+               "Trains with mini-batches and reports, per epoch, the training loss and accuracy\n"
+               "and the test accuracy in test mode (running statistics). --model takes a\n"
+               "built-in model ('bnorm models' lists them) or a network description file\n"
+               "(docs/NETWORKS.md). BN followed by ReLU (or by an add and a ReLU) runs as one\n"
+               "fused call unless --no-fuse.\n"
+               "Defaults: mlp, BN as described, 10 epochs, batch 64, SGD lr 0.01 momentum 0.9\n"
+               "(Adam: lr 0.001), no weight decay, seed 1, threads = all cores,\n"
+               "data " IDX_DEFAULT_DIR ".\n");
 }
 static void usage_eval(FILE *f) {
     fprintf(f, "usage: bnorm eval FILE [--data DIR] [--threads N] [--test-limit N]\n"
                "Test accuracy of a saved model in test mode, batched and one sample at a time\n"
-               "(the predictions must agree), and the confusion matrix.\n");
+               "with BN folded into the layer before it (the predictions must agree), and the\n"
+               "confusion matrix.\n");
 }
 static void usage_predict(FILE *f) {
     fprintf(f, "usage: bnorm predict FILE IMAGE...   (28x28 grayscale PNG or PGM)\n"
                "       bnorm predict FILE --index K [--data DIR]   (test-set image K)\n"
                "Prints the predicted class and the probability of every class.\n");
 }
+static void usage_models(FILE *f) {
+    fprintf(f,
+            "usage: bnorm models\n"
+            "Lists the built-in models with their parameter counts (28x28 inputs, 10 classes).\n");
+}
+static void usage_export(FILE *f) {
+    fprintf(f, "usage: bnorm export --fold MODEL OUT\n"
+               "Writes OUT, an inference model computing what MODEL computes with every batch\n"
+               "norm that follows a dense or conv layer folded into that layer's weights and\n"
+               "bias. eval and predict take it like any model.\n");
+}
 static void usage_compare(FILE *f) {
-    fprintf(f, "usage: bnorm compare [--model mlp|cnn] [--epochs N] [--lr X] [--high-lr X]\n"
+    fprintf(f, "usage: bnorm compare [--model NAME|FILE] [--epochs N] [--lr X] [--high-lr X]\n"
                "                     [--batch N] [--seed N] [--threads N] [--out DIR]\n"
                "                     [--data DIR] [--train-limit N] [--test-limit N]\n"
                "Trains the same network with and without batch norm at a normal and a high\n"
@@ -63,7 +79,9 @@ static void usage_compare(FILE *f) {
 static void usage(FILE *f) {
     fprintf(f, "usage: bnorm <command> [options]\n\n"
                "commands:\n"
-               "  train     train a network (mlp or cnn) with or without batch norm\n"
+               "  train     train a network with or without batch norm\n"
+               "  models    list the built-in networks\n"
+               "  export    fold batch norm into the layers before it, for inference\n"
                "  eval      test accuracy and confusion matrix of a saved model\n"
                "  predict   classify 28x28 grayscale images with a saved model\n"
                "  compare   with vs without BN at a normal and a high learning rate\n\n"
@@ -111,6 +129,14 @@ static int parse_options(int argc, char **argv, options *o, const char **pos, in
             o->bn_after = 1;
             continue;
         }
+        if (!strcmp(a, "--no-fuse")) {
+            o->no_fuse = 1;
+            continue;
+        }
+        if (!strcmp(a, "--fold")) {
+            o->fold = 1;
+            continue;
+        }
         if (!v) {
             fprintf(stderr, "bnorm: %s needs a value\n", a);
             return -1;
@@ -127,8 +153,10 @@ static int parse_options(int argc, char **argv, options *o, const char **pos, in
         static const struct {
             const char *name;
             double lo, hi;
-        } reals[] = {
-            {"--lr", 1e-9, 100.0}, {"--high-lr", 1e-9, 100.0}, {"--momentum", 0.0, 0.9999}};
+        } reals[] = {{"--lr", 1e-9, 100.0},
+                     {"--high-lr", 1e-9, 100.0},
+                     {"--momentum", 0.0, 0.9999},
+                     {"--weight-decay", 0.0, 1.0}};
         for (size_t k = 0; k < sizeof ints / sizeof ints[0]; k++)
             if (!strcmp(a, ints[k].name)) {
                 if (parse_int(v, ints[k].lo, ints[k].hi, &n)) {
@@ -180,14 +208,12 @@ static int parse_options(int argc, char **argv, options *o, const char **pos, in
             o->high_lr = d;
         else if (!strcmp(a, "--momentum"))
             o->momentum = d;
+        else if (!strcmp(a, "--weight-decay"))
+            o->weight_decay = d;
         else {
             fprintf(stderr, "bnorm: unknown option %s\n", a);
             return -1;
         }
-    }
-    if (strcmp(o->model, "mlp") && strcmp(o->model, "cnn")) {
-        fprintf(stderr, "bnorm: --model must be mlp or cnn, not '%s'\n", o->model);
-        return -1;
     }
     if (strcmp(o->optimizer, "sgd") && strcmp(o->optimizer, "adam")) {
         fprintf(stderr, "bnorm: --optimizer must be sgd or adam, not '%s'\n", o->optimizer);
@@ -206,33 +232,17 @@ static int resolve_threads(int t) {
     return n < 1 ? 1 : n > NN_MAX_THREADS ? NN_MAX_THREADS : (int)n;
 }
 
-/* Pixels for `bytes`: large, and read one image at a time in shuffled
- * order, so they go on 2 MiB pages where the kernel gives them on request.
- * With 4 KiB pages the first epoch of the MLP spent 0.3 s gathering its
- * batches (1.1 s for the epoch instead of 0.8; later epochs 0.03 s). */
-static float *alloc_pixels(size_t bytes) {
-#ifdef MADV_HUGEPAGE
-    const size_t page = 2u << 20, rounded = bytes ? (bytes + page - 1) / page * page : page;
-    void *p = NULL;
-    if (posix_memalign(&p, page, rounded) != 0) return NULL;
-    (void)madvise(p, rounded, MADV_HUGEPAGE); /* a hint: without it, 4 KiB pages */
-    return p;
-#else
-    return malloc(bytes);
-#endif
-}
+typedef dataset loaded_data;
+static void free_loaded(loaded_data *ld) { dataset_free(ld); }
 
-/* Converts an IDX set to floats, standardised with (mean, std). */
-static int to_data(const idx_set *s, size_t limit, float mean, float std, nn_data *d) {
-    d->count = limit && limit < s->count ? limit : s->count;
-    d->h = s->rows, d->w = s->cols;
-    size_t px = (size_t)d->h * d->w;
-    d->x = alloc_pixels(d->count * px * sizeof(float));
-    d->y = malloc(d->count);
-    if (!d->x || !d->y) return -1;
-    for (size_t i = 0; i < d->count * px; i++)
-        d->x[i] = ((float)s->pixels[i] / 255.0f - mean) / std;
-    memcpy(d->y, s->labels, d->count);
+/* Loads the test set, and the training set when need_train. */
+static int load_data(const options *o, loaded_data *ld, int need_train) {
+    char err[1024];
+    if (dataset_load(o->data ? o->data : IDX_DEFAULT_DIR, need_train, (size_t)o->train_limit,
+                     (size_t)o->test_limit, ld, err, sizeof err)) {
+        fprintf(stderr, "bnorm: %s\n", err);
+        return -1;
+    }
     return 0;
 }
 
@@ -241,58 +251,28 @@ static void free_data(nn_data *d) {
     memset(d, 0, sizeof *d);
 }
 
-/* Mean and standard deviation of all training pixels (scaled to [0, 1]). */
-static void pixel_stats(const idx_set *s, size_t limit, float *mean, float *std) {
-    size_t n = (limit && limit < s->count ? limit : s->count) * (size_t)s->rows * s->cols;
-    double sum = 0.0, sq = 0.0;
-    for (size_t i = 0; i < n; i++)
-        sum += s->pixels[i] / 255.0;
-    double mu = sum / (double)n;
-    for (size_t i = 0; i < n; i++)
-        sq += (s->pixels[i] / 255.0 - mu) * (s->pixels[i] / 255.0 - mu);
-    *mean = (float)mu;
-    *std = (float)sqrt(sq / (double)n);
-    if (!(*std > 0.0f)) *std = 1.0f;
+/* The network --model names, with BN where `place` puts it. Returns 0, or
+ * the exit code after a message: 2 for a name that is no model, 1 for a
+ * description file that cannot be used. */
+static int model_spec(const char *model, nn_bn_place place, nn_spec *spec) {
+    char err[1024];
+    if (nn_spec_for_model(model, spec, err, sizeof err) ||
+        nn_spec_place_bn(spec, place, err, sizeof err)) {
+        fprintf(stderr, "bnorm: %s\n", err);
+        return strchr(model, '/') || strchr(model, '.') ? 1 : 2;
+    }
+    return 0;
 }
 
-typedef struct {
-    nn_data train, test;
-    float mean, std;
-} loaded_data;
-
-static void free_loaded(loaded_data *ld) { free_data(&ld->train), free_data(&ld->test); }
-
-/* Loads the test set, and the training set when need_train; images of
- * both must have one size. */
-static int load_data(const options *o, loaded_data *ld, int need_train) {
-    char err[1024];
-    idx_set tr = {0}, te = {0};
-    const char *dir = o->data ? o->data : IDX_DEFAULT_DIR;
-    if ((need_train && idx_load_dir(dir, 0, &tr, err, sizeof err)) ||
-        idx_load_dir(dir, 1, &te, err, sizeof err)) {
-        fprintf(stderr, "bnorm: %s\n", err);
-        idx_free(&tr);
-        return -1;
-    }
-    if (need_train && (tr.rows != te.rows || tr.cols != te.cols)) {
-        fprintf(stderr, "bnorm: %s: the training images are %dx%d but the test images %dx%d\n", dir,
-                tr.cols, tr.rows, te.cols, te.rows);
-        idx_free(&tr), idx_free(&te);
-        return -1;
-    }
-    if (need_train) pixel_stats(&tr, (size_t)o->train_limit, &ld->mean, &ld->std);
-    int rc = (need_train && to_data(&tr, (size_t)o->train_limit, ld->mean, ld->std, &ld->train)) ||
-             to_data(&te, (size_t)o->test_limit, ld->mean, ld->std, &ld->test);
-    idx_free(&tr), idx_free(&te);
-    if (rc) {
-        fprintf(stderr, "bnorm: out of memory loading the data\n");
-        free_loaded(ld);
-    }
-    return rc ? -1 : 0;
+static const char *place_name(nn_bn_place place) {
+    return place == NN_BN_NONE    ? "no BN"
+           : place == NN_BN_AFTER ? "BN after the activation"
+                                  : "BN as described";
 }
 
 static nn_optim make_optim(const options *o, double lr) {
-    nn_optim opt = {NN_SGD, (float)lr, (float)o->momentum, 0.9f, 0.999f, 1e-8f};
+    nn_optim opt = {NN_SGD, (float)lr, (float)o->momentum,    0.9f,
+                    0.999f, 1e-8f,     (float)o->weight_decay};
     if (!strcmp(o->optimizer, "adam")) opt.kind = NN_ADAM;
     return opt;
 }
@@ -306,6 +286,10 @@ static int cmd_train(int argc, char **argv, options *o) {
         return 2;
     }
     if (!o->lr_given) o->lr = strcmp(o->optimizer, "adam") ? 0.01 : 0.001;
+    nn_bn_place bn = o->no_bn ? NN_BN_NONE : o->bn_after ? NN_BN_AFTER : NN_BN_KEEP;
+    static nn_spec spec;
+    int bad = model_spec(o->model, bn, &spec);
+    if (bad) return bad;
     loaded_data ld = {0};
     if (load_data(o, &ld, 1)) return 1;
     char err[1024];
@@ -320,10 +304,9 @@ static int cmd_train(int argc, char **argv, options *o) {
     if (csv.f) nn_csv_header(csv.f);
     int threads = resolve_threads(o->threads);
     openblas_set_num_threads(1); /* the network splits batches itself */
-    nn_bn_place bn = o->no_bn ? NN_BN_NONE : o->bn_after ? NN_BN_AFTER_RELU : NN_BN_BEFORE_RELU;
-    nn_net net;
+    static nn_net net;
     int max_batch = o->batch > EVAL_BATCH ? o->batch : EVAL_BATCH;
-    if (nn_build(&net, o->model, bn, ld.train.h, ld.train.w, 1, 10, max_batch, threads, err,
+    if (nn_build(&net, &spec, ld.train.h, ld.train.w, 1, 10, !o->no_fuse, max_batch, threads, err,
                  sizeof err)) {
         fprintf(stderr, "bnorm: %s\n", err);
         atomic_file_abort(&csv);
@@ -331,11 +314,9 @@ static int cmd_train(int argc, char **argv, options *o) {
         return 1;
     }
     nn_init_params(&net, (uint64_t)o->seed);
-    printf("training %s (%s), %zu training and %zu test images, batch %d, %s lr %g, %d threads\n",
-           o->model,
-           bn == NN_BN_NONE         ? "no BN"
-           : bn == NN_BN_AFTER_RELU ? "BN after ReLU"
-                                    : "BN before ReLU",
+    printf("training %s (%s%s, %zu parameters), %zu training and %zu test images, batch %d, %s "
+           "lr %g, %d threads\n",
+           o->model, place_name(bn), o->no_fuse ? ", not fused" : "", nn_param_count(&net),
            ld.train.count, ld.test.count, o->batch, o->optimizer, o->lr, threads);
     nn_train_config cfg = {
         o->epochs, o->batch, make_optim(o, o->lr), (uint64_t)o->seed, isatty(STDERR_FILENO), stdout,
@@ -356,8 +337,8 @@ static int cmd_train(int argc, char **argv, options *o) {
         rc = 1;
     } else if (o->save && rc == 0) {
         ckpt_info info;
-        snprintf(info.arch, sizeof info.arch, "%s", o->model);
-        info.bn = bn, info.pixel_mean = ld.mean, info.pixel_std = ld.std;
+        snprintf(info.model, sizeof info.model, "%s", o->model);
+        info.pixel_mean = ld.mean, info.pixel_std = ld.std;
         if (ckpt_save(o->save, &net, &info, err, sizeof err)) {
             fprintf(stderr, "bnorm: %s\n", err);
             rc = 1;
@@ -405,20 +386,26 @@ static int cmd_eval(int argc, char **argv, options *o) {
     }
     int threads = resolve_threads(o->threads);
     openblas_set_num_threads(1); /* the network splits batches itself */
-    nn_net net;
+    static nn_net net, folded;
     ckpt_info info;
+    char err[1024];
     if (load_model(pos[0], EVAL_BATCH, threads, &net, &info)) return 1;
+    if (nn_fold(&net, &folded, 1, threads, err, sizeof err)) {
+        fprintf(stderr, "bnorm: %s: %s\n", pos[0], err);
+        nn_free(&net);
+        return 1;
+    }
     loaded_data ld = {0};
     ld.mean = info.pixel_mean, ld.std = info.pixel_std;
     if (load_data(o, &ld, 0)) {
-        nn_free(&net);
+        nn_free(&net), nn_free(&folded);
         return 1;
     }
     size_t n = ld.test.count;
     int *batched = malloc(n * sizeof(int)), *single = malloc(n * sizeof(int));
     if (check_fits(pos[0], &net, &ld.test, o) || !batched || !single) {
         if (!batched || !single) fprintf(stderr, "bnorm: out of memory\n");
-        free(batched), free(single), nn_free(&net), free_loaded(&ld);
+        free(batched), free(single), nn_free(&net), nn_free(&folded), free_loaded(&ld);
         return 1;
     }
     double t0 = nn_now();
@@ -426,7 +413,7 @@ static int cmd_eval(int argc, char **argv, options *o) {
     double t1 = nn_now();
     size_t px = (size_t)ld.test.h * ld.test.w, right1 = 0, disagree = 0;
     for (size_t i = 0; i < n && acc == acc; i++) {
-        const float *logits = nn_forward(&net, ld.test.x + i * px, 1, 0);
+        const float *logits = nn_forward(&folded, ld.test.x + i * px, 1, 0);
         if (!logits) {
             acc = NAN;
             break;
@@ -438,16 +425,21 @@ static int cmd_eval(int argc, char **argv, options *o) {
     double t2 = nn_now();
     if (acc != acc) {
         fprintf(stderr, "bnorm: %s: batch norm refused the model's statistics\n", pos[0]);
-        free(batched), free(single), nn_free(&net), free_loaded(&ld);
+        free(batched), free(single), nn_free(&net), nn_free(&folded), free_loaded(&ld);
         return 1;
     }
-    printf("model %s: %s, %s\n", pos[0], info.arch,
-           info.bn == NN_BN_NONE         ? "no BN"
-           : info.bn == NN_BN_AFTER_RELU ? "BN after ReLU"
-                                         : "BN before ReLU");
+    int bn_layers = 0, bn_left = 0;
+    for (int i = 0; i < net.spec.n; i++)
+        bn_layers += net.spec.layer[i].kind == NN_KIND_BN;
+    for (int i = 0; i < folded.spec.n; i++)
+        bn_left += folded.spec.layer[i].kind == NN_KIND_BN;
+    printf("model %s: %s, %d layers, %zu parameters, %d batch norm layers (%d folded for "
+           "single samples)\n",
+           pos[0], info.model[0] ? info.model : "?", net.spec.n, nn_param_count(&net), bn_layers,
+           bn_layers - bn_left);
     printf("test accuracy (test mode, batches of %d): %.2f%% on %zu images (%.1f us/image)\n",
            EVAL_BATCH, 100.0 * acc, n, 1e6 * (t1 - t0) / (double)n);
-    printf("test accuracy (one sample at a time):    %.2f%% (%.1f us/image)\n",
+    printf("test accuracy (one sample at a time, BN folded): %.2f%% (%.1f us/image)\n",
            100.0 * (double)right1 / (double)n, 1e6 * (t2 - t1) / (double)n);
     printf("batched and single-sample predictions %s (%zu differ)\n",
            disagree ? "DISAGREE" : "agree on every image", disagree);
@@ -464,7 +456,7 @@ static int cmd_eval(int argc, char **argv, options *o) {
             printf(" %5d", conf[t][k]);
         printf("\n");
     }
-    free(batched), free(single), nn_free(&net);
+    free(batched), free(single), nn_free(&net), nn_free(&folded);
     free_data(&ld.test);
     return disagree ? 1 : 0;
 }
@@ -489,10 +481,18 @@ static int cmd_predict(int argc, char **argv, options *o) {
         usage_predict(stderr);
         return 2;
     }
-    nn_net net;
+    static nn_net trained, net;
     ckpt_info info;
+    char err[1024];
     openblas_set_num_threads(1);
-    if (load_model(pos[0], 1, 1, &net, &info)) return 1;
+    if (load_model(pos[0], 1, 1, &trained, &info)) return 1;
+    /* One sample at a time, with BN folded into the layers before it. */
+    int folded = nn_fold(&trained, &net, 1, 1, err, sizeof err);
+    nn_free(&trained);
+    if (folded) {
+        fprintf(stderr, "bnorm: %s: %s\n", pos[0], err);
+        return 1;
+    }
     int rc = 0, h = net.in_h, w = net.in_w;
     float *px = malloc((size_t)h * w * sizeof(float));
     if (!px) {
@@ -526,7 +526,6 @@ static int cmd_predict(int argc, char **argv, options *o) {
         free_loaded(&ld);
     }
     for (int i = 1; i < npos; i++) {
-        char err[1024];
         if (image_read_gray(pos[i], h, w, px, err, sizeof err)) {
             fprintf(stderr, "bnorm: %s\n", err);
             rc = 1;
@@ -570,6 +569,10 @@ static int cmd_compare(int argc, char **argv, options *o) {
     }
     snprintf(csv_path, sizeof csv_path, "%s/compare.csv", out);
     snprintf(svg_path, sizeof svg_path, "%s/compare.svg", out);
+    static nn_spec specs[2];
+    int bad = model_spec(o->model, NN_BN_KEEP, &specs[1]);
+    if (!bad) bad = model_spec(o->model, NN_BN_NONE, &specs[0]);
+    if (bad) return bad;
     loaded_data ld = {0};
     if (load_data(o, &ld, 1)) return 1;
     atomic_file csv;
@@ -594,9 +597,9 @@ static int cmd_compare(int argc, char **argv, options *o) {
         double lr = lrs[run / 2];
         snprintf(labels[run], sizeof labels[run], "%s %s lr=%g", o->model, bn ? "BN" : "no-BN", lr);
         names[run] = labels[run];
-        nn_net net;
-        int failed = nn_build(&net, o->model, bn ? NN_BN_BEFORE_RELU : NN_BN_NONE, ld.train.h,
-                              ld.train.w, 1, 10, max_batch, threads, err, sizeof err);
+        static nn_net net;
+        int failed = nn_build(&net, &specs[bn], ld.train.h, ld.train.w, 1, 10, !o->no_fuse,
+                              max_batch, threads, err, sizeof err);
         if (!failed) {
             nn_init_params(&net, (uint64_t)o->seed);
             nn_train_config cfg = {
@@ -644,9 +647,65 @@ static int cmd_compare(int argc, char **argv, options *o) {
     return ok ? 0 : 1;
 }
 
+static int cmd_models(int argc, char **argv, options *o) {
+    const char *pos[MAX_POSITIONAL];
+    int npos, r = parse_options(argc, argv, o, pos, &npos);
+    if (r || npos) return r > 0 ? (usage_models(stdout), 0) : (usage_models(stderr), 2);
+    printf("%-10s %7s %11s  %s\n", "model", "layers", "parameters", "");
+    for (int i = 0; i < nn_builtin_model_count; i++) {
+        static nn_spec spec;
+        static nn_net net;
+        char err[1024];
+        const nn_builtin_model *m = &nn_builtin_models[i];
+        if (nn_spec_parse(m->text, strlen(m->text), m->name, &spec, err, sizeof err) ||
+            nn_describe(&net, &spec, 28, 28, 1, 10, 0, err, sizeof err)) {
+            fprintf(stderr, "bnorm: %s\n", err);
+            return 1;
+        }
+        printf("%-10s %7d %11zu  %s\n", m->name, spec.n, nn_param_count(&net), m->summary);
+    }
+    printf("\n--model also takes a description file; see docs/NETWORKS.md.\n");
+    return 0;
+}
+
+static int cmd_export(int argc, char **argv, options *o) {
+    const char *pos[MAX_POSITIONAL];
+    int npos, r = parse_options(argc, argv, o, pos, &npos);
+    if (r) return r > 0 ? (usage_export(stdout), 0) : (usage_export(stderr), 2);
+    if (npos != 2 || !o->fold) {
+        usage_export(stderr);
+        return 2;
+    }
+    static nn_net net, folded;
+    ckpt_info info;
+    char err[1024];
+    openblas_set_num_threads(1);
+    if (load_model(pos[0], 1, 1, &net, &info)) return 1;
+    int rc = 0;
+    if (nn_fold(&net, &folded, 1, 1, err, sizeof err)) {
+        fprintf(stderr, "bnorm: %s: %s\n", pos[0], err);
+        rc = 1;
+    } else if (ckpt_save(pos[1], &folded, &info, err, sizeof err)) {
+        fprintf(stderr, "bnorm: %s\n", err);
+        rc = 1;
+    } else {
+        int before = 0, after = 0;
+        for (int i = 0; i < net.spec.n; i++)
+            before += net.spec.layer[i].kind == NN_KIND_BN;
+        for (int i = 0; i < folded.spec.n; i++)
+            after += folded.spec.layer[i].kind == NN_KIND_BN;
+        printf("folded %d of %d batch norm layers; wrote %s (%d layers, %zu parameters)\n",
+               before - after, before, pos[1], folded.spec.n, nn_param_count(&folded));
+    }
+    nn_free(&folded);
+    nn_free(&net);
+    return rc;
+}
+
 int main(int argc, char **argv) {
-    options o = {"mlp", "sgd", NULL, NULL, NULL, NULL, 0, 0, 10, 64,
-                 0,     -1,    0.01, 0.5,  0.9,  1,    0, 0, 0};
+    options o = {0};
+    o.model = "mlp", o.optimizer = "sgd", o.epochs = 10, o.batch = 64, o.index = -1;
+    o.lr = 0.01, o.high_lr = 0.5, o.momentum = 0.9, o.seed = 1;
     if (argc < 2) {
         usage(stderr);
         return 2;
@@ -660,6 +719,8 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "eval")) return cmd_eval(argc - 2, argv + 2, &o);
     if (!strcmp(cmd, "predict")) return cmd_predict(argc - 2, argv + 2, &o);
     if (!strcmp(cmd, "compare")) return cmd_compare(argc - 2, argv + 2, &o);
+    if (!strcmp(cmd, "models")) return cmd_models(argc - 2, argv + 2, &o);
+    if (!strcmp(cmd, "export")) return cmd_export(argc - 2, argv + 2, &o);
     fprintf(stderr, "bnorm: unknown command '%s'\n", cmd);
     usage(stderr);
     return 2;

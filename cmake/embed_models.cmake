@@ -1,0 +1,23 @@
+# Writes OUT, a C file holding every models/*.net description as a string,
+# so that the built-in models ship inside the program. The first line of
+# each file, a comment, is its summary.
+file(GLOB files "${MODELS_DIR}/*.net")
+list(SORT files)
+set(body "/* Generated from models/NAME.net by cmake/embed_models.cmake. */\n#include \"spec.h\"\n\n#include <string.h>\n\nconst nn_builtin_model nn_builtin_models[] = {\n")
+set(count 0)
+foreach(f ${files})
+  get_filename_component(name ${f} NAME_WE)
+  file(READ ${f} text)
+  string(REGEX MATCH "^# [^:\n]*: ([^\n]*)" _ "${text}")
+  set(summary "${CMAKE_MATCH_1}")
+  string(REPLACE "\\" "\\\\" text "${text}")
+  string(REPLACE "\"" "\\\"" text "${text}")
+  string(REPLACE "\n" "\\n\"\n     \"" text "${text}")
+  string(REPLACE "\"" "\\\"" summary "${summary}")
+  string(APPEND body "    {\"${name}\", \"${summary}\",\n     \"${text}\"},\n")
+  math(EXPR count "${count} + 1")
+endforeach()
+string(APPEND body "};\nconst int nn_builtin_model_count = ${count};\n\n")
+string(APPEND body "const nn_builtin_model *nn_find_builtin_model(const char *name) {\n    for (int i = 0; i < nn_builtin_model_count; i++)\n        if (!strcmp(nn_builtin_models[i].name, name)) return &nn_builtin_models[i];\n    return NULL;\n}\n")
+file(WRITE "${OUT}.tmp" "${body}")
+file(COPY_FILE "${OUT}.tmp" "${OUT}" ONLY_IF_DIFFERENT)

@@ -1,0 +1,151 @@
+/* conv: a size x size convolution (3 or 1) with stride 1 or 2 and same
+ * padding, by im2col and sgemm; weights [size][size][in_c][out_c], one row
+ * of the GEMM's B per im2col column. A 1x1 convolution of stride 1 needs no
+ * im2col: its input already is the GEMM's A. */
+#include <cblas.h>
+#include <string.h>
+
+#include "kind.h"
+#include "ops.h"
+
+static int setup(nn_net *net, nn_layer *l, const nn_dims *in2, char *err, size_t errlen) {
+    (void)in2, (void)err, (void)errlen;
+    int st = l->spec.stride;
+    l->out = (nn_dims){(l->in.h + st - 1) / st, (l->in.w + st - 1) / st, l->spec.units};
+    int64_t shape[4] = {l->spec.size, l->spec.size, l->in.c, l->spec.units};
+    l->weight = nn_add_tensor(net, l, "weight", 4, shape, 1);
+    if (l->spec.bias) l->bias = nn_add_tensor(net, l, "bias", 1, shape + 3, 1);
+    return 0;
+}
+
+static int direct(const nn_layer *l) { return l->spec.size == 1 && l->spec.stride == 1; }
+static int taps(const nn_layer *l) { return l->spec.size * l->spec.size * l->in.c; }
+static size_t pixels(const nn_layer *l) { return (size_t)l->out.h * l->out.w; }
+
+/* Samples per im2col chunk (net->conv_chunk_bytes): a whole slice's rows,
+ * megabytes, would go out to L3 and back between im2col and the GEMM. */
+static int chunk(const nn_net *net, const nn_layer *l) {
+    size_t per_sample = pixels(l) * (size_t)taps(l) * sizeof(float);
+    if (direct(l) || per_sample == 0 || per_sample >= net->conv_chunk_bytes) return 1;
+    return (int)(net->conv_chunk_bytes / per_sample);
+}
+
+static void plan(const nn_net *net, const nn_layer *l, nn_plan *need) {
+    if (!direct(l)) need->thread_floats = (size_t)chunk(net, l) * pixels(l) * taps(l);
+    /* Each slice but the first sums its samples' weight gradient apart. */
+    if (net->threads > 1)
+        need->work_bytes = (size_t)(net->threads - 1) * l->weight->size * sizeof(float);
+}
+
+static void init(nn_layer *l, nn_rng *rng) { nn_init_he(l->weight, l->out.c, rng); }
+
+/* col[(b*oh + oy)*ow + ox][(ky*k + kx)*c + ch] = in[b][oy*s + ky - p][ox*s + kx - p][ch],
+ * zero outside; for the shapes nn_im2col3x3 does not take. */
+static void im2col(const nn_layer *l, float *col, const float *in, int m) {
+    int k = l->spec.size, st = l->spec.stride, pad = k / 2, c = l->in.c;
+    int h = l->in.h, w = l->in.w, oh = l->out.h, ow = l->out.w;
+    for (int b = 0; b < m; b++)
+        for (int oy = 0; oy < oh; oy++)
+            for (int ox = 0; ox < ow; ox++)
+                for (int ky = 0; ky < k; ky++)
+                    for (int kx = 0; kx < k; kx++) {
+                        int iy = oy * st + ky - pad, ix = ox * st + kx - pad;
+                        float *dst = col + (((size_t)b * oh + oy) * ow + ox) * taps(l) +
+                                     (size_t)(ky * k + kx) * c;
+                        if (iy < 0 || iy >= h || ix < 0 || ix >= w)
+                            memset(dst, 0, (size_t)c * sizeof(float));
+                        else
+                            memcpy(dst, in + (((size_t)b * h + iy) * w + ix) * c,
+                                   (size_t)c * sizeof(float));
+                    }
+}
+
+/* The adjoint of im2col: din = the sum of the columns that read it. */
+static void col2im(const nn_layer *l, float *din, const float *col, int m) {
+    int k = l->spec.size, st = l->spec.stride, pad = k / 2, c = l->in.c;
+    int h = l->in.h, w = l->in.w, oh = l->out.h, ow = l->out.w;
+    memset(din, 0, (size_t)m * l->in_size * sizeof(float));
+    for (int b = 0; b < m; b++)
+        for (int oy = 0; oy < oh; oy++)
+            for (int ox = 0; ox < ow; ox++)
+                for (int ky = 0; ky < k; ky++)
+                    for (int kx = 0; kx < k; kx++) {
+                        int iy = oy * st + ky - pad, ix = ox * st + kx - pad;
+                        if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue;
+                        const float *src = col + (((size_t)b * oh + oy) * ow + ox) * taps(l) +
+                                           (size_t)(ky * k + kx) * c;
+                        nn_add_rows(din + (((size_t)b * h + iy) * w + ix) * c, src, (size_t)c);
+                    }
+}
+
+/* The GEMM's A for m samples from in: the input itself, or its im2col in col. */
+static const float *columns(const nn_layer *l, float *col, const float *in, int m) {
+    if (direct(l)) return in;
+    if (l->spec.size == 3 && l->spec.stride == 1)
+        nn_im2col3x3(col, in, m, l->in.h, l->in.w, l->in.c);
+    else
+        im2col(l, col, in, m);
+    return col;
+}
+
+static void forward(const nn_pass *p, int s, int b0, int b1) {
+    const nn_layer *l = p->l;
+    int K = taps(l), oc = l->out.c, step = chunk(p->net, l);
+    size_t pix = pixels(l);
+    float *col = nn_thread_scratch(p->net, s);
+    for (int c0 = b0; c0 < b1; c0 += step) {
+        int m = b1 - c0 < step ? b1 - c0 : step;
+        const float *a = columns(l, col, p->in[0] + (size_t)c0 * l->in_size, m);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(m * pix), oc, K, 1.0f, a, K,
+                    l->weight->value, oc, 0.0f, l->act + (size_t)c0 * l->out_size, oc);
+    }
+    if (l->bias)
+        nn_add_bias(l->act + (size_t)b0 * l->out_size, l->bias->value, (size_t)(b1 - b0) * pix, oc);
+}
+
+/* Phase 0: the weight gradient sums over every pixel of the batch, which is
+ * long: each slice sums its own samples (slice 0 into dw with beta, the
+ * others into partial buffers), so that each thread packs only its part of
+ * both operands. Phase 1 adds the partials in slice order, each thread over
+ * its own rows of dw, then the input gradient of the slice's samples. */
+static void backward(const nn_pass *p, int s, int b0, int b1, int phase) {
+    const nn_layer *l = p->l;
+    int K = taps(l), oc = l->out.c, step = chunk(p->net, l);
+    size_t pix = pixels(l), wsize = (size_t)K * oc;
+    float *partial = p->net->work, *col = nn_thread_scratch(p->net, s);
+    if (phase == 0) {
+        float *dst = s == 0 ? p->dw : partial + (size_t)(s - 1) * wsize;
+        for (int c0 = b0; c0 < b1; c0 += step) {
+            int m = b1 - c0 < step ? b1 - c0 : step;
+            float keep = c0 > b0 ? 1.0f : s == 0 ? p->dw_beta : 0.0f;
+            const float *a = columns(l, col, p->in[0] + (size_t)c0 * l->in_size, m);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, oc, (int)(m * pix), 1.0f, a, K,
+                        p->g + (size_t)c0 * pix * oc, oc, keep, dst, oc);
+        }
+        return;
+    }
+    size_t r0 = (size_t)nn_slice_begin(K, p->T, s), r1 = (size_t)nn_slice_begin(K, p->T, s + 1);
+    for (int t = 1; t < p->T; t++)
+        nn_add_rows(p->dw + r0 * oc, partial + (size_t)(t - 1) * wsize + r0 * oc, (r1 - r0) * oc);
+    for (int c0 = b0; p->din[0] && c0 < b1; c0 += step) {
+        int m = b1 - c0 < step ? b1 - c0 : step;
+        float *din = p->din[0] + (size_t)c0 * l->in_size;
+        float *dst = direct(l) ? din : col;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(m * pix), K, oc, 1.0f,
+                    p->g + (size_t)c0 * pix * oc, oc, l->weight->value, oc, 0.0f, dst, K);
+        if (direct(l)) continue;
+        if (l->spec.size == 3 && l->spec.stride == 1)
+            nn_col2im3x3(din, col, m, l->in.h, l->in.w, l->in.c);
+        else
+            col2im(l, din, col, m);
+    }
+    if (s == 0 && l->bias) nn_bias_grad(l->bias->grad, p->g, (size_t)p->n * pix, oc);
+}
+
+const nn_kind nn_kind_conv = {.setup = setup,
+                              .plan = plan,
+                              .init = init,
+                              .forward = forward,
+                              .phases = 2,
+                              .backward = backward,
+                              .foldable = 1};

@@ -1,0 +1,43 @@
+/* relu: max(x, 0); the backward reads the layer's own output. */
+#include "kind.h"
+#include "ops.h"
+
+static int setup(nn_net *net, nn_layer *l, const nn_dims *in2, char *err, size_t errlen) {
+    (void)net, (void)in2, (void)err, (void)errlen;
+    l->out = l->in;
+    return 0;
+}
+
+static void plan(const nn_net *net, const nn_layer *l, nn_plan *need) {
+    (void)net, (void)l, (void)need;
+}
+
+static void forward(const nn_pass *p, int s, int b0, int b1) {
+    (void)s;
+    size_t size = p->l->out_size;
+    nn_relu_forward(p->l->act + (size_t)b0 * size, p->in[0] + (size_t)b0 * size,
+                    (size_t)(b1 - b0) * size);
+}
+
+static void backward(const nn_pass *p, int s, int b0, int b1, int phase) {
+    (void)s, (void)phase;
+    size_t size = p->l->out_size;
+    if (!p->din[0]) return;
+    nn_relu_backward(p->din[0] + (size_t)b0 * size, p->l->act + (size_t)b0 * size,
+                     p->g + (size_t)b0 * size, (size_t)(b1 - b0) * size);
+}
+
+static int one_units(const nn_layer *l, const float *in, float *out, int c0, int c1, void *ws,
+                     size_t ws_size) {
+    (void)l, (void)ws, (void)ws_size;
+    for (int c = c0; c < c1; c++)
+        out[c] = in[c] > 0.0f ? in[c] : 0.0f;
+    return 0;
+}
+
+const nn_kind nn_kind_relu = {.setup = setup,
+                              .plan = plan,
+                              .forward = forward,
+                              .phases = 1,
+                              .backward = backward,
+                              .one_units = one_units};

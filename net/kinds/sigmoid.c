@@ -1,0 +1,51 @@
+/* sigmoid: 1 / (1 + exp(-x)); the backward reads the layer's own output,
+ * dsigmoid/dx = y (1 - y). */
+#include <math.h>
+
+#include "kind.h"
+
+static int setup(nn_net *net, nn_layer *l, const nn_dims *in2, char *err, size_t errlen) {
+    (void)net, (void)in2, (void)err, (void)errlen;
+    l->out = l->in;
+    return 0;
+}
+
+static void plan(const nn_net *net, const nn_layer *l, nn_plan *need) {
+    (void)net, (void)l, (void)need;
+}
+
+static float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+static void forward(const nn_pass *p, int s, int b0, int b1) {
+    (void)s;
+    size_t size = p->l->out_size;
+    const float *in = p->in[0] + (size_t)b0 * size;
+    float *out = p->l->act + (size_t)b0 * size;
+    for (size_t k = 0; k < (size_t)(b1 - b0) * size; k++)
+        out[k] = sigmoid(in[k]);
+}
+
+static void backward(const nn_pass *p, int s, int b0, int b1, int phase) {
+    (void)s, (void)phase;
+    size_t size = p->l->out_size;
+    if (!p->din[0]) return;
+    const float *y = p->l->act + (size_t)b0 * size, *g = p->g + (size_t)b0 * size;
+    float *din = p->din[0] + (size_t)b0 * size;
+    for (size_t k = 0; k < (size_t)(b1 - b0) * size; k++)
+        din[k] = g[k] * y[k] * (1.0f - y[k]);
+}
+
+static int one_units(const nn_layer *l, const float *in, float *out, int c0, int c1, void *ws,
+                     size_t ws_size) {
+    (void)l, (void)ws, (void)ws_size;
+    for (int c = c0; c < c1; c++)
+        out[c] = sigmoid(in[c]);
+    return 0;
+}
+
+const nn_kind nn_kind_sigmoid = {.setup = setup,
+                                 .plan = plan,
+                                 .forward = forward,
+                                 .phases = 1,
+                                 .backward = backward,
+                                 .one_units = one_units};
