@@ -192,9 +192,9 @@ static int parse_line(parse_ctx *c, nn_spec *spec, char *s) {
     l->in[1] = -1;
     l->units = -1;
     l->size = 3, l->stride = 1, l->bias = -1;
+    int end = col[n - 1] + (int)strlen(tok[n - 1]); /* before parse_key cuts the tokens */
     for (int k = t + 1; k < n; k++)
         if (parse_key(c, spec, i, tok[k], col[k])) return -1;
-    int end = col[n - 1] + (int)strlen(tok[n - 1]);
     if ((l->kind == NN_KIND_DENSE || l->kind == NN_KIND_CONV) && l->units < 0)
         return fail(c, end, "%s needs %s=", kind_names[kind],
                     l->kind == NN_KIND_DENSE ? "units" : "channels");
@@ -370,25 +370,38 @@ static void move_after(nn_spec *spec, int i, int after) {
     spec->n++;
 }
 
+/* The activation (ReLU or sigmoid) that the bn at i leads to, reading it
+ * alone, directly or as the main input (the first) of an add read by that
+ * activation alone; -1 if none. */
+static int activation_after(const nn_spec *spec, int i) {
+    int next, at = i;
+    if (consumers(spec, at, &next) != 1) return -1;
+    if (spec->layer[next].kind == NN_KIND_ADD) {
+        if (spec->layer[next].in[0] != at) return -1;
+        at = next;
+        if (consumers(spec, at, &next) != 1) return -1;
+    }
+    nn_kind_id k = spec->layer[next].kind;
+    return k == NN_KIND_RELU || k == NN_KIND_SIGMOID ? next : -1;
+}
+
 int nn_spec_place_bn(nn_spec *spec, nn_bn_place place, char *err, size_t errlen) {
     if (place == NN_BN_NONE) {
         for (int i = spec->n - 1; i >= 0; i--)
             if (spec->layer[i].kind == NN_KIND_BN) remove_layer(spec, i);
     } else if (place == NN_BN_AFTER) {
-        for (int i = 0; i < spec->n; i++) {
-            if (spec->layer[i].kind != NN_KIND_BN) continue;
-            /* The ReLU it feeds, directly or through an add. */
-            int next, at = i;
-            if (consumers(spec, at, &next) != 1) continue;
-            if (spec->layer[next].kind == NN_KIND_ADD) {
-                at = next;
-                if (consumers(spec, at, &next) != 1) continue;
-            }
-            if (spec->layer[next].kind != NN_KIND_RELU && spec->layer[next].kind != NN_KIND_SIGMOID)
-                continue;
-            move_after(spec, i, next);
-            i = next; /* the moved bn now sits at next; go on after it */
-        }
+        /* The bn layers to move, by name (indices shift as they move). */
+        char names[NN_MAX_LAYERS][NN_NAME_MAX];
+        int n_move = 0;
+        for (int i = 0; i < spec->n; i++)
+            if (spec->layer[i].kind == NN_KIND_BN && activation_after(spec, i) >= 0)
+                memcpy(names[n_move++], spec->layer[i].name, NN_NAME_MAX);
+        for (int m = 0; m < n_move; m++)
+            for (int i = 0; i < spec->n; i++)
+                if (!strcmp(spec->layer[i].name, names[m])) {
+                    move_after(spec, i, activation_after(spec, i));
+                    break;
+                }
     }
     int dup;
     if (name_layers(spec, &dup)) {

@@ -87,8 +87,10 @@ int nn_spec_parse(const char *text, size_t len, const char *what, nn_spec *spec,
 int nn_spec_format(const nn_spec *spec, char *out, size_t cap);
 
 /* BN placement: NN_BN_NONE removes every bn (the layers before them then
- * get a bias); NN_BN_AFTER moves each bn from before its ReLU (or before
- * the add that leads to its ReLU) to after that ReLU. Layers are renamed by
+ * get a bias); NN_BN_AFTER moves each bn from before its ReLU (or sigmoid)
+ * to after it, and a bn on a residual block's main path, before the add
+ * that leads to the ReLU, to after that ReLU (a projection's bn, on the
+ * skip path, stays). Layers are renamed by
  * their new positions unless labelled. Returns 0, or -1 with a message. */
 int nn_spec_place_bn(nn_spec *spec, nn_bn_place place, char *err, size_t errlen);
 

@@ -14,12 +14,12 @@ jobs=$(nproc)
 cmake -S . -B "$out" -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBNORM_FUZZ=ON \
     -DBNORM_BUILD_TESTS=OFF -DBNORM_BUILD_EXAMPLES=OFF >/dev/null
 cmake --build "$out" -j "$jobs" --target make_seeds fuzz_idx fuzz_st_header fuzz_safetensors \
-    fuzz_image >/dev/null
+    fuzz_image fuzz_spec >/dev/null
 rm -rf "$out/seeds"
 ASAN_OPTIONS=detect_leaks=1 "$out/tests/fuzz/make_seeds" "$out/seeds"
 declare -A seeds=([fuzz_idx]=idx [fuzz_st_header]=st_header [fuzz_safetensors]=safetensors
-                  [fuzz_image]=image)
-for target in fuzz_idx fuzz_st_header fuzz_safetensors fuzz_image; do
+                  [fuzz_image]=image [fuzz_spec]=spec)
+for target in fuzz_idx fuzz_st_header fuzz_safetensors fuzz_image fuzz_spec; do
     work="$out/corpus-work/$target"
     mkdir -p "$work"
     echo "== $target"

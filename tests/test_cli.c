@@ -253,6 +253,33 @@ int main(int argc, char **argv) {
     EXPECT(2, err_text, "expected an integer from 0 to 256", "train --threads 100000");
     EXPECT(2, err_text, "expected a number from", "train --lr -1");
 
+    /* Networks as data: the built-in models, a description file, a bad one
+     * (its line and column), folding for inference. */
+    EXPECT(0, out_text, "resnet", "models");
+    CHECK(strstr(out_text, "269834") != NULL, "models: the mlp's parameter count: %s", out_text);
+    EXPECT(0, out_text, "usage: bnorm export", "export --help");
+    EXPECT(2, err_text, "usage: bnorm export", "export %s/m.st", dir);
+    snprintf(path, sizeof path, "%s/tiny.net", dir);
+    write_text(path, "# a small residual network\nconv channels=4\nbn\nskip: relu\n"
+                     "conv channels=4\nbn\nadd skip=skip\nrelu\nmaxpool\n"
+                     "dense units=classes\nsoftmax\n");
+    EXPECT(0, out_text, "epoch  1", "train --model %s --data %s --epochs 1 --save %s/tiny.st", path,
+           dir, dir);
+    EXPECT(0, out_text, "agree on every image", "eval %s/tiny.st --data %s", dir, dir);
+    EXPECT(0, out_text, "folded 2 of 2 batch norm", "export --fold %s/tiny.st %s/tiny-folded.st",
+           dir, dir);
+    EXPECT(0, out_text, "0 batch norm layers", "eval %s/tiny-folded.st --data %s", dir, dir);
+    EXPECT(0, out_text, "folded 2 of 2 batch norm", "export --fold %s/m.st %s/m-folded.st", dir,
+           dir);
+    EXPECT(0, out_text, "class", "predict %s/m-folded.st --index 3 --data %s", dir, dir);
+    EXPECT(0, out_text, "epoch  1",
+           "train --model resnet --data %s --epochs 1 --no-fuse --bn-after-activation", dir);
+    snprintf(path, sizeof path, "%s/bad.net", dir);
+    write_text(path, "conv channels=4\nbn\nrelu\nadd skip=nowhere\nsoftmax\n");
+    EXPECT(1, err_text, "bad.net:4:10: no layer named 'nowhere'", "train --model %s --data %s",
+           path, dir);
+    EXPECT(1, err_text, "missing.net", "train --model %s/missing.net --data %s", dir, dir);
+
     /* Two runs logging to one path at once both succeed (their temporaries
      * once collided), three times over. */
     for (int round = 0; round < 3; round++)

@@ -48,16 +48,16 @@ static int model_seeds(void) {
     const int sides[] = {4, 2};
     for (int a = 0; a < 2; a++)
         for (int bn = 0; bn < 3; bn++) {
-            nn_net net;
+            static nn_net net;
             char err[512], path[4096], name[64];
-            if (nn_build(&net, archs[a], (nn_bn_place)bn, sides[a], sides[a], 1, 10, 2, 1, err,
-                         sizeof err)) {
+            if (nn_build_model(&net, archs[a], (nn_bn_place)bn, sides[a], sides[a], 1, 10, 2, 1,
+                               err, sizeof err)) {
                 fprintf(stderr, "make_seeds: %s\n", err);
                 return -1;
             }
             nn_init_params(&net, 1);
-            ckpt_info info = {"", (nn_bn_place)bn, 0.25f, 0.5f};
-            snprintf(info.arch, sizeof info.arch, "%s", archs[a]);
+            ckpt_info info = {"", 0.25f, 0.5f};
+            snprintf(info.model, sizeof info.model, "%s", archs[a]);
             snprintf(name, sizeof name, "%s-%d", archs[a], bn);
             snprintf(path, sizeof path, "%s/safetensors", root);
             mkdir(path, 0777);
@@ -117,6 +117,15 @@ static int image_seeds(void) {
     return put("image", "rgb.png", png, size + 1);
 }
 
+/* The built-in network descriptions. */
+static int spec_seeds(void) {
+    for (int i = 0; i < nn_builtin_model_count; i++)
+        if (put("spec", nn_builtin_models[i].name, nn_builtin_models[i].text,
+                strlen(nn_builtin_models[i].text)))
+            return -1;
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) {
         fprintf(stderr, "usage: make_seeds DIR\n");
@@ -124,5 +133,5 @@ int main(int argc, char **argv) {
     }
     root = argv[1];
     mkdir(root, 0777);
-    return idx_seed() || model_seeds() || image_seeds() ? 1 : 0;
+    return idx_seed() || model_seeds() || image_seeds() || spec_seeds() ? 1 : 0;
 }
