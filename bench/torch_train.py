@@ -49,6 +49,44 @@ def cnn(bn):
                          *([nn.BatchNorm1d(128)] if bn else []), nn.ReLU(), nn.Linear(128, 10))
 
 
+class Block(nn.Module):
+    """A basic residual block as models/resnet.net writes it: conv-bn-relu-
+    conv-bn, plus the input (or its 1x1 stride-2 projection with BN), ReLU."""
+
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.c1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.b1 = nn.BatchNorm2d(cout)
+        self.c2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.b2 = nn.BatchNorm2d(cout)
+        self.proj = None
+        if stride != 1 or cin != cout:
+            self.proj = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
+                                      nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        skip = x if self.proj is None else self.proj(x)
+        return F.relu(self.b2(self.c2(F.relu(self.b1(self.c1(x))))) + skip)
+
+
+def resnet():
+    return nn.Sequential(nn.Conv2d(1, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16),
+                         nn.ReLU(), Block(16, 16, 1), Block(16, 16, 1), Block(16, 32, 2),
+                         Block(32, 32, 1), Block(32, 64, 2), Block(64, 64, 1),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10))
+
+
+def single_us(model, x, reps):
+    model.eval()
+    with torch.no_grad():
+        for i in range(reps // 10):
+            model(x[i:i + 1])
+        t0 = time.perf_counter()
+        for i in range(reps):
+            model(x[i:i + 1])
+    return (time.perf_counter() - t0) / reps * 1e6
+
+
 def epoch_seconds(model, x, y, lr, batch, epochs, seed):
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
     g = torch.Generator().manual_seed(seed)
@@ -76,6 +114,8 @@ def main():
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--cnn-limit", type=int, default=0, help="train the CNN on the first N images")
     ap.add_argument("--skip-cnn", action="store_true")
+    ap.add_argument("--resnet-limit", type=int, default=0,
+                    help="train the residual CNN on the first N images (0: skip it)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(1)
@@ -93,17 +133,15 @@ def main():
         n = a.cnn_limit or x.shape[0]
         t = epoch_seconds(cnn(True), x[:n], y[:n], 0.05, 64, a.epochs, 1)
         print(f"torch_cnn_bn_epoch_s {min(t) * x.shape[0] / n:.3f}")
+    if a.resnet_limit:
+        n = a.resnet_limit
+        model = resnet()
+        t = epoch_seconds(model, x[:n], y[:n], 0.05, 64, 1, 1)
+        print(f"torch_resnet_epoch_s {min(t) * x.shape[0] / n:.3f}")
+        print(f"torch_resnet_single_us {single_us(model, x, 300):.1f}")
     model = mlp(True)
     epoch_seconds(model, x[:6400], y[:6400], 0.01, 64, 1, 1)
-    model.eval()
-    with torch.no_grad():
-        for i in range(200):
-            model(x[i:i + 1])
-        t0 = time.perf_counter()
-        reps = 2000
-        for i in range(reps):
-            model(x[i:i + 1])
-        print(f"torch_mlp_bn_single_us {(time.perf_counter() - t0) / reps * 1e6:.1f}")
+    print(f"torch_mlp_bn_single_us {single_us(model, x, 2000):.1f}")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Training and inference speed of `bnorm` against PyTorch (Debian's
 # python3-torch) in one invocation, on the same machine state: the BN MLP and
-# no-BN MLP epochs, the BN CNN epoch, and single-sample inference of the BN
-# MLP. Both sides use OpenBLAS single-threaded and 2 threads of their own
+# no-BN MLP epochs, the BN CNN epoch, the residual CNN's epoch (both sides on
+# the first --resnet-limit images, scaled to the 60,000), and single-sample
+# inference of the BN MLP and the residual CNN (bnorm: BN folded). Both sides use OpenBLAS single-threaded and 2 threads of their own
 # (PyTorch: torch.set_num_threads(2); bnorm: --threads 2), batch 64, SGD
 # momentum 0.9, full Fashion-MNIST training set. Prints a table of seconds
 # and ratios (bnorm / PyTorch: below 1 is faster).
@@ -12,6 +13,7 @@
 # and each figure is the best over all rounds.
 #
 #   bash bench/train_vs_torch.sh [--epochs N] [--rounds N] [--skip-cnn]
+#                                [--resnet-limit N (default 12800; 0 skips it)]
 #
 # Extra environment (for example OPENBLAS_CORETYPE) applies to both sides.
 set -euo pipefail
@@ -19,11 +21,13 @@ cd "$(dirname "$0")/.."
 epochs=2
 rounds=3
 skip_cnn=
+resnet_limit=12800
 while [ $# -gt 0 ]; do
     case $1 in
     --epochs) epochs=$2; shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
     --skip-cnn) skip_cnn=--skip-cnn; shift ;;
+    --resnet-limit) resnet_limit=$2; shift 2 ;;
     *) echo "usage: bash bench/train_vs_torch.sh [--epochs N] [--rounds N] [--skip-cnn]" >&2; exit 2 ;;
     esac
 done
@@ -54,6 +58,14 @@ run_bnorm() {
     fi
     echo "mlp_bn_single_us $($bnorm eval "$work/mlp.safetensors" --threads $threads |
         sed -n 's/.*one sample at a time.*(\([0-9.]*\) us\/image).*/\1/p')"
+    if [ "$resnet_limit" -gt 0 ]; then
+        $bnorm train --model resnet --lr 0.05 --epochs 1 --threads $threads \
+            --train-limit "$resnet_limit" --test-limit 300 --save "$work/resnet.safetensors" \
+            --log "$work/resnet.csv" >/dev/null
+        echo "resnet_epoch_s $(min_epoch "$work/resnet.csv" | awk -v n="$resnet_limit" '{ print $1 * 60000 / n }')"
+        echo "resnet_single_us $($bnorm eval "$work/resnet.safetensors" --threads $threads --test-limit 300 |
+            sed -n 's/.*one sample at a time.*(\([0-9.]*\) us\/image).*/\1/p')"
+    fi
 }
 # PyTorch allocates its activations and gradients anew at every step; with
 # glibc's defaults, blocks above the mmap threshold go back to the kernel
@@ -62,7 +74,8 @@ run_bnorm() {
 # user on CPU would run it, so the peer runs that way.
 run_torch() {
     MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=4294967296 \
-        /usr/bin/python3 bench/torch_train.py --epochs "$epochs" --threads $threads $skip_cnn |
+        /usr/bin/python3 bench/torch_train.py --epochs "$epochs" --threads $threads $skip_cnn \
+            --resnet-limit "$resnet_limit" |
         sed -n 's/^torch_//p'
 }
 for r in $(seq "$rounds"); do
@@ -82,12 +95,15 @@ row() { # name, ours, torch, unit
 }
 echo
 printf "%-34s %10s %10s %8s\n" "case" "bnorm" "PyTorch" "ratio"
-for key in mlp_bn_epoch_s mlp_nobn_epoch_s cnn_bn_epoch_s mlp_bn_single_us; do
+for key in mlp_bn_epoch_s mlp_nobn_epoch_s cnn_bn_epoch_s resnet_epoch_s mlp_bn_single_us \
+    resnet_single_us; do
     case $key in
     mlp_bn_epoch_s) name="MLP 784-256-256-10, BN, epoch" unit=s ;;
     mlp_nobn_epoch_s) name="MLP, no BN, epoch" unit=s ;;
     cnn_bn_epoch_s) name="CNN, BN, epoch" unit=s ;;
+    resnet_epoch_s) name="residual CNN, BN, epoch" unit=s ;;
     mlp_bn_single_us) name="BN MLP single-sample inference" unit=us ;;
+    resnet_single_us) name="residual CNN single-sample" unit=us ;;
     esac
     row "$name" "$(get bnorm $key)" "$(get torch $key)" $unit
 done
