@@ -12,6 +12,7 @@
 #include <zlib.h>
 
 #include "check.h"
+#include "image.h"
 
 static const char *bnorm;
 static char dir[256], out_path[300], err_path[300];
@@ -279,6 +280,25 @@ int main(int argc, char **argv) {
     EXPECT(1, err_text, "bad.net:4:10: no layer named 'nowhere'", "train --model %s --data %s",
            path, dir);
     EXPECT(1, err_text, "missing.net", "train --model %s/missing.net --data %s", dir, dir);
+
+    /* The BN paper's experiment, short: the CSV has every record of both runs
+     * (steps 0, 10, 20, 30), the PNG decodes at the size of three panels. */
+    EXPECT(0, out_text, "figure:", "paper --data %s --steps 30 --every 10 --out %s/paper", dir,
+           dir);
+    CHECK(count_lines(strcat(strcpy(err_text, dir), "/paper/paper.csv")) == 9, "paper.csv rows");
+    {
+        static float px[400 * 1680];
+        char perr[512];
+        snprintf(path, sizeof path, "%s/paper/paper.png", dir);
+        CHECK(image_read_gray(path, 400, 1680, px, perr, sizeof perr) == 0, "paper.png: %s", perr);
+        double ink = 0;
+        for (size_t k = 0; k < sizeof px / sizeof px[0]; k++)
+            ink += px[k] < 128;
+        CHECK(ink > 5000 && ink < 0.2 * (double)(sizeof px / sizeof px[0]),
+              "paper.png: %.0f dark pixels", ink);
+        CHECK(exists("%s/paper/paper.svg", dir), "no paper.svg");
+    }
+    EXPECT(2, err_text, "invalid value '0' for --steps", "paper --steps 0");
 
     /* Two runs logging to one path at once both succeed (their temporaries
      * once collided), three times over. */

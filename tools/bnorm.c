@@ -13,6 +13,7 @@
 #include "idx.h"
 #include "image.h"
 #include "nn.h"
+#include "paper.h"
 #include "plot.h"
 #include "train.h"
 
@@ -26,8 +27,8 @@ typedef struct {
     const char *model, *optimizer, *save, *log, *data, *out;
     int no_bn, bn_after, no_fuse, fold, epochs, batch, threads, index;
     double lr, high_lr, momentum, weight_decay;
-    long long seed, train_limit, test_limit;
-    int lr_given;
+    long long seed, train_limit, test_limit, steps, every, unit;
+    int lr_given, momentum_given;
 } options;
 
 static void usage_train(FILE *f) {
@@ -76,16 +77,29 @@ static void usage_compare(FILE *f) {
                "and prints what BN bought. Defaults: mlp, 10 epochs, lr 0.01 and 0.5, out "
                "bnorm-compare.\n");
 }
+static void usage_paper(FILE *f) {
+    fprintf(f, "usage: bnorm paper [--steps N] [--every N] [--batch N] [--lr X] [--momentum X]\n"
+               "                   [--unit K] [--seed N] [--threads N] [--out DIR] [--data DIR]\n"
+               "                   [--train-limit N] [--test-limit N]\n"
+               "The BN paper's Figure 1 (Ioffe and Szegedy 2015): a 784-100-100-100-10 sigmoid\n"
+               "MLP trained with and without BN by SGD; every N steps, the test accuracy and the\n"
+               "15th/50th/85th percentiles of the input to sigmoid K of the last hidden layer\n"
+               "over the test images. Writes DIR/paper.csv and DIR/paper.png (and .svg).\n"
+               "Defaults: 50000 steps of 60, every 500, plain SGD (lr 0.1, momentum 0), unit 0,\n"
+               "out bnorm-paper.\n");
+}
 static void usage(FILE *f) {
-    fprintf(f, "usage: bnorm <command> [options]\n\n"
-               "commands:\n"
-               "  train     train a network with or without batch norm\n"
-               "  models    list the built-in networks\n"
-               "  export    fold batch norm into the layers before it, for inference\n"
-               "  eval      test accuracy and confusion matrix of a saved model\n"
-               "  predict   classify 28x28 grayscale images with a saved model\n"
-               "  compare   with vs without BN at a normal and a high learning rate\n\n"
-               "'bnorm <command> --help' describes each.\n");
+    fprintf(f,
+            "usage: bnorm <command> [options]\n\n"
+            "commands:\n"
+            "  train     train a network with or without batch norm\n"
+            "  models    list the built-in networks\n"
+            "  export    fold batch norm into the layers before it, for inference\n"
+            "  eval      test accuracy and confusion matrix of a saved model\n"
+            "  predict   classify 28x28 grayscale images with a saved model\n"
+            "  compare   with vs without BN at a normal and a high learning rate\n"
+            "  paper     the BN paper's Figure 1: accuracy and a sigmoid's input over training\n\n"
+            "'bnorm <command> --help' describes each.\n");
 }
 
 static int parse_int(const char *s, long long lo, long long hi, long long *out) {
@@ -149,7 +163,8 @@ static int parse_options(int argc, char **argv, options *o, const char **pos, in
         } ints[] = {{"--epochs", 1, NN_MAX_EPOCHS},   {"--batch", 2, 4096},
                     {"--threads", 0, NN_MAX_THREADS}, {"--index", 0, 1 << 30},
                     {"--seed", 0, 1LL << 62},         {"--train-limit", 2, 1LL << 40},
-                    {"--test-limit", 1, 1LL << 40}};
+                    {"--test-limit", 1, 1LL << 40},   {"--steps", 1, 100000000},
+                    {"--every", 1, 100000000},        {"--unit", 0, 99}};
         static const struct {
             const char *name;
             double lo, hi;
@@ -202,12 +217,18 @@ static int parse_options(int argc, char **argv, options *o, const char **pos, in
             o->train_limit = n;
         else if (!strcmp(a, "--test-limit"))
             o->test_limit = n;
+        else if (!strcmp(a, "--steps"))
+            o->steps = n;
+        else if (!strcmp(a, "--every"))
+            o->every = n;
+        else if (!strcmp(a, "--unit"))
+            o->unit = n;
         else if (!strcmp(a, "--lr"))
             o->lr = d, o->lr_given = 1;
         else if (!strcmp(a, "--high-lr"))
             o->high_lr = d;
         else if (!strcmp(a, "--momentum"))
-            o->momentum = d;
+            o->momentum = d, o->momentum_given = 1;
         else if (!strcmp(a, "--weight-decay"))
             o->weight_decay = d;
         else {
@@ -647,6 +668,38 @@ static int cmd_compare(int argc, char **argv, options *o) {
     return ok ? 0 : 1;
 }
 
+static int cmd_paper(int argc, char **argv, options *o) {
+    const char *pos[MAX_POSITIONAL];
+    o->batch = 60;
+    int npos, r = parse_options(argc, argv, o, pos, &npos);
+    if (r) return r > 0 ? (usage_paper(stdout), 0) : (usage_paper(stderr), 2);
+    if (npos) {
+        fprintf(stderr, "bnorm paper: unexpected argument '%s'\n", pos[0]);
+        return 2;
+    }
+    paper_config cfg = {o->steps ? o->steps : 50000,
+                        o->every ? o->every : 500,
+                        o->batch,
+                        o->lr_given ? (float)o->lr : 0.1f,
+                        o->momentum_given ? (float)o->momentum : 0.0f,
+                        (int)o->unit,
+                        resolve_threads(o->threads),
+                        (unsigned long long)o->seed,
+                        o->out ? o->out : "bnorm-paper"};
+    char err[1024];
+    if (mkdir_p(cfg.out, err, sizeof err)) {
+        fprintf(stderr, "bnorm: %s\n", err);
+        return 1;
+    }
+    loaded_data ld = {0};
+    if (load_data(o, &ld, 1)) return 1;
+    openblas_set_num_threads(1);
+    int rc = paper_run(&cfg, &ld.train, &ld.test, stdout, err, sizeof err);
+    if (rc) fprintf(stderr, "bnorm: %s\n", err);
+    free_loaded(&ld);
+    return rc ? 1 : 0;
+}
+
 static int cmd_models(int argc, char **argv, options *o) {
     const char *pos[MAX_POSITIONAL];
     int npos, r = parse_options(argc, argv, o, pos, &npos);
@@ -720,6 +773,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "predict")) return cmd_predict(argc - 2, argv + 2, &o);
     if (!strcmp(cmd, "compare")) return cmd_compare(argc - 2, argv + 2, &o);
     if (!strcmp(cmd, "models")) return cmd_models(argc - 2, argv + 2, &o);
+    if (!strcmp(cmd, "paper")) return cmd_paper(argc - 2, argv + 2, &o);
     if (!strcmp(cmd, "export")) return cmd_export(argc - 2, argv + 2, &o);
     fprintf(stderr, "bnorm: unknown command '%s'\n", cmd);
     usage(stderr);
