@@ -91,14 +91,15 @@ static void check_models(void) {
             CHECK(same_spec(&spec, &again), "%s placement %d: the text parses to another network",
                   b->name, place);
             CHECK(count(&spec, NN_KIND_BN) == (place == NN_BN_NONE ? 0 : bn) &&
-                      count(&spec, NN_KIND_RELU) == relu,
+                      count(&spec, NN_KIND_RELU) == relu && bn > 0,
                   "%s placement %d: %d BN, %d ReLU", b->name, place, count(&spec, NN_KIND_BN),
                   count(&spec, NN_KIND_RELU));
-            /* After the activation: every BN reads a ReLU, but the
-             * projections' BN on a residual block's skip path. */
+            /* After the activation: every BN reads a ReLU or sigmoid, but
+             * the projections' BN on a residual block's skip path. */
             for (int i = 0; place == NN_BN_AFTER && i < spec.n; i++)
                 if (spec.layer[i].kind == NN_KIND_BN)
                     CHECK(spec.layer[spec.layer[i].in[0]].kind == NN_KIND_RELU ||
+                              spec.layer[spec.layer[i].in[0]].kind == NN_KIND_SIGMOID ||
                               (spec.layer[i + 1].kind == NN_KIND_CONV &&
                                spec.layer[spec.layer[i].in[0]].kind == NN_KIND_CONV &&
                                spec.layer[spec.layer[i].in[0]].size == 1),
