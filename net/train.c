@@ -43,6 +43,67 @@ static void progress_bar(const char *label, int epoch, int epochs, size_t done, 
     fflush(stderr);
 }
 
+void nn_train_result_free(nn_train_result *res) {
+    free(res->record_step), free(res->record_loss), free(res->site_mean), free(res->site_std);
+    res->record_step = res->record_loss = res->site_mean = res->site_std = NULL;
+    res->records = 0;
+}
+
+/* Image src (h x w) into dst, shifted by (dy, dx) with pad_value where the
+ * shift uncovers the border, mirrored left to right when flip. */
+static void augment_image(float *dst, const float *src, int h, int w, int dy, int dx, int flip,
+                          float pad_value) {
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+            int sy = y + dy, sx = (flip ? w - 1 - x : x) + dx;
+            dst[y * w + x] = sy >= 0 && sy < h && sx >= 0 && sx < w ? src[sy * w + sx] : pad_value;
+        }
+}
+
+/* The learning rate of step t (from 0) of T, E epochs of T / E steps. */
+static float scheduled_lr(const nn_train_config *cfg, long t, long T) {
+    float lr = cfg->opt.lr;
+    long per_epoch = T / (cfg->epochs > 0 ? cfg->epochs : 1), warm = cfg->warmup_epochs * per_epoch;
+    if (t < warm) return lr * (float)(t + 1) / (float)warm;
+    if (cfg->schedule == NN_LR_COSINE && T > warm)
+        return (float)(0.5 * lr *
+                       (1.0 + cos(3.141592653589793 * (double)(t - warm) / (double)(T - warm))));
+    if (cfg->schedule == NN_LR_STEP) {
+        int epoch = per_epoch ? (int)(t / per_epoch) : 0;
+        if (epoch >= cfg->epochs * 3 / 4) return lr * 0.01f;
+        if (epoch >= cfg->epochs / 2) return lr * 0.1f;
+    }
+    return lr;
+}
+
+/* The layers recorded: dense and conv, but the last of them (the classifier). */
+static int find_sites(const nn_net *net, int *site, nn_train_result *res) {
+    int n = 0, last = -1;
+    for (int i = 0; i < net->n_layers; i++)
+        if (net->layers[i].weight) last = i;
+    for (int i = 0; i < last && n < NN_MAX_SITES; i++)
+        if (net->layers[i].weight) {
+            snprintf(res->site_name[n], sizeof res->site_name[n], "%s", net->layers[i].spec.name);
+            site[n++] = i;
+        }
+    return n;
+}
+
+static void record_sites(const nn_net *net, const int *site, int n_sites, int batch, double *mean,
+                         double *std) {
+    for (int k = 0; k < n_sites; k++) {
+        const nn_layer *l = &net->layers[site[k]];
+        size_t count = (size_t)batch * l->out_size;
+        double sum = 0.0, sq = 0.0;
+        for (size_t i = 0; i < count; i++)
+            sum += l->act[i];
+        double mu = sum / (double)count;
+        for (size_t i = 0; i < count; i++)
+            sq += (l->act[i] - mu) * (l->act[i] - mu);
+        mean[k] = mu, std[k] = sqrt(sq / (double)count);
+    }
+}
+
 int nn_train(nn_net *net, const nn_data *train, const nn_data *test, const nn_train_config *cfg,
              nn_train_result *res, char *err, size_t errlen) {
     memset(res, 0, sizeof *res);
@@ -56,20 +117,39 @@ int nn_train(nn_net *net, const nn_data *train, const nn_data *test, const nn_tr
                  net->in_w, net->in_c);
         return -1;
     }
+    int epochs = cfg->epochs < NN_MAX_EPOCHS ? cfg->epochs : NN_MAX_EPOCHS;
+    long per_epoch = 0;
+    for (size_t s = 0; s < N; s += (size_t)cfg->batch)
+        per_epoch += N - s >= 2;
+    long total_steps = per_epoch * epochs, step = 0;
+    res->steps_per_epoch = per_epoch;
+    int site[NN_MAX_SITES];
+    long cap = cfg->record_every > 0 ? total_steps / cfg->record_every + 1 : 0;
+    res->sites = cap ? find_sites(net, site, res) : 0;
     size_t *order = malloc((N ? N : 1) * sizeof(size_t));
     float *xb = malloc((size_t)cfg->batch * in * sizeof(float));
     uint8_t *yb = malloc((size_t)cfg->batch);
+    if (cap) {
+        res->record_step = malloc((size_t)cap * sizeof(double));
+        res->record_loss = malloc((size_t)cap * sizeof(double));
+        res->site_mean = malloc((size_t)(cap * (res->sites ? res->sites : 1)) * sizeof(double));
+        res->site_std = malloc((size_t)(cap * (res->sites ? res->sites : 1)) * sizeof(double));
+    }
     int rc = 0;
-    if (!order || !xb || !yb) {
+    if (!order || !xb || !yb ||
+        (cap && (!res->record_step || !res->record_loss || !res->site_mean || !res->site_std))) {
         snprintf(err, errlen, "out of memory for the training batches");
         free(order), free(xb), free(yb);
         return -1;
     }
-    nn_rng rng;
+    nn_rng rng, aug_rng; /* augmentation draws apart: without it, the same batches as ever */
     nn_rng_seed(&rng, cfg->seed * 7919u + 17u);
+    nn_rng_seed(&aug_rng, cfg->seed * 104729u + 7u);
     for (size_t i = 0; i < N; i++)
         order[i] = i;
-    int epochs = cfg->epochs < NN_MAX_EPOCHS ? cfg->epochs : NN_MAX_EPOCHS;
+    nn_optim opt = cfg->opt;
+    double record_loss = 0.0;
+    long record_n = 0;
     for (int e = 0; e < epochs && !res->diverged; e++) {
         double t0 = nn_now(), loss_sum = 0.0;
         size_t seen = 0, right = 0;
@@ -81,9 +161,19 @@ int nn_train(nn_net *net, const nn_data *train, const nn_data *test, const nn_tr
         for (size_t s = 0; s < N; s += (size_t)cfg->batch) {
             int n = (int)(N - s < (size_t)cfg->batch ? N - s : (size_t)cfg->batch);
             if (n < 2) break; /* batch statistics need two samples */
+            const nn_augment *aug = &cfg->augment;
             for (int b = 0; b < n; b++) {
-                memcpy(xb + (size_t)b * in, train->x + order[s + (size_t)b] * in,
-                       in * sizeof(float));
+                const float *src = train->x + order[s + (size_t)b] * in;
+                if (aug->pad > 0 || aug->flip) {
+                    int span = 2 * aug->pad + 1;
+                    int dy = aug->pad ? (int)nn_rng_below(&aug_rng, (uint64_t)span) - aug->pad : 0;
+                    int dx = aug->pad ? (int)nn_rng_below(&aug_rng, (uint64_t)span) - aug->pad : 0;
+                    int flip = aug->flip && (nn_rng_next(&aug_rng) & 1);
+                    augment_image(xb + (size_t)b * in, src, train->h, train->w, dy, dx, flip,
+                                  aug->pad_value);
+                } else {
+                    memcpy(xb + (size_t)b * in, src, in * sizeof(float));
+                }
                 yb[b] = train->y[order[s + (size_t)b]];
             }
             int correct = 0;
@@ -97,13 +187,26 @@ int nn_train(nn_net *net, const nn_data *train, const nn_data *test, const nn_tr
                 res->diverged = 1;
                 break;
             }
+            if (cap && record_n == 0 && res->sites && res->records < cap)
+                record_sites(net, site, res->sites, n, res->site_mean + res->records * res->sites,
+                             res->site_std + res->records * res->sites);
             if (cfg->opt.kind == NN_SGD ? nn_backward_sgd(net, xb, n, cfg->opt.momentum)
                                         : nn_backward(net, xb, n)) {
                 snprintf(err, errlen, "batch norm refused the backward pass of a batch of %d", n);
                 rc = -1;
                 break;
             }
-            nn_step(net, &cfg->opt);
+            opt.lr = scheduled_lr(cfg, step, total_steps);
+            nn_step(net, &opt);
+            step++;
+            if (cap) {
+                record_loss += loss, record_n++;
+                if (record_n == cfg->record_every && res->records < cap) {
+                    res->record_step[res->records] = (double)step;
+                    res->record_loss[res->records++] = record_loss / (double)record_n;
+                    record_loss = 0.0, record_n = 0;
+                }
+            }
             loss_sum += loss * n, seen += (size_t)n, right += (size_t)correct;
             if (cfg->progress && (++steps % 20 == 0 || s + (size_t)n >= N))
                 progress_bar(cfg->label, e + 1, epochs, s + (size_t)n, N, loss_sum / (double)seen);

@@ -17,6 +17,18 @@ typedef struct {
 
 #define NN_MAX_EPOCHS 1000
 
+typedef enum { NN_LR_CONSTANT, NN_LR_COSINE, NN_LR_STEP } nn_lr_schedule;
+
+/* Data augmentation of the training images, drawn anew for every image of
+ * every batch: a random crop of the image padded by `pad` pixels of
+ * `pad_value` on each side (a shift of -pad..pad in each direction), and a
+ * mirror image with probability 1/2. */
+typedef struct {
+    int pad;         /* 0: no crops */
+    int flip;        /* horizontal flips */
+    float pad_value; /* the standardised value of a background pixel */
+} nn_augment;
+
 typedef struct {
     int epochs, batch;
     nn_optim opt;
@@ -25,18 +37,42 @@ typedef struct {
     FILE *log;         /* per-epoch lines for people; may be NULL */
     FILE *csv;         /* per-epoch CSV rows; may be NULL */
     const char *label; /* run name in logs and CSV */
+    nn_augment augment;
+    /* The learning rate per step: a linear warm-up from lr / warmup_steps
+     * over the first warmup_epochs, then opt.lr constant, or cosine-annealed
+     * to 0 at the last step, or divided by 10 at half and at three quarters
+     * of the epochs. */
+    nn_lr_schedule schedule;
+    int warmup_epochs;
+    /* Recorded every record_every steps (0: not): the mean training loss of
+     * those steps, and the mean and standard deviation of the output of
+     * every dense and conv layer but the last, over the batch: where BN
+     * reads its input, or would. */
+    int record_every;
 } nn_train_config;
+
+#define NN_MAX_SITES 64
 
 typedef struct {
     int epochs_done;
     int diverged; /* a non-finite loss was seen; training stopped there */
     double train_loss[NN_MAX_EPOCHS], train_acc[NN_MAX_EPOCHS], test_acc[NN_MAX_EPOCHS];
     double seconds[NN_MAX_EPOCHS];
+    long steps_per_epoch;
+    /* With record_every (nn_train allocates; nn_train_result_free frees): */
+    long records;
+    double *record_step, *record_loss;
+    int sites; /* dense and conv layers recorded */
+    char site_name[NN_MAX_SITES][48];
+    double *site_mean, *site_std; /* [records][sites] */
 } nn_train_result;
+
+void nn_train_result_free(nn_train_result *res);
 
 /* Trains from the network's current parameters. Returns 0 (a diverged run
  * included: see res->diverged), or -1 with a message in err when memory ran
- * out or a layer refused a batch. */
+ * out or a layer refused a batch. res must be freed with
+ * nn_train_result_free either way. */
 int nn_train(nn_net *net, const nn_data *train, const nn_data *test, const nn_train_config *cfg,
              nn_train_result *res, char *err, size_t errlen);
 

@@ -204,7 +204,18 @@ int main(int argc, char **argv) {
     /* compare: CSV with every run's epochs and an SVG plot. */
     EXPECT(0, out_text, "what batch norm bought", "compare --data %s --epochs 2 --out %s/cmp", dir,
            dir);
-    CHECK(exists("%s/cmp/compare.svg", dir), "no plot");
+    CHECK(exists("%s/cmp/compare.svg", dir) && exists("%s/cmp/compare.png", dir), "no plot");
+    /* Two models and three learning rates: twelve runs, a figure per model, and per-step
+     * records of each dense/conv layer. */
+    EXPECT(0, out_text, "cnn no-BN lr=0.3",
+           "compare --data %s --epochs 1 --model mlp,cnn --lrs 0.01,0.1,0.3 --out %s/cmp2", dir,
+           dir);
+    CHECK(exists("%s/cmp2/compare-mlp.png", dir) && exists("%s/cmp2/compare-cnn.svg", dir),
+          "no figure per model");
+    CHECK(count_lines(strcat(strcpy(err_text, dir), "/cmp2/compare.csv")) == 13,
+          "compare CSV of 12 runs");
+    EXPECT(2, err_text, "invalid learning rate 'x'", "compare --lrs 0.1,x");
+    EXPECT(2, err_text, "--preset must be depth", "compare --preset shallow");
     CHECK(count_lines(strcat(strcpy(err_text, dir), "/cmp/compare.csv")) >= 5, "compare CSV: %s",
           out_text);
 

@@ -247,8 +247,11 @@ static void check_train_refuses(void) {
     float x[32 * 64] = {0};
     uint8_t y[32] = {0};
     nn_data good = {32, 8, 8, x, y}, wrong = {32, 4, 16, x, y}, small = {32, 4, 4, x, y};
-    nn_train_config cfg = {1,    32, {NN_SGD, 0.01f, 0.9f, 0.9f, 0.999f, 1e-8f, 0.0f}, 1, 0, NULL,
-                           NULL, "t"};
+    nn_train_config cfg = {.epochs = 1,
+                           .batch = 32,
+                           .opt = {NN_SGD, 0.01f, 0.9f, 0.9f, 0.999f, 1e-8f, 0.0f},
+                           .seed = 1,
+                           .label = "t"};
     static nn_train_result res;
     CHECK(nn_train(&net, &good, &good, &cfg, &res, err, sizeof err) == -1 &&
               strstr(err, "batches of 32"),
@@ -259,6 +262,7 @@ static void check_train_refuses(void) {
     CHECK(nn_train(&net, &good, &wrong, &cfg, &res, err, sizeof err) == -1,
           "test images of another shape accepted");
     CHECK(nn_train(&net, &good, &good, &cfg, &res, err, sizeof err) == 0, "fitting data: %s", err);
+    nn_train_result_free(&res);
     nn_free(&net);
 }
 

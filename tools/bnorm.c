@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "atomic_file.h"
+#include "chart.h"
 #include "checkpoint.h"
 #include "dataset.h"
 #include "idx.h"
@@ -24,11 +25,11 @@ static const char *CLASS_NAMES[10] = {"T-shirt/top", "Trouser", "Pullover", "Dre
 #define MAX_POSITIONAL 256
 
 typedef struct {
-    const char *model, *optimizer, *save, *log, *data, *out;
-    int no_bn, bn_after, no_fuse, fold, epochs, batch, threads, index;
+    const char *model, *optimizer, *save, *log, *data, *out, *schedule, *preset, *lrs;
+    int no_bn, bn_after, no_fuse, fold, flip, epochs, batch, threads, index;
     double lr, high_lr, momentum, weight_decay;
-    long long seed, train_limit, test_limit, steps, every, unit;
-    int lr_given, momentum_given;
+    long long seed, train_limit, test_limit, steps, every, unit, crop_pad, warmup;
+    int lr_given, momentum_given, model_given, epochs_given;
 } options;
 
 static void usage_train(FILE *f) {
@@ -41,7 +42,10 @@ static void usage_train(FILE *f) {
                "and the test accuracy in test mode (running statistics). --model takes a\n"
                "built-in model ('bnorm models' lists them) or a network description file\n"
                "(docs/NETWORKS.md). BN followed by ReLU (or by an add and a ReLU) runs as one\n"
-               "fused call unless --no-fuse.\n"
+               "fused call unless --no-fuse. --crop-pad N trains on random crops of the images\n"
+               "padded by N pixels, --flip on random mirror images; --lr-schedule cosine anneals\n"
+               "the learning rate to 0 at the last step, step divides it by 10 at half and at\n"
+               "three quarters of the epochs, after a linear warm-up over --warmup epochs.\n"
                "Defaults: mlp, BN as described, 10 epochs, batch 64, SGD lr 0.01 momentum 0.9\n"
                "(Adam: lr 0.001), no weight decay, seed 1, threads = all cores,\n"
                "data " IDX_DEFAULT_DIR ".\n");
@@ -69,13 +73,17 @@ static void usage_export(FILE *f) {
                "bias. eval and predict take it like any model.\n");
 }
 static void usage_compare(FILE *f) {
-    fprintf(f, "usage: bnorm compare [--model NAME|FILE] [--epochs N] [--lr X] [--high-lr X]\n"
-               "                     [--batch N] [--seed N] [--threads N] [--out DIR]\n"
-               "                     [--data DIR] [--train-limit N] [--test-limit N]\n"
-               "Trains the same network with and without batch norm at a normal and a high\n"
-               "learning rate; writes DIR/compare.csv and the learning curves DIR/compare.svg,\n"
-               "and prints what BN bought. Defaults: mlp, 10 epochs, lr 0.01 and 0.5, out "
-               "bnorm-compare.\n");
+    fprintf(f, "usage: bnorm compare [--model NAME|FILE[,...]] [--lrs X,Y,...] [--epochs N]\n"
+               "                     [--lr X] [--high-lr X] [--preset depth] [--batch N]\n"
+               "                     [--seed N] [--threads N] [--out DIR] [--data DIR]\n"
+               "                     [--train-limit N] [--test-limit N]\n"
+               "Trains each network with and without batch norm at each learning rate; writes\n"
+               "DIR/compare.csv (per epoch), DIR/compare-steps.csv (training loss and the mean\n"
+               "and deviation of each dense/conv layer's output, BN's input, per 1/20 epoch) and\n"
+               "the learning curves DIR/compare[-MODEL].png (and .svg), and prints what BN\n"
+               "bought. Defaults: mlp, 10 epochs, lr 0.01 and --high-lr 0.5, out bnorm-compare.\n"
+               "--preset depth: deep-mlp and deep-cnn (20 layers) at lr 0.01, 0.05 and 0.2,\n"
+               "3 epochs on 10000 training images unless given.\n");
 }
 static void usage_paper(FILE *f) {
     fprintf(f, "usage: bnorm paper [--steps N] [--every N] [--batch N] [--lr X] [--momentum X]\n"
@@ -151,6 +159,10 @@ static int parse_options(int argc, char **argv, options *o, const char **pos, in
             o->fold = 1;
             continue;
         }
+        if (!strcmp(a, "--flip")) {
+            o->flip = 1;
+            continue;
+        }
         if (!v) {
             fprintf(stderr, "bnorm: %s needs a value\n", a);
             return -1;
@@ -160,11 +172,18 @@ static int parse_options(int argc, char **argv, options *o, const char **pos, in
         static const struct {
             const char *name;
             long long lo, hi;
-        } ints[] = {{"--epochs", 1, NN_MAX_EPOCHS},   {"--batch", 2, 4096},
-                    {"--threads", 0, NN_MAX_THREADS}, {"--index", 0, 1 << 30},
-                    {"--seed", 0, 1LL << 62},         {"--train-limit", 2, 1LL << 40},
-                    {"--test-limit", 1, 1LL << 40},   {"--steps", 1, 100000000},
-                    {"--every", 1, 100000000},        {"--unit", 0, 99}};
+        } ints[] = {{"--epochs", 1, NN_MAX_EPOCHS},
+                    {"--batch", 2, 4096},
+                    {"--threads", 0, NN_MAX_THREADS},
+                    {"--index", 0, 1 << 30},
+                    {"--seed", 0, 1LL << 62},
+                    {"--train-limit", 2, 1LL << 40},
+                    {"--test-limit", 1, 1LL << 40},
+                    {"--steps", 1, 100000000},
+                    {"--every", 1, 100000000},
+                    {"--unit", 0, 99},
+                    {"--crop-pad", 0, 8},
+                    {"--warmup", 0, NN_MAX_EPOCHS}};
         static const struct {
             const char *name;
             double lo, hi;
@@ -192,7 +211,7 @@ static int parse_options(int argc, char **argv, options *o, const char **pos, in
                 }
             }
         if (!strcmp(a, "--model"))
-            o->model = v;
+            o->model = v, o->model_given = 1;
         else if (!strcmp(a, "--optimizer"))
             o->optimizer = v;
         else if (!strcmp(a, "--save"))
@@ -204,7 +223,7 @@ static int parse_options(int argc, char **argv, options *o, const char **pos, in
         else if (!strcmp(a, "--out"))
             o->out = v;
         else if (!strcmp(a, "--epochs"))
-            o->epochs = (int)n;
+            o->epochs = (int)n, o->epochs_given = 1;
         else if (!strcmp(a, "--batch"))
             o->batch = (int)n;
         else if (!strcmp(a, "--threads"))
@@ -223,6 +242,16 @@ static int parse_options(int argc, char **argv, options *o, const char **pos, in
             o->every = n;
         else if (!strcmp(a, "--unit"))
             o->unit = n;
+        else if (!strcmp(a, "--crop-pad"))
+            o->crop_pad = n;
+        else if (!strcmp(a, "--warmup"))
+            o->warmup = n;
+        else if (!strcmp(a, "--lr-schedule"))
+            o->schedule = v;
+        else if (!strcmp(a, "--preset"))
+            o->preset = v;
+        else if (!strcmp(a, "--lrs"))
+            o->lrs = v;
         else if (!strcmp(a, "--lr"))
             o->lr = d, o->lr_given = 1;
         else if (!strcmp(a, "--high-lr"))
@@ -238,6 +267,12 @@ static int parse_options(int argc, char **argv, options *o, const char **pos, in
     }
     if (strcmp(o->optimizer, "sgd") && strcmp(o->optimizer, "adam")) {
         fprintf(stderr, "bnorm: --optimizer must be sgd or adam, not '%s'\n", o->optimizer);
+        return -1;
+    }
+    if (strcmp(o->schedule, "constant") && strcmp(o->schedule, "cosine") &&
+        strcmp(o->schedule, "step")) {
+        fprintf(stderr, "bnorm: --lr-schedule must be constant, cosine or step, not '%s'\n",
+                o->schedule);
         return -1;
     }
     if (o->no_bn && o->bn_after) {
@@ -298,6 +333,27 @@ static nn_optim make_optim(const options *o, double lr) {
     return opt;
 }
 
+/* The training protocol the options give, for a run labelled `label`. */
+static nn_train_config train_config(const options *o, double lr, const dataset *ld, FILE *csv,
+                                    const char *label) {
+    nn_train_config cfg = {.epochs = o->epochs,
+                           .batch = o->batch,
+                           .opt = make_optim(o, lr),
+                           .seed = (uint64_t)o->seed,
+                           .progress = isatty(STDERR_FILENO),
+                           .log = stdout,
+                           .csv = csv,
+                           .label = label};
+    cfg.augment.pad = (int)o->crop_pad;
+    cfg.augment.flip = o->flip;
+    cfg.augment.pad_value = -ld->mean / ld->std; /* a black pixel, standardised */
+    cfg.schedule = !strcmp(o->schedule, "cosine") ? NN_LR_COSINE
+                   : !strcmp(o->schedule, "step") ? NN_LR_STEP
+                                                  : NN_LR_CONSTANT;
+    cfg.warmup_epochs = (int)o->warmup;
+    return cfg;
+}
+
 static int cmd_train(int argc, char **argv, options *o) {
     const char *pos[MAX_POSITIONAL];
     int npos, r = parse_options(argc, argv, o, pos, &npos);
@@ -339,9 +395,7 @@ static int cmd_train(int argc, char **argv, options *o) {
            "lr %g, %d threads\n",
            o->model, place_name(bn), o->no_fuse ? ", not fused" : "", nn_param_count(&net),
            ld.train.count, ld.test.count, o->batch, o->optimizer, o->lr, threads);
-    nn_train_config cfg = {
-        o->epochs, o->batch, make_optim(o, o->lr), (uint64_t)o->seed, isatty(STDERR_FILENO), stdout,
-        csv.f,     o->model};
+    nn_train_config cfg = train_config(o, o->lr, &ld, csv.f, o->model);
     static nn_train_result res;
     int rc = 0;
     if (nn_train(&net, &ld.train, &ld.test, &cfg, &res, err, sizeof err)) {
@@ -367,6 +421,7 @@ static int cmd_train(int argc, char **argv, options *o) {
             printf("saved %s\n", o->save);
         }
     }
+    nn_train_result_free(&res);
     nn_free(&net);
     free_loaded(&ld);
     return rc;
@@ -567,11 +622,87 @@ static int cmd_predict(int argc, char **argv, options *o) {
     return rc;
 }
 
-/* First epoch (1-based) whose test accuracy reaches target, or 0. */
-static int epochs_to(const nn_train_result *r, double target) {
+/* The first step at the end of an epoch whose test accuracy reaches
+ * target, or 0. */
+static long steps_to(const nn_train_result *r, double target) {
     for (int e = 0; e < r->epochs_done; e++)
-        if (r->test_acc[e] >= target) return e + 1;
+        if (r->test_acc[e] >= target) return (long)(e + 1) * r->steps_per_epoch;
     return 0;
+}
+
+#define MAX_RUNS 32
+
+/* Splits a comma-separated list into at most cap items (in place). */
+static int split_list(char *list, char **items, int cap) {
+    int n = 0;
+    for (char *tok = strtok(list, ","); tok && n < cap; tok = strtok(NULL, ","))
+        items[n++] = tok;
+    return n;
+}
+
+/* The charts of one model's runs: training loss per step, test accuracy per
+ * epoch, and the spread of each dense/conv layer's output (BN's input, or
+ * where BN would read) over training, with and without BN at the first
+ * learning rate. */
+static int compare_charts(const char *base, const char *model, const nn_train_result *res,
+                          char (*labels)[64], const int *is_bn, int first, int count, char *err,
+                          size_t errlen) {
+    static chart_series loss[MAX_RUNS], acc[MAX_RUNS], sites[2][2][NN_MAX_SITES];
+    static double epochs[NN_MAX_EPOCHS], *series[2][2][NN_MAX_SITES]; /* [bn][mean, std] */
+    for (int e = 0; e < NN_MAX_EPOCHS; e++)
+        epochs[e] = e + 1;
+    int side_run[2] = {-1, -1};
+    for (int k = 0; k < count; k++) {
+        const nn_train_result *r = &res[first + k];
+        loss[k] =
+            (chart_series){labels[first + k], (int)r->records, r->record_step, r->record_loss, k,
+                           !is_bn[first + k]};
+        acc[k] = (chart_series){labels[first + k], r->epochs_done, epochs, r->test_acc, k,
+                                !is_bn[first + k]};
+        if (side_run[is_bn[first + k]] < 0) side_run[is_bn[first + k]] = first + k;
+    }
+    int rc = -1, n_sites[2] = {0, 0};
+    for (int b = 0; b < 2; b++) {
+        if (side_run[b] < 0) continue;
+        const nn_train_result *r = &res[side_run[b]];
+        n_sites[b] = r->sites;
+        for (int q = 0; q < r->sites; q++)
+            for (int v = 0; v < 2; v++) {
+                double *y = series[b][v][q] = malloc(((size_t)r->records + 1) * sizeof(double));
+                if (!y) goto done;
+                for (long i = 0; i < r->records; i++)
+                    y[i] = (v ? r->site_std : r->site_mean)[i * r->sites + q];
+                /* The first and last layers named; colours run from blue to grey with depth. */
+                sites[b][v][q] =
+                    (chart_series){q == 0 || q == r->sites - 1 ? r->site_name[q] : NULL,
+                                   (int)r->records,
+                                   r->record_step,
+                                   y,
+                                   q * 7 / (r->sites > 1 ? r->sites - 1 : 1),
+                                   0};
+            }
+    }
+    char t1[128], t2[128];
+    snprintf(t1, sizeof t1, "%s: training loss", model);
+    snprintf(t2, sizeof t2, "%s: test accuracy", model);
+    const char *stat = "over the batch, per layer";
+    chart_panel panels[6] = {
+        {t1, "training steps", "loss (mean of the steps recorded)", 1, 0, loss, count},
+        {t2, "epoch", "test accuracy (test mode)", 0, 1, acc, count},
+        {"with BN: std of BN's input", "training steps", stat, 1, 0, sites[1][1], n_sites[1]},
+        {"without BN: std of the same layers", "training steps", stat, 1, 0, sites[0][1],
+         n_sites[0]},
+        {"with BN: mean of BN's input", "training steps", stat, 0, 0, sites[1][0], n_sites[1]},
+        {"without BN: mean of the same layers", "training steps", stat, 0, 0, sites[0][0],
+         n_sites[0]},
+    };
+    rc = chart_write(base, panels, 6, 2, err, errlen);
+done:
+    for (int b = 0; b < 2; b++)
+        for (int v = 0; v < 2; v++)
+            for (int q = 0; q < n_sites[b]; q++)
+                free(series[b][v][q]), series[b][v][q] = NULL;
+    return rc;
 }
 
 static int cmd_compare(int argc, char **argv, options *o) {
@@ -582,88 +713,153 @@ static int cmd_compare(int argc, char **argv, options *o) {
         fprintf(stderr, "bnorm compare: unexpected argument '%s'\n", pos[0]);
         return 2;
     }
+    /* The runs: every model, with and without BN, at every learning rate. */
+    static char model_list[1024], lr_list[1024];
+    char *models[8], *lr_items[8];
+    double lrs[8];
+    int depth = o->preset && !strcmp(o->preset, "depth");
+    if (o->preset && !depth) {
+        fprintf(stderr, "bnorm: --preset must be depth, not '%s'\n", o->preset);
+        return 2;
+    }
+    snprintf(model_list, sizeof model_list, "%s",
+             o->model_given ? o->model
+             : depth        ? "deep-mlp,deep-cnn"
+                            : o->model);
+    if (o->lrs)
+        snprintf(lr_list, sizeof lr_list, "%s", o->lrs);
+    else if (depth)
+        snprintf(lr_list, sizeof lr_list, "0.01,0.05,0.2");
+    else
+        snprintf(lr_list, sizeof lr_list, "%g,%g", o->lr_given ? o->lr : 0.01, o->high_lr);
+    if (depth && !o->train_limit) o->train_limit = 10000;
+    if (depth && !o->epochs_given) o->epochs = 3;
+    int n_models = split_list(model_list, models, 8), n_lrs = split_list(lr_list, lr_items, 8);
+    for (int i = 0; i < n_lrs; i++)
+        if (parse_double(lr_items[i], 1e-9, 100.0, &lrs[i])) {
+            fprintf(stderr, "bnorm: invalid learning rate '%s' in --lrs\n", lr_items[i]);
+            return 2;
+        }
+    if (!n_models || !n_lrs) {
+        fprintf(stderr, "bnorm: --model and --lrs need at least one item each\n");
+        return 2;
+    }
+    static nn_spec specs[8][2];
+    for (int m = 0; m < n_models; m++) {
+        int bad = model_spec(models[m], NN_BN_KEEP, &specs[m][1]);
+        if (!bad) bad = model_spec(models[m], NN_BN_NONE, &specs[m][0]);
+        if (bad) return bad;
+    }
     const char *out = o->out ? o->out : "bnorm-compare";
-    char csv_path[4096], svg_path[4096], err[1024];
+    char csv_path[4096], steps_path[4096], err[1024];
     if (mkdir_p(out, err, sizeof err)) {
         fprintf(stderr, "bnorm: %s\n", err);
         return 1;
     }
     snprintf(csv_path, sizeof csv_path, "%s/compare.csv", out);
-    snprintf(svg_path, sizeof svg_path, "%s/compare.svg", out);
-    static nn_spec specs[2];
-    int bad = model_spec(o->model, NN_BN_KEEP, &specs[1]);
-    if (!bad) bad = model_spec(o->model, NN_BN_NONE, &specs[0]);
-    if (bad) return bad;
+    snprintf(steps_path, sizeof steps_path, "%s/compare-steps.csv", out);
     loaded_data ld = {0};
     if (load_data(o, &ld, 1)) return 1;
-    atomic_file csv;
+    atomic_file csv, steps;
     if (atomic_file_open(&csv, csv_path, err, sizeof err)) {
         fprintf(stderr, "bnorm: %s\n", err);
         free_loaded(&ld);
         return 1;
     }
+    if (atomic_file_open(&steps, steps_path, err, sizeof err)) {
+        fprintf(stderr, "bnorm: %s\n", err);
+        atomic_file_abort(&csv);
+        free_loaded(&ld);
+        return 1;
+    }
     nn_csv_header(csv.f);
+    fprintf(steps.f, "run,step,train_loss,layer,input_mean,input_std\n");
     int threads = resolve_threads(o->threads);
     openblas_set_num_threads(1); /* the network splits batches itself */
-    static nn_train_result res[4];
-    const char *names[4];
-    char labels[4][64];
-    double lrs[2] = {o->lr_given ? o->lr : 0.01, o->high_lr};
+    static nn_train_result res[MAX_RUNS];
+    static char labels[MAX_RUNS][64];
+    int is_bn[MAX_RUNS], n_runs = 0, failed = 0;
     int max_batch = o->batch > EVAL_BATCH ? o->batch : EVAL_BATCH;
-    printf("compare: %s, %d epochs, batch %d, SGD momentum %.2f, lr %g and %g, %zu training "
-           "images, %d threads\n",
-           o->model, o->epochs, o->batch, o->momentum, lrs[0], lrs[1], ld.train.count, threads);
-    for (int run = 0; run < 4; run++) {
-        int bn = run % 2 == 0;
-        double lr = lrs[run / 2];
-        snprintf(labels[run], sizeof labels[run], "%s %s lr=%g", o->model, bn ? "BN" : "no-BN", lr);
-        names[run] = labels[run];
-        static nn_net net;
-        int failed = nn_build(&net, &specs[bn], ld.train.h, ld.train.w, 1, 10, !o->no_fuse,
-                              max_batch, threads, err, sizeof err);
-        if (!failed) {
-            nn_init_params(&net, (uint64_t)o->seed);
-            nn_train_config cfg = {
-                o->epochs, o->batch, make_optim(o, lr), (uint64_t)o->seed, isatty(STDERR_FILENO),
-                stdout,    csv.f,    labels[run]};
-            failed = nn_train(&net, &ld.train, &ld.test, &cfg, &res[run], err, sizeof err);
-            nn_free(&net);
-        }
-        if (failed) {
-            fprintf(stderr, "bnorm: %s\n", err);
-            atomic_file_abort(&csv);
-            free_loaded(&ld);
-            return 1;
-        }
-    }
-    int ok = atomic_file_commit(&csv, err, sizeof err) == 0;
-    if (!ok) fprintf(stderr, "bnorm: %s\n", err);
-
-    plot_series series[4];
-    for (int run = 0; run < 4; run++) {
-        series[run].name = names[run];
-        series[run].n = res[run].epochs_done;
-        series[run].y = res[run].test_acc;
-        series[run].diverged = res[run].diverged;
-    }
-    if (plot_svg(svg_path, "Test accuracy (test mode) per epoch", "epoch", "test accuracy", series,
-                 4, err, sizeof err)) {
+    printf("compare: %s with and without BN, lr %s, %d epochs, batch %d, SGD momentum %.2f, %zu "
+           "training images, %d threads\n",
+           o->model_given || !depth ? o->model : "deep-mlp and deep-cnn", o->lrs ? o->lrs : "",
+           o->epochs, o->batch, o->momentum, ld.train.count, threads);
+    for (int m = 0; m < n_models && !failed; m++)
+        for (int l = 0; l < n_lrs && !failed; l++)
+            for (int bn = 1; bn >= 0 && !failed; bn--) {
+                int run = n_runs++;
+                snprintf(labels[run], sizeof labels[run], "%s %s lr=%g", models[m],
+                         bn ? "BN" : "no-BN", lrs[l]);
+                is_bn[run] = bn;
+                static nn_net net;
+                failed = nn_build(&net, &specs[m][bn], ld.train.h, ld.train.w, 1, 10, !o->no_fuse,
+                                  max_batch, threads, err, sizeof err);
+                if (failed) break;
+                nn_init_params(&net, (uint64_t)o->seed);
+                nn_train_config cfg = train_config(o, lrs[l], &ld, csv.f, labels[run]);
+                long per_epoch = ((long)ld.train.count + o->batch - 1) / o->batch;
+                cfg.record_every = (int)(per_epoch / 20 > 1 ? per_epoch / 20 : 1);
+                failed = nn_train(&net, &ld.train, &ld.test, &cfg, &res[run], err, sizeof err);
+                nn_free(&net);
+                const nn_train_result *rr = &res[run];
+                for (long i = 0; i < rr->records; i++)
+                    for (int q = 0; q < (rr->sites ? rr->sites : 1); q++)
+                        fprintf(steps.f, "%s,%.0f,%.6g,%s,%.6g,%.6g\n", labels[run],
+                                rr->record_step[i], rr->record_loss[i],
+                                rr->sites ? rr->site_name[q] : "",
+                                rr->sites ? rr->site_mean[i * rr->sites + q] : NAN,
+                                rr->sites ? rr->site_std[i * rr->sites + q] : NAN);
+            }
+    int ok = !failed;
+    if (failed) {
+        fprintf(stderr, "bnorm: %s\n", err);
+        atomic_file_abort(&csv), atomic_file_abort(&steps);
+    } else if (atomic_file_commit(&csv, err, sizeof err) ||
+               atomic_file_commit(&steps, err, sizeof err)) {
         fprintf(stderr, "bnorm: %s\n", err);
         ok = 0;
     }
-
-    printf("\nwhat batch norm bought\n%-26s %10s %12s %12s  %s\n", "run", "final acc",
-           "epochs->85%", "epochs->88%", "status");
-    for (int run = 0; run < 4; run++) {
-        const nn_train_result *rr = &res[run];
-        char e85[16] = "never", e88[16] = "never";
-        if (epochs_to(rr, 0.85)) snprintf(e85, sizeof e85, "%d", epochs_to(rr, 0.85));
-        if (epochs_to(rr, 0.88)) snprintf(e88, sizeof e88, "%d", epochs_to(rr, 0.88));
-        double final = rr->epochs_done ? rr->test_acc[rr->epochs_done - 1] : NAN;
-        printf("%-26s %9.2f%% %12s %12s  %s\n", names[run], 100.0 * final, e85, e88,
-               rr->diverged ? "DIVERGED (non-finite loss)" : "ok");
+    char figures[MAX_RUNS][4200];
+    int n_fig = 0;
+    for (int m = 0; ok && m < n_models; m++) {
+        if (n_models == 1)
+            snprintf(figures[n_fig], sizeof figures[n_fig], "%s/compare", out);
+        else
+            snprintf(figures[n_fig], sizeof figures[n_fig], "%s/compare-%s", out, models[m]);
+        if (compare_charts(figures[n_fig], models[m], res, labels, is_bn, m * n_lrs * 2, n_lrs * 2,
+                           err, sizeof err)) {
+            fprintf(stderr, "bnorm: %s\n", err);
+            ok = 0;
+        }
+        n_fig++;
     }
-    printf("\nlearning curves: %s\nper-epoch CSV:   %s\n", svg_path, csv_path);
+    if (ok) {
+        printf("\nwhat batch norm bought\n%-32s %10s %10s %11s %11s  %s\n", "run", "final acc",
+               "best acc", "steps->80%", "steps->85%", "status");
+        for (int run = 0; run < n_runs; run++) {
+            const nn_train_result *rr = &res[run];
+            char s80[24] = "never", s85[24] = "never";
+            if (steps_to(rr, 0.80)) snprintf(s80, sizeof s80, "%ld", steps_to(rr, 0.80));
+            if (steps_to(rr, 0.85)) snprintf(s85, sizeof s85, "%ld", steps_to(rr, 0.85));
+            double final = rr->epochs_done ? rr->test_acc[rr->epochs_done - 1] : NAN, best = 0.0;
+            for (int e = 0; e < rr->epochs_done; e++)
+                if (rr->test_acc[e] > best) best = rr->test_acc[e];
+            const char *status = rr->diverged ? "DIVERGED (non-finite loss)"
+                                 : best < 0.2 ? "never left chance"
+                                              : "ok";
+            printf("%-32s %9.2f%% %9.2f%% %11s %11s  %s\n", labels[run], 100.0 * final,
+                   100.0 * best, s80, s85, status);
+        }
+        printf("(steps counted at the end of the epoch whose test accuracy first reached the "
+               "mark; %ld steps per epoch)\n",
+               res[0].steps_per_epoch);
+        printf("\n");
+        for (int f = 0; f < n_fig; f++)
+            printf("learning curves: %s.png (and .svg)\n", figures[f]);
+        printf("per-epoch CSV:   %s\nper-step CSV:    %s\n", csv_path, steps_path);
+    }
+    for (int run = 0; run < n_runs; run++)
+        nn_train_result_free(&res[run]);
     free_loaded(&ld);
     return ok ? 0 : 1;
 }
@@ -757,7 +953,8 @@ static int cmd_export(int argc, char **argv, options *o) {
 
 int main(int argc, char **argv) {
     options o = {0};
-    o.model = "mlp", o.optimizer = "sgd", o.epochs = 10, o.batch = 64, o.index = -1;
+    o.model = "mlp", o.optimizer = "sgd", o.schedule = "constant", o.epochs = 10, o.batch = 64,
+    o.index = -1;
     o.lr = 0.01, o.high_lr = 0.5, o.momentum = 0.9, o.seed = 1;
     if (argc < 2) {
         usage(stderr);

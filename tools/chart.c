@@ -117,6 +117,7 @@ static double nice_step(double span) {
 
 static void format_tick(char *buf, size_t len, double v, double step, int percent) {
     if (percent) v *= 100.0, step *= 100.0;
+    if (fabs(v) < step * 1e-6) v = 0.0; /* not -0 */
     int decimals = step >= 1 ? 0 : (int)ceil(-log10(step) - 1e-9);
     if (fabs(v) >= 1e5 && !percent)
         snprintf(buf, len, "%.0fk", v / 1000.0);
