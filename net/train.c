@@ -49,10 +49,8 @@ void nn_train_result_free(nn_train_result *res) {
     res->records = 0;
 }
 
-/* Image src (h x w) into dst, shifted by (dy, dx) with pad_value where the
- * shift uncovers the border, mirrored left to right when flip. */
-static void augment_image(float *dst, const float *src, int h, int w, int dy, int dx, int flip,
-                          float pad_value) {
+void nn_augment_image(float *dst, const float *src, int h, int w, int dy, int dx, int flip,
+                      float pad_value) {
     for (int y = 0; y < h; y++)
         for (int x = 0; x < w; x++) {
             int sy = y + dy, sx = (flip ? w - 1 - x : x) + dx;
@@ -60,8 +58,7 @@ static void augment_image(float *dst, const float *src, int h, int w, int dy, in
         }
 }
 
-/* The learning rate of step t (from 0) of T, E epochs of T / E steps. */
-static float scheduled_lr(const nn_train_config *cfg, long t, long T) {
+float nn_scheduled_lr(const nn_train_config *cfg, long t, long T) {
     float lr = cfg->opt.lr;
     long per_epoch = T / (cfg->epochs > 0 ? cfg->epochs : 1), warm = cfg->warmup_epochs * per_epoch;
     if (t < warm) return lr * (float)(t + 1) / (float)warm;
@@ -169,8 +166,8 @@ int nn_train(nn_net *net, const nn_data *train, const nn_data *test, const nn_tr
                     int dy = aug->pad ? (int)nn_rng_below(&aug_rng, (uint64_t)span) - aug->pad : 0;
                     int dx = aug->pad ? (int)nn_rng_below(&aug_rng, (uint64_t)span) - aug->pad : 0;
                     int flip = aug->flip && (nn_rng_next(&aug_rng) & 1);
-                    augment_image(xb + (size_t)b * in, src, train->h, train->w, dy, dx, flip,
-                                  aug->pad_value);
+                    nn_augment_image(xb + (size_t)b * in, src, train->h, train->w, dy, dx, flip,
+                                     aug->pad_value);
                 } else {
                     memcpy(xb + (size_t)b * in, src, in * sizeof(float));
                 }
@@ -196,7 +193,7 @@ int nn_train(nn_net *net, const nn_data *train, const nn_data *test, const nn_tr
                 rc = -1;
                 break;
             }
-            opt.lr = scheduled_lr(cfg, step, total_steps);
+            opt.lr = nn_scheduled_lr(cfg, step, total_steps);
             nn_step(net, &opt);
             step++;
             if (cap) {

@@ -76,6 +76,15 @@ void nn_train_result_free(nn_train_result *res);
 int nn_train(nn_net *net, const nn_data *train, const nn_data *test, const nn_train_config *cfg,
              nn_train_result *res, char *err, size_t errlen);
 
+/* Image src (h x w) into dst: dst[y][x] = src[y + dy][x' + dx] with x' = x,
+ * or w - 1 - x when flip (a mirror image), and pad_value where that falls
+ * outside src. */
+void nn_augment_image(float *dst, const float *src, int h, int w, int dy, int dx, int flip,
+                      float pad_value);
+
+/* The learning rate of step t (from 0) of T steps under cfg's schedule. */
+float nn_scheduled_lr(const nn_train_config *cfg, long t, long T);
+
 /* Test-mode accuracy over the set, in batches of up to net->max_batch;
  * predictions (may be NULL) receives the class of every sample. NaN when a
  * layer refused a batch. */
