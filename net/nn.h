@@ -38,6 +38,7 @@ typedef struct {
     int trainable;               /* 0 for running statistics */
     int decay;                   /* weight decay applies (the weights of dense and conv) */
     int m_current;               /* SGD: m already holds momentum * m + grad (nn_backward_sgd) */
+    int global;                  /* its gradient is already that of the global batch (SyncBN) */
 } nn_tensor;
 
 typedef struct {
@@ -45,6 +46,21 @@ typedef struct {
 } nn_dims;
 
 typedef struct nn_kind nn_kind;
+
+/* Data-parallel training: K processes each hold a replica of the network
+ * and a share of every global batch. The network calls these collectives,
+ * which a communication layer provides (tools/mpi_comm.c over MPI); every
+ * process calls them in the same order. Each returns 0, or -1 when the
+ * communication failed. */
+typedef struct {
+    int rank, size;
+    void *ctx;
+    /* recv[r * count + i] = process r's send[i], for every r */
+    int (*allgather)(void *ctx, const double *send, int count, double *recv);
+    /* buf[i] = the sum of every process's buf[i] */
+    int (*allreduce)(void *ctx, double *buf, int count);
+    int (*allreduce_floats)(void *ctx, float *buf, size_t count);
+} nn_comm;
 
 /* A layer: the description's line, resolved, with its shapes and buffers. */
 typedef struct {
@@ -98,6 +114,13 @@ typedef struct nn_net {
     void *work; /* whole-batch scratch: BN workspace, conv weight-gradient partials */
     size_t work_bytes;
     int loss_din;       /* the pool buffer of dloss/dlogits */
+    /* Data-parallel training (NULL: one process). sync_bn: BN layers use the
+     * statistics of the global batch (SyncBN); otherwise each process's
+     * share alone. loss_batch: the global batch the loss averages over (0:
+     * the local one). */
+    const nn_comm *comm;
+    int sync_bn;
+    int loss_batch;
     struct nn_one *one; /* the single-sample path (one.c), NULL where it does not apply */
     uint64_t adam_t;
 } nn_net;

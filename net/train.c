@@ -101,6 +101,16 @@ static void record_sites(const nn_net *net, const int *site, int n_sites, int ba
     }
 }
 
+int nn_sum_gradients(nn_net *net) {
+    for (int i = 0; i < net->n_tensors; i++) {
+        nn_tensor *t = &net->tensors[i];
+        if (t->trainable && !t->global &&
+            net->comm->allreduce_floats(net->comm->ctx, t->grad, t->size))
+            return -1;
+    }
+    return 0;
+}
+
 int nn_train(nn_net *net, const nn_data *train, const nn_data *test, const nn_train_config *cfg,
              nn_train_result *res, char *err, size_t errlen) {
     memset(res, 0, sizeof *res);
@@ -145,6 +155,7 @@ int nn_train(nn_net *net, const nn_data *train, const nn_data *test, const nn_tr
     for (size_t i = 0; i < N; i++)
         order[i] = i;
     nn_optim opt = cfg->opt;
+    int rank = net->comm ? net->comm->rank : 0, K = net->comm ? net->comm->size : 1;
     double record_loss = 0.0;
     long record_n = 0;
     for (int e = 0; e < epochs && !res->diverged; e++) {
@@ -156,40 +167,69 @@ int nn_train(nn_net *net, const nn_data *train, const nn_data *test, const nn_tr
         }
         size_t steps = 0;
         for (size_t s = 0; s < N; s += (size_t)cfg->batch) {
-            int n = (int)(N - s < (size_t)cfg->batch ? N - s : (size_t)cfg->batch);
-            if (n < 2) break; /* batch statistics need two samples */
+            /* The global batch [s, s + n_global); this process's share of it is
+             * [lo, hi) (all of it without a communicator). */
+            int n_global = (int)(N - s < (size_t)cfg->batch ? N - s : (size_t)cfg->batch);
+            if (n_global < (K > 2 ? K : 2)) break; /* batch statistics need two samples */
+            int lo = (int)((int64_t)n_global * rank / K),
+                hi = (int)((int64_t)n_global * (rank + 1) / K);
+            int n = hi - lo;
             const nn_augment *aug = &cfg->augment;
-            for (int b = 0; b < n; b++) {
+            /* Every process draws the augmentation of the whole global batch, so
+             * that its share is augmented as one process would augment it. */
+            for (int b = 0; b < n_global; b++) {
                 const float *src = train->x + order[s + (size_t)b] * in;
+                int dy = 0, dx = 0, flip = 0;
                 if (aug->pad > 0 || aug->flip) {
                     int span = 2 * aug->pad + 1;
-                    int dy = aug->pad ? (int)nn_rng_below(&aug_rng, (uint64_t)span) - aug->pad : 0;
-                    int dx = aug->pad ? (int)nn_rng_below(&aug_rng, (uint64_t)span) - aug->pad : 0;
-                    int flip = aug->flip && (nn_rng_next(&aug_rng) & 1);
-                    nn_augment_image(xb + (size_t)b * in, src, train->h, train->w, dy, dx, flip,
-                                     aug->pad_value);
-                } else {
-                    memcpy(xb + (size_t)b * in, src, in * sizeof(float));
+                    dy = aug->pad ? (int)nn_rng_below(&aug_rng, (uint64_t)span) - aug->pad : 0;
+                    dx = aug->pad ? (int)nn_rng_below(&aug_rng, (uint64_t)span) - aug->pad : 0;
+                    flip = aug->flip && (nn_rng_next(&aug_rng) & 1);
                 }
-                yb[b] = train->y[order[s + (size_t)b]];
+                if (b < lo || b >= hi) continue;
+                if (aug->pad > 0 || aug->flip)
+                    nn_augment_image(xb + (size_t)(b - lo) * in, src, train->h, train->w, dy, dx,
+                                     flip, aug->pad_value);
+                else
+                    memcpy(xb + (size_t)(b - lo) * in, src, in * sizeof(float));
+                yb[b - lo] = train->y[order[s + (size_t)b]];
             }
             int correct = 0;
+            net->loss_batch = net->comm ? n_global : 0;
             if (!nn_forward(net, xb, n, 1)) {
                 snprintf(err, errlen, "batch norm refused a training batch of %d", n);
                 rc = -1;
                 break;
             }
             double loss = nn_loss(net, yb, n, &correct);
+            if (net->comm) { /* the global batch's mean loss and right answers */
+                double totals[2] = {loss * n, (double)correct};
+                if (net->comm->allreduce(net->comm->ctx, totals, 2)) {
+                    snprintf(err, errlen, "the communication between processes failed");
+                    rc = -1;
+                    break;
+                }
+                loss = totals[0] / n_global, correct = (int)totals[1], n = n_global;
+            }
             if (!isfinite(loss)) {
                 res->diverged = 1;
                 break;
             }
             if (cap && record_n == 0 && res->sites && res->records < cap)
-                record_sites(net, site, res->sites, n, res->site_mean + res->records * res->sites,
+                record_sites(net, site, res->sites, hi - lo,
+                             res->site_mean + res->records * res->sites,
                              res->site_std + res->records * res->sites);
-            if (cfg->opt.kind == NN_SGD ? nn_backward_sgd(net, xb, n, cfg->opt.momentum)
-                                        : nn_backward(net, xb, n)) {
-                snprintf(err, errlen, "batch norm refused the backward pass of a batch of %d", n);
+            /* With SGD on one process, the weight-gradient GEMMs write into the
+             * momentum (nn_backward_sgd); with several, the gradients are summed
+             * over the processes first. */
+            int failed = net->comm ? nn_backward(net, xb, hi - lo) || nn_sum_gradients(net)
+                         : cfg->opt.kind == NN_SGD ? nn_backward_sgd(net, xb, n, cfg->opt.momentum)
+                                                   : nn_backward(net, xb, n);
+            if (failed) {
+                snprintf(err, errlen,
+                         "batch norm or the communication refused the backward pass "
+                         "of a batch of %d",
+                         n);
                 rc = -1;
                 break;
             }

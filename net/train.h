@@ -72,7 +72,14 @@ void nn_train_result_free(nn_train_result *res);
 /* Trains from the network's current parameters. Returns 0 (a diverged run
  * included: see res->diverged), or -1 with a message in err when memory ran
  * out or a layer refused a batch. res must be freed with
- * nn_train_result_free either way. */
+ * nn_train_result_free either way.
+ *
+ * With net->comm, every process runs this with the same data, seed and
+ * configuration: each takes its share of every global batch of cfg->batch
+ * (shares differ by at most one sample; a last batch smaller than the
+ * number of processes, or than 2, is skipped), the loss is that of the
+ * global batch, the gradients are summed over the processes, and every
+ * replica takes the same step. The statistics in res are the global batch's. */
 int nn_train(nn_net *net, const nn_data *train, const nn_data *test, const nn_train_config *cfg,
              nn_train_result *res, char *err, size_t errlen);
 
@@ -84,6 +91,11 @@ void nn_augment_image(float *dst, const float *src, int h, int w, int dy, int dx
 
 /* The learning rate of step t (from 0) of T steps under cfg's schedule. */
 float nn_scheduled_lr(const nn_train_config *cfg, long t, long T);
+
+/* Data-parallel training (net->comm): sums every trainable tensor's
+ * gradient over the processes, but those already of the global batch
+ * (SyncBN's gamma and beta). Returns 0, or -1 when the communication failed. */
+int nn_sum_gradients(nn_net *net);
 
 /* Test-mode accuracy over the set, in batches of up to net->max_batch;
  * predictions (may be NULL) receives the class of every sample. NaN when a

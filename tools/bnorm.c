@@ -9,6 +9,9 @@
 
 #include "atomic_file.h"
 #include "chart.h"
+#ifdef BNORM_WITH_MPI
+#include "mpi_comm.h"
+#endif
 #include "checkpoint.h"
 #include "dataset.h"
 #include "idx.h"
@@ -26,29 +29,36 @@ static const char *CLASS_NAMES[10] = {"T-shirt/top", "Trouser", "Pullover", "Dre
 
 typedef struct {
     const char *model, *optimizer, *save, *log, *data, *out, *schedule, *preset, *lrs;
-    int no_bn, bn_after, no_fuse, fold, flip, epochs, batch, threads, index;
+    int no_bn, bn_after, no_fuse, fold, flip, distributed, local_bn, epochs, batch, threads, index;
     double lr, high_lr, momentum, weight_decay;
     long long seed, train_limit, test_limit, steps, every, unit, crop_pad, warmup;
     int lr_given, momentum_given, model_given, epochs_given;
 } options;
 
 static void usage_train(FILE *f) {
-    fprintf(f, "usage: bnorm train [--model NAME|FILE] [--no-bn] [--bn-after-activation]\n"
-               "                   [--no-fuse] [--epochs N] [--batch N] [--lr X]\n"
-               "                   [--optimizer sgd|adam] [--momentum X] [--weight-decay X]\n"
-               "                   [--seed N] [--threads N] [--save FILE] [--log FILE.csv]\n"
-               "                   [--data DIR] [--train-limit N] [--test-limit N]\n"
-               "Trains with mini-batches and reports, per epoch, the training loss and accuracy\n"
-               "and the test accuracy in test mode (running statistics). --model takes a\n"
-               "built-in model ('bnorm models' lists them) or a network description file\n"
-               "(docs/NETWORKS.md). BN followed by ReLU (or by an add and a ReLU) runs as one\n"
-               "fused call unless --no-fuse. --crop-pad N trains on random crops of the images\n"
-               "padded by N pixels, --flip on random mirror images; --lr-schedule cosine anneals\n"
-               "the learning rate to 0 at the last step, step divides it by 10 at half and at\n"
-               "three quarters of the epochs, after a linear warm-up over --warmup epochs.\n"
-               "Defaults: mlp, BN as described, 10 epochs, batch 64, SGD lr 0.01 momentum 0.9\n"
-               "(Adam: lr 0.001), no weight decay, seed 1, threads = all cores,\n"
-               "data " IDX_DEFAULT_DIR ".\n");
+    fprintf(f,
+            "usage: bnorm train [--model NAME|FILE] [--no-bn] [--bn-after-activation]\n"
+            "                   [--no-fuse] [--epochs N] [--batch N] [--lr X]\n"
+            "                   [--optimizer sgd|adam] [--momentum X] [--weight-decay X]\n"
+            "                   [--lr-schedule constant|cosine|step] [--warmup EPOCHS]\n"
+            "                   [--crop-pad N] [--flip] [--seed N] [--threads N]\n"
+            "                   [--save FILE] [--log FILE.csv] [--data DIR]\n"
+            "                   [--train-limit N] [--test-limit N] [--distributed [--local-bn]]\n"
+            "Trains with mini-batches and reports, per epoch, the training loss and accuracy\n"
+            "and the test accuracy in test mode (running statistics). --model takes a\n"
+            "built-in model ('bnorm models' lists them) or a network description file\n"
+            "(docs/NETWORKS.md). BN followed by ReLU (or by an add and a ReLU) runs as one\n"
+            "fused call unless --no-fuse. --crop-pad N trains on random crops of the images\n"
+            "padded by N pixels, --flip on random mirror images; --lr-schedule cosine anneals\n"
+            "the learning rate to 0 at the last step, step divides it by 10 at half and at\n"
+            "three quarters of the epochs, after a linear warm-up over --warmup epochs.\n"
+            "--distributed (under mpirun, in a build with -DBNORM_MPI=ON): data-parallel\n"
+            "training, each process on its share of every batch of --batch, the BN layers\n"
+            "synchronized over the processes (--local-bn: each share's own statistics), the\n"
+            "gradients summed; the process of rank 0 logs and saves.\n"
+            "Defaults: mlp, BN as described, 10 epochs, batch 64, SGD lr 0.01 momentum 0.9\n"
+            "(Adam: lr 0.001), no weight decay, seed 1, threads = all cores,\n"
+            "data " IDX_DEFAULT_DIR ".\n");
 }
 static void usage_eval(FILE *f) {
     fprintf(f, "usage: bnorm eval FILE [--data DIR] [--threads N] [--test-limit N]\n"
@@ -161,6 +171,14 @@ static int parse_options(int argc, char **argv, options *o, const char **pos, in
         }
         if (!strcmp(a, "--flip")) {
             o->flip = 1;
+            continue;
+        }
+        if (!strcmp(a, "--distributed")) {
+            o->distributed = 1;
+            continue;
+        }
+        if (!strcmp(a, "--local-bn")) {
+            o->local_bn = 1;
             continue;
         }
         if (!v) {
@@ -289,6 +307,24 @@ static int resolve_threads(int t) {
 }
 
 typedef dataset loaded_data;
+
+/* The processes of `bnorm train --distributed` (NULL otherwise). */
+static nn_comm *world;
+
+static int all_ok(int ok) {
+#ifdef BNORM_WITH_MPI
+    return mpi_comm_all_ok(world, ok);
+#else
+    return ok;
+#endif
+}
+
+static void abort_all(int code) {
+#ifdef BNORM_WITH_MPI
+    mpi_comm_abort(code);
+#endif
+    exit(code);
+}
 static void free_loaded(loaded_data *ld) { dataset_free(ld); }
 
 /* Loads the test set, and the training set when need_train. */
@@ -363,17 +399,42 @@ static int cmd_train(int argc, char **argv, options *o) {
         return 2;
     }
     if (!o->lr_given) o->lr = strcmp(o->optimizer, "adam") ? 0.01 : 0.001;
+    if (o->local_bn && !o->distributed) {
+        fprintf(stderr, "bnorm: --local-bn goes with --distributed\n");
+        return 2;
+    }
+    if (o->distributed && !world) {
+        fprintf(stderr, "bnorm: --distributed needs a bnorm built with MPI (cmake -DBNORM_MPI=ON) "
+                        "and started by mpirun\n");
+        return 2;
+    }
+    int lead = !world || world->rank == 0; /* logs and saves */
     nn_bn_place bn = o->no_bn ? NN_BN_NONE : o->bn_after ? NN_BN_AFTER : NN_BN_KEEP;
     static nn_spec spec;
     int bad = model_spec(o->model, bn, &spec);
     if (bad) return bad;
     loaded_data ld = {0};
-    if (load_data(o, &ld, 1)) return 1;
+    int loaded = load_data(o, &ld, 1) == 0;
+    if (world && !all_ok(loaded)) {
+        if (loaded)
+            fprintf(stderr, "bnorm: rank %d: another process could not load its data; stopping\n",
+                    world->rank);
+        free_loaded(&ld);
+        return 1;
+    }
+    if (!loaded) return 1;
+    if (world && o->batch < world->size) {
+        if (lead)
+            fprintf(stderr, "bnorm: a batch of %d cannot be shared by %d processes\n", o->batch,
+                    world->size);
+        free_loaded(&ld);
+        return 2;
+    }
     char err[1024];
     /* The log is written beside its final name and renamed into place at the
      * end, so that a reader never sees half of it. */
     atomic_file csv = {0};
-    if (o->log && atomic_file_open(&csv, o->log, err, sizeof err)) {
+    if (o->log && lead && atomic_file_open(&csv, o->log, err, sizeof err)) {
         fprintf(stderr, "bnorm: %s\n", err);
         free_loaded(&ld);
         return 1;
@@ -383,7 +444,9 @@ static int cmd_train(int argc, char **argv, options *o) {
     openblas_set_num_threads(1); /* the network splits batches itself */
     static nn_net net;
     int max_batch = o->batch > EVAL_BATCH ? o->batch : EVAL_BATCH;
-    if (nn_build(&net, &spec, ld.train.h, ld.train.w, 1, 10, !o->no_fuse, max_batch, threads, err,
+    /* SyncBN runs the split-phase calls, which have no fused forms. */
+    int fuse = !o->no_fuse && !(world && !o->local_bn);
+    if (nn_build(&net, &spec, ld.train.h, ld.train.w, 1, 10, fuse, max_batch, threads, err,
                  sizeof err)) {
         fprintf(stderr, "bnorm: %s\n", err);
         atomic_file_abort(&csv);
@@ -391,14 +454,28 @@ static int cmd_train(int argc, char **argv, options *o) {
         return 1;
     }
     nn_init_params(&net, (uint64_t)o->seed);
-    printf("training %s (%s%s, %zu parameters), %zu training and %zu test images, batch %d, %s "
-           "lr %g, %d threads\n",
-           o->model, place_name(bn), o->no_fuse ? ", not fused" : "", nn_param_count(&net),
-           ld.train.count, ld.test.count, o->batch, o->optimizer, o->lr, threads);
+    net.comm = world, net.sync_bn = !o->local_bn;
+    if (lead)
+        printf("training %s (%s%s, %zu parameters), %zu training and %zu test images, batch %d, "
+               "%s lr %g, %d threads\n",
+               o->model, place_name(bn), fuse ? "" : ", not fused", nn_param_count(&net),
+               ld.train.count, ld.test.count, o->batch, o->optimizer, o->lr, threads);
+    if (lead && world)
+        printf("data-parallel over %d processes, shares of %d-%d samples, %s\n", world->size,
+               o->batch / world->size, (o->batch + world->size - 1) / world->size,
+               o->local_bn ? "BN on each share alone (--local-bn)"
+                           : "BN synchronized over the global batch");
     nn_train_config cfg = train_config(o, o->lr, &ld, csv.f, o->model);
+    if (!lead) cfg.log = NULL, cfg.progress = 0;
     static nn_train_result res;
     int rc = 0;
     if (nn_train(&net, &ld.train, &ld.test, &cfg, &res, err, sizeof err)) {
+        if (world) {
+            /* The others wait in a collective: stop them all, with the reason. */
+            fprintf(stderr, "bnorm: rank %d: %s; stopping every process\n", world->rank, err);
+            fflush(stderr);
+            abort_all(1);
+        }
         fprintf(stderr, "bnorm: %s\n", err);
         atomic_file_abort(&csv);
         rc = 1;
@@ -407,10 +484,11 @@ static int cmd_train(int argc, char **argv, options *o) {
         rc = 1;
     }
     if (rc == 0 && res.diverged) {
-        fprintf(stderr, "bnorm: training diverged (non-finite loss) in epoch %d\n",
-                res.epochs_done);
+        if (lead)
+            fprintf(stderr, "bnorm: training diverged (non-finite loss) in epoch %d\n",
+                    res.epochs_done);
         rc = 1;
-    } else if (o->save && rc == 0) {
+    } else if (o->save && rc == 0 && lead) {
         ckpt_info info;
         snprintf(info.model, sizeof info.model, "%s", o->model);
         info.pixel_mean = ld.mean, info.pixel_std = ld.std;
@@ -965,7 +1043,28 @@ int main(int argc, char **argv) {
         usage(stdout);
         return 0;
     }
-    if (!strcmp(cmd, "train")) return cmd_train(argc - 2, argv + 2, &o);
+    if (!strcmp(cmd, "train")) {
+#ifdef BNORM_WITH_MPI
+        static nn_comm comm;
+        int distributed = 0;
+        for (int i = 2; i < argc; i++)
+            distributed |= !strcmp(argv[i], "--distributed");
+        if (distributed) {
+            char err[256];
+            if (mpi_comm_start(&argc, &argv, &comm, err, sizeof err)) {
+                fprintf(stderr, "bnorm: %s\n", err);
+                return 1;
+            }
+            world = &comm;
+            int rc = cmd_train(argc - 2, argv + 2, &o);
+            /* A process that stops early would leave the others in a collective. */
+            if (!all_ok(rc == 0) && rc == 0) rc = 1;
+            mpi_comm_stop();
+            return rc;
+        }
+#endif
+        return cmd_train(argc - 2, argv + 2, &o);
+    }
     if (!strcmp(cmd, "eval")) return cmd_eval(argc - 2, argv + 2, &o);
     if (!strcmp(cmd, "predict")) return cmd_predict(argc - 2, argv + 2, &o);
     if (!strcmp(cmd, "compare")) return cmd_compare(argc - 2, argv + 2, &o);

@@ -3,6 +3,7 @@
  * ReLU, and a fused residual add (its second input), where the description
  * has that pattern (nn_spec_fuse). */
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "kind.h"
 
@@ -44,7 +45,8 @@ static bnorm_fusion fusion(const nn_layer *l) {
 static void plan(const nn_net *net, const nn_layer *l, nn_plan *need) {
     bnorm_shape s = shape(l, net->max_batch);
     bnorm_params p = params(net, l, net->max_batch);
-    need->stat_floats = 2 * (size_t)l->out.c;
+    /* The saved mean and invstd, then (SyncBN) the global moments record, in double. */
+    need->stat_floats = 2 * (size_t)l->out.c + 2 * BNORM_MOMENTS_DOUBLES((size_t)l->out.c);
     if (l->spec.relu && bnorm_fused_mask_size(&s, &need->aux_bytes) != BNORM_OK)
         need->aux_bytes = SIZE_MAX;
     if (bnorm_workspace_size(&s, &p, &need->work_bytes) != BNORM_OK) need->work_bytes = SIZE_MAX;
@@ -57,6 +59,54 @@ static void init(nn_layer *l, nn_rng *rng) {
     l->bn_steps = 0;
 }
 
+/* The global moments record, kept from the forward for the backward. */
+static double *global_record(const nn_layer *l) { return (double *)(void *)(l->stats + 2 * l->out.c); }
+
+/* SyncBN forward: the share's moments, gathered from every process and
+ * merged in rank order, normalize the share. */
+static int forward_synced(const nn_pass *p, const bnorm_shape *s, const bnorm_params *prm) {
+    nn_layer *l = p->l;
+    nn_net *net = p->net;
+    const nn_comm *comm = net->comm;
+    int64_t C = l->out.c;
+    int per = BNORM_MOMENTS_DOUBLES((int)C);
+    double *global = global_record(l), *all = malloc((size_t)per * comm->size * sizeof(double));
+    int rc = -1;
+    if (!all) return -1;
+    bnorm_running_stats run = {l->run_mean->value, l->run_var->value, l->bn_steps};
+    if (bnorm_local_moments(s, prm, p->in[0], global, net->work, net->work_bytes) == BNORM_OK &&
+        comm->allgather(comm->ctx, global, per, all) == 0 &&
+        bnorm_merge_moments(C, comm->size, all, global) == BNORM_OK &&
+        bnorm_forward_training_global(s, prm, p->in[0], l->gamma->value, l->beta->value, global,
+                                      l->act, l->stats, l->stats + C, &run, net->work,
+                                      net->work_bytes) == BNORM_OK)
+        rc = 0;
+    l->bn_steps = run.count;
+    free(all);
+    /* gamma and beta get the global batch's gradients: not to be summed again. */
+    l->gamma->global = l->beta->global = 1;
+    return rc;
+}
+
+/* SyncBN backward: the share's sums, summed over every process, give dx of
+ * the share and the global batch's dgamma and dbeta. */
+static int backward_synced(const nn_pass *p, const bnorm_shape *s, const bnorm_params *prm) {
+    nn_layer *l = p->l;
+    nn_net *net = p->net;
+    int64_t C = l->out.c;
+    double *sums = malloc(2 * (size_t)C * sizeof(double));
+    int rc = -1;
+    if (sums && bnorm_backward_local_sums(s, prm, p->in[0], p->g, global_record(l), sums,
+                                          net->work, net->work_bytes) == BNORM_OK &&
+        net->comm->allreduce(net->comm->ctx, sums, 2 * (int)C) == 0 &&
+        bnorm_backward_apply(s, prm, p->in[0], p->g, l->gamma->value, global_record(l), sums,
+                             p->din[0], l->gamma->grad, l->beta->grad, net->work,
+                             net->work_bytes) == BNORM_OK)
+        rc = 0;
+    free(sums);
+    return rc;
+}
+
 static int forward_batch(const nn_pass *p) {
     nn_layer *l = p->l;
     nn_net *net = p->net;
@@ -65,6 +115,10 @@ static int forward_batch(const nn_pass *p) {
     bnorm_fusion f = fusion(l);
     float *save_mean = l->stats, *save_invstd = l->stats + l->out.c;
     bnorm_status st;
+    if (p->training && net->comm && net->sync_bn) {
+        if (f.ops) return -1; /* the trainer describes synchronized networks unfused */
+        return forward_synced(p, &s, &prm);
+    }
     if (p->training) {
         bnorm_running_stats run = {l->run_mean->value, l->run_var->value, l->bn_steps};
         if (f.ops)
@@ -94,6 +148,7 @@ static int backward_batch(const nn_pass *p) {
     bnorm_params prm = params(net, l, p->n);
     bnorm_fusion f = fusion(l);
     const float *save_mean = l->stats, *save_invstd = l->stats + l->out.c;
+    if (net->comm && net->sync_bn) return f.ops ? -1 : backward_synced(p, &s, &prm);
     bnorm_status st;
     if (f.ops)
         st = bnorm_fused_backward_training(

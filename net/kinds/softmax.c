@@ -28,6 +28,8 @@ static void forward(const nn_pass *p, int s, int b0, int b1) {
 static double loss(const nn_pass *p, const uint8_t *labels, int *correct) {
     const float *logits = p->in[0];
     int K = p->net->classes, right = 0, n = p->n;
+    /* The gradient of the mean over the global batch, when this is a share of it. */
+    float scale = (float)(p->net->loss_batch > 0 ? p->net->loss_batch : n);
     double total = 0.0;
     for (int b = 0; b < n; b++) {
         const float *z = logits + (size_t)b * K;
@@ -42,7 +44,7 @@ static double loss(const nn_pass *p, const uint8_t *labels, int *correct) {
         right += nn_argmax(z, K) == labels[b];
         for (int k = 0; k < K; k++) {
             float prob = (float)(exp((double)z[k] - zmax) / sum);
-            g[k] = (prob - (k == labels[b] ? 1.0f : 0.0f)) / (float)n;
+            g[k] = (prob - (k == labels[b] ? 1.0f : 0.0f)) / scale;
         }
     }
     if (correct) *correct = right;

@@ -1,0 +1,127 @@
+/* Data-parallel training over MPI (run under mpirun on 1, 2 and 3
+ * processes): one step of K processes on their shares of a global batch of
+ * 7 (3 processes: shares of 2, 2 and 3) against one process on the whole
+ * batch, computed here by every process: the logits of its share, each BN
+ * layer's saved and running statistics, every gradient after the sum over
+ * the processes, and the parameters after the step, within 1e-6 of each
+ * tensor's largest magnitude (4e-6 for BN's gamma, as libbnorm's sync
+ * tests). Then the same with BN on each share alone (--local-bn), whose
+ * statistics must differ from the global batch's when shares differ. */
+#include <math.h>
+#include <string.h>
+
+#include "check.h"
+#include "mpi_comm.h"
+#include "nn.h"
+#include "oracle.h"
+#include "train.h"
+
+#define B 7
+#define SIDE 8
+
+static const char *net_text = "conv channels=4\nbn\nrelu\nmaxpool\nconv channels=6 stride=2\nbn\n"
+                              "relu\ndense units=12\nbn\nsigmoid\ndense units=classes\nsoftmax\n";
+
+static double max_abs(const float *v, size_t n) {
+    double m = 0.0;
+    for (size_t i = 0; i < n; i++)
+        m = fmax(m, fabs(v[i]));
+    return m;
+}
+
+static double max_diff(const float *a, const float *b, size_t n) {
+    double m = 0.0;
+    for (size_t i = 0; i < n; i++)
+        m = fmax(m, fabs((double)a[i] - b[i]));
+    return m;
+}
+
+int main(int argc, char **argv) {
+    static nn_comm comm;
+    char err[512];
+    if (mpi_comm_start(&argc, &argv, &comm, err, sizeof err)) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    static nn_spec spec;
+    CHECK(nn_spec_parse(net_text, strlen(net_text), "t", &spec, err, sizeof err) == 0, "%s", err);
+    static float x[B * SIDE * SIDE];
+    uint8_t y[B];
+    test_rng rng = {77};
+    for (int i = 0; i < B * SIDE * SIDE; i++)
+        x[i] = (float)(rng_normal(&rng) + 0.5);
+    for (int i = 0; i < B; i++)
+        y[i] = (uint8_t)(i * 3 % 10);
+    int lo = B * comm.rank / comm.size, hi = B * (comm.rank + 1) / comm.size, n = hi - lo;
+    nn_optim opt = {NN_SGD, 0.1f, 0.9f, 0.9f, 0.999f, 1e-8f, 1e-3f};
+    for (int sync = 1; sync >= 0; sync--) {
+        static nn_net one, many;
+        CHECK(nn_build(&one, &spec, SIDE, SIDE, 1, 10, 0, B, 1, err, sizeof err) == 0, "%s", err);
+        CHECK(nn_build(&many, &spec, SIDE, SIDE, 1, 10, 0, B, 2, err, sizeof err) == 0, "%s", err);
+        nn_init_params(&one, 3);
+        nn_init_params(&many, 3);
+        many.comm = &comm, many.sync_bn = sync, many.loss_batch = B;
+        const float *z1 = nn_forward(&one, x, B, 1);
+        nn_loss(&one, y, B, NULL);
+        nn_backward(&one, x, B);
+        const float *zk = nn_forward(&many, x + lo * SIDE * SIDE, n, 1);
+        nn_loss(&many, y + lo, n, NULL);
+        CHECK(nn_backward(&many, x + lo * SIDE * SIDE, n) == 0 && nn_sum_gradients(&many) == 0,
+              "rank %d: backward or sum failed", comm.rank);
+        const char *what = sync ? "SyncBN" : "local BN";
+        if (sync) {
+            double top = max_abs(z1, B * 10);
+            CHECK(zk && max_diff(z1 + lo * 10, zk, (size_t)n * 10) <= 1e-6 * top,
+                  "%s rank %d of %d: logits off by %.3g (largest %.3g)", what, comm.rank,
+                  comm.size, max_diff(z1 + lo * 10, zk, (size_t)n * 10), top);
+            for (int i = 0; i < one.n_layers; i++) {
+                const nn_layer *a = &one.layers[i], *b = &many.layers[i];
+                if (!a->gamma) continue;
+                size_t C = (size_t)a->out.c;
+                CHECK(max_diff(a->stats, b->stats, 2 * C) <= 1e-6 * max_abs(a->stats, 2 * C),
+                      "%s rank %d: %s saved statistics off by %.3g", what, comm.rank,
+                      a->spec.name, max_diff(a->stats, b->stats, 2 * C));
+                CHECK(max_diff(a->run_var->value, b->run_var->value, C) <=
+                              1e-6 * max_abs(a->run_var->value, C) &&
+                          max_diff(a->run_mean->value, b->run_mean->value, C) <=
+                              1e-6 * max_abs(a->run_mean->value, C) + 1e-12,
+                      "%s rank %d: %s running statistics differ (the global count)", what,
+                      comm.rank, a->spec.name);
+            }
+            for (int t = 0; t < one.n_tensors; t++) {
+                const nn_tensor *a = &one.tensors[t], *b = &many.tensors[t];
+                if (!a->trainable) continue;
+                double tol = strstr(a->name, "gamma") ? 4e-6 : 1e-6;
+                double off = max_diff(a->grad, b->grad, a->size), top = max_abs(a->grad, a->size);
+                CHECK(off <= tol * top, "%s rank %d of %d: gradient of %s off by %.3g of %.3g",
+                      what, comm.rank, comm.size, a->name, off, top);
+            }
+            nn_step(&one, &opt);
+            nn_step(&many, &opt);
+            for (int t = 0; t < one.n_tensors; t++) {
+                const nn_tensor *a = &one.tensors[t], *b = &many.tensors[t];
+                double off = max_diff(a->value, b->value, a->size), top = max_abs(a->value, a->size);
+                CHECK(off <= 1e-6 * top, "%s rank %d: %s after the step off by %.3g", what,
+                      comm.rank, a->name, off);
+            }
+        } else if (comm.size > 1) {
+            /* Shares normalized apart: the first BN's saved mean is the share's. */
+            const nn_layer *a = &one.layers[1], *b = &many.layers[1];
+            CHECK(max_diff(a->stats, b->stats, (size_t)a->out.c) > 1e-4,
+                  "local BN rank %d: the share's statistics equal the global batch's", comm.rank);
+            /* Gradients are still summed: the same on every process. */
+            double g = many.tensors[0].grad[0], lo_g = g, hi_g = g;
+            comm.allreduce(comm.ctx, &g, 1);
+            double all[2] = {-lo_g, hi_g};
+            comm.allreduce(comm.ctx, all, 2);
+            CHECK(fabs(g / comm.size - hi_g) <= 1e-6 * fabs(hi_g) + 1e-12,
+                  "local BN rank %d: processes hold different gradients", comm.rank);
+        }
+        nn_free(&one), nn_free(&many);
+    }
+    int failed = check_failed;
+    int ok = mpi_comm_all_ok(&comm, failed == 0);
+    if (comm.rank == 0) check_finish();
+    mpi_comm_stop();
+    return ok ? 0 : 1;
+}
