@@ -3,6 +3,7 @@
 # Packages already present are left alone; nothing is downloaded otherwise.
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config clang libclang-rt-dev libomp-dev libopenblas-dev zlib1g-dev libpng-dev
+      libopenmpi-dev openmpi-bin
       dataset-fashion-mnist "$@")
 missing=()
 for p in "${pkgs[@]}"; do

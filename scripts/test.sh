@@ -20,7 +20,9 @@ run_suite() { # name, extra cmake args...
     (cd "$out/$name" && ctest --output-on-failure -j "$jobs")
 }
 
-run_suite gcc -DCMAKE_C_COMPILER=gcc -DBNORM_BUILD_BENCH=ON
+# The gcc build also builds the MPI trainer and runs it under mpirun on 2 and 3
+# processes (the other builds leave MPI out, as a default build does).
+run_suite gcc -DCMAKE_C_COMPILER=gcc -DBNORM_BUILD_BENCH=ON -DBNORM_MPI=ON
 run_suite clang -DCMAKE_C_COMPILER=clang -DBNORM_BUILD_BENCH=ON
 # AddressSanitizer + UndefinedBehaviorSanitizer with both compilers, which
 # see different things (clang's UBSan flags pointer arithmetic that gcc's
