@@ -499,6 +499,19 @@ static int cmd_train(int argc, char **argv, options *o) {
             printf("saved %s\n", o->save);
         }
     }
+#ifdef BNORM_WITH_MPI
+    if (world && lead && rc == 0) {
+        double sync, grads, train = 0.0;
+        mpi_comm_seconds(&sync, &grads);
+        for (int e = 0; e < res.epochs_done; e++)
+            train += res.seconds[e];
+        long steps = res.steps_per_epoch * res.epochs_done;
+        printf("rank 0: %.2f ms per step; in the collectives: BN synchronization %.3f ms "
+               "(%.1f%%), gradient sums %.3f ms (%.1f%%)\n",
+               1e3 * train / (double)steps, 1e3 * sync / (double)steps, 100.0 * sync / train,
+               1e3 * grads / (double)steps, 100.0 * grads / train);
+    }
+#endif
     nn_train_result_free(&res);
     nn_free(&net);
     free_loaded(&ld);

@@ -5,25 +5,34 @@
 #include <mpi.h>
 #include <stdio.h>
 
+/* Seconds spent in each kind of collective: the BN layers' (doubles) and
+ * the gradients' (floats). */
+static double seconds_doubles, seconds_floats;
+
 static int allgather(void *ctx, const double *send, int count, double *recv) {
     (void)ctx;
-    return MPI_Allgather(send, count, MPI_DOUBLE, recv, count, MPI_DOUBLE, MPI_COMM_WORLD) ==
-                   MPI_SUCCESS
-               ? 0
-               : -1;
+    double t0 = MPI_Wtime();
+    int rc = MPI_Allgather(send, count, MPI_DOUBLE, recv, count, MPI_DOUBLE, MPI_COMM_WORLD);
+    seconds_doubles += MPI_Wtime() - t0;
+    return rc == MPI_SUCCESS ? 0 : -1;
 }
 
 static int allreduce(void *ctx, double *buf, int count) {
     (void)ctx;
-    return MPI_Allreduce(MPI_IN_PLACE, buf, count, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD) ==
-                   MPI_SUCCESS
-               ? 0
-               : -1;
+    double t0 = MPI_Wtime();
+    int rc = MPI_Allreduce(MPI_IN_PLACE, buf, count, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+    seconds_doubles += MPI_Wtime() - t0;
+    return rc == MPI_SUCCESS ? 0 : -1;
+}
+
+void mpi_comm_seconds(double *doubles, double *floats) {
+    *doubles = seconds_doubles, *floats = seconds_floats;
 }
 
 /* In pieces of at most INT_MAX values, MPI's count type. */
 static int allreduce_floats(void *ctx, float *buf, size_t count) {
     (void)ctx;
+    double t0 = MPI_Wtime();
     for (size_t done = 0; done < count;) {
         int n = count - done > INT_MAX ? INT_MAX : (int)(count - done);
         if (MPI_Allreduce(MPI_IN_PLACE, buf + done, n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD) !=
@@ -31,6 +40,7 @@ static int allreduce_floats(void *ctx, float *buf, size_t count) {
             return -1;
         done += (size_t)n;
     }
+    seconds_floats += MPI_Wtime() - t0;
     return 0;
 }
 

@@ -12,6 +12,9 @@
 int mpi_comm_start(int *argc, char ***argv, nn_comm *comm, char *err, size_t errlen);
 /* Whether `ok` holds on every process (a collective). */
 int mpi_comm_all_ok(const nn_comm *comm, int ok);
+/* Seconds this process has spent in the collectives of doubles (the BN
+ * layers' statistics and sums, and the loss) and of floats (the gradients). */
+void mpi_comm_seconds(double *doubles, double *floats);
 /* Stops every process of the job with exit status `code`. */
 void mpi_comm_abort(int code);
 void mpi_comm_stop(void);
