@@ -47,22 +47,23 @@ int main(int argc, char **argv) {
     size_t max = 4u << 20;
     void *buf = calloc(max, 1), *recv = calloc(max * (size_t)K, 1);
     double fit[2][2]; /* [allgather][a, 1/bandwidth] */
+    double sx = 0, sxx = 0, sy[2] = {0, 0}, sxy[2] = {0, 0};
+    int n = 0;
     if (rank == 0)
         printf("%d processes\n%-10s %14s %14s\n", K, "bytes", "allreduce us", "allgather us");
-    for (int g = 0; g < 2; g++) {
-        /* Least squares over the sizes: t = a + b * bytes. */
-        double sx = 0, sy = 0, sxx = 0, sxy = 0;
-        int n = 0;
-        for (size_t bytes = 64; bytes <= max; bytes *= 4, n++) {
-            int reps = bytes < 65536 ? 2000 : 50;
+    for (size_t bytes = 64; bytes <= max; bytes *= 4, n++) {
+        int reps = bytes < 65536 ? 2000 : 50;
+        double t[2];
+        for (int g = 0; g < 2; g++) {
             timed(g, bytes, 10, buf, recv); /* warm-up */
-            double t = timed(g, bytes, reps, buf, recv);
-            sx += (double)bytes, sy += t, sxx += (double)bytes * bytes, sxy += (double)bytes * t;
-            if (rank == 0 && g == 0) printf("%-10zu %14.2f", bytes, 1e6 * t);
-            if (rank == 0 && g == 1) printf("%-10zu %14s %14.2f\n", bytes, "", 1e6 * t);
-            if (rank == 0 && g == 0) printf("\n");
+            t[g] = timed(g, bytes, reps, buf, recv);
+            sy[g] += t[g], sxy[g] += (double)bytes * t[g];
         }
-        double b = (n * sxy - sx * sy) / (n * sxx - sx * sx), a = (sy - b * sx) / n;
+        sx += (double)bytes, sxx += (double)bytes * bytes;
+        if (rank == 0) printf("%-10zu %14.2f %14.2f\n", bytes, 1e6 * t[0], 1e6 * t[1]);
+    }
+    for (int g = 0; g < 2; g++) { /* least squares: t = a + b * bytes */
+        double b = (n * sxy[g] - sx * sy[g]) / (n * sxx - sx * sx), a = (sy[g] - b * sx) / n;
         fit[g][0] = a > 0 ? a : 1e-7, fit[g][1] = b;
     }
     if (rank == 0) {
