@@ -6,7 +6,8 @@
  *
  * Measures MPI_Allreduce (sum of floats, as the gradients) and
  * MPI_Allgather (doubles, as SyncBN's moments records) over message sizes,
- * fits time = a + bytes / bandwidth to each, and prints the model's
+ * takes the latency from the smallest and the bandwidth from the largest,
+ * and prints the model's
  * (default resnet, 28x28 inputs) volume per step: per BN layer one
  * allgather of 2C + 1 doubles per process in the forward and one allreduce
  * of 2C doubles in the backward; one allreduce of every gradient. Its time
@@ -47,25 +48,25 @@ int main(int argc, char **argv) {
     size_t max = 4u << 20;
     void *buf = calloc(max, 1), *recv = calloc(max * (size_t)K, 1);
     double fit[2][2]; /* [allgather][a, 1/bandwidth] */
-    double sx = 0, sxx = 0, sy[2] = {0, 0}, sxy[2] = {0, 0};
-    int n = 0;
+    double first[2] = {0, 0}, last[2] = {0, 0};
+    size_t last_bytes = 0;
     if (rank == 0)
         printf("%d processes\n%-10s %14s %14s\n", K, "bytes", "allreduce us", "allgather us");
-    for (size_t bytes = 64; bytes <= max; bytes *= 4, n++) {
+    for (size_t bytes = 64; bytes <= max; bytes *= 4) {
         int reps = bytes < 65536 ? 2000 : 50;
         double t[2];
         for (int g = 0; g < 2; g++) {
             timed(g, bytes, 10, buf, recv); /* warm-up */
             t[g] = timed(g, bytes, reps, buf, recv);
-            sy[g] += t[g], sxy[g] += (double)bytes * t[g];
+            if (bytes == 64) first[g] = t[g];
+            last[g] = t[g];
         }
-        sx += (double)bytes, sxx += (double)bytes * bytes;
+        last_bytes = bytes;
         if (rank == 0) printf("%-10zu %14.2f %14.2f\n", bytes, 1e6 * t[0], 1e6 * t[1]);
     }
-    for (int g = 0; g < 2; g++) { /* least squares: t = a + b * bytes */
-        double b = (n * sxy[g] - sx * sy[g]) / (n * sxx - sx * sx), a = (sy[g] - b * sx) / n;
-        fit[g][0] = a > 0 ? a : 1e-7, fit[g][1] = b;
-    }
+    /* The latency from the smallest message, the time per byte from the largest. */
+    for (int g = 0; g < 2; g++)
+        fit[g][0] = first[g], fit[g][1] = (last[g] - first[g]) / (double)(last_bytes - 64);
     if (rank == 0) {
         printf(
             "fit: allreduce %.2f us + %.2f GB/s, allgather %.2f us + %.2f GB/s (on %d processes)\n",
