@@ -43,17 +43,7 @@ int nn_fold(const nn_net *src, nn_net *dst, int max_batch, int threads, char *er
         for (int j = i + 1; j < spec->n; j++)
             memcpy(folded_from[j - 1], folded_from[j], NN_NAME_MAX);
         folded_from[spec->n - 1][0] = '\0';
-        for (int j = 0; j < spec->n; j++)
-            for (int k = 0; k < spec->layer[j].n_in; k++) {
-                int *in = &spec->layer[j].in[k];
-                if (*in == i)
-                    *in = p;
-                else if (*in > i)
-                    (*in)--;
-            }
-        memmove(&spec->layer[i], &spec->layer[i + 1],
-                (size_t)(spec->n - i - 1) * sizeof spec->layer[0]);
-        spec->n--;
+        nn_spec_remove_layer(spec, i);
     }
     for (int j = 0; j < spec->n; j++)
         spec->layer[j].labelled = 1; /* names stay those of the trained network */

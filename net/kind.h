@@ -36,7 +36,8 @@ struct nn_kind {
      * input's dims), and adds the layer's tensors (nn_add_tensor). Returns
      * 0, or -1 with a message saying why the layer does not fit. */
     int (*setup)(nn_net *net, nn_layer *l, const nn_dims *in2, char *err, size_t errlen);
-    /* What the layer needs besides its output, for batches of max_batch. */
+    /* What the layer needs besides its output, for batches of max_batch
+     * (NULL: nothing). */
     void (*plan)(const nn_net *net, const nn_layer *l, nn_plan *need);
     /* Initial parameters (the generator is shared, in layer order). */
     void (*init)(nn_layer *l, nn_rng *rng);
@@ -80,6 +81,10 @@ extern const nn_kind *const nn_kinds[NN_KIND_COUNT];
 float *nn_thread_scratch(const nn_net *net, int s);
 /* The first sample of slice s of T over n. */
 static inline int nn_slice_begin(int n, int T, int s) { return (int)((int64_t)n * s / T); }
+
+/* setup of a kind whose output has its input's shape and which has no
+ * parameters (ReLU, sigmoid). */
+int nn_same_shape(nn_net *net, nn_layer *l, const nn_dims *in2, char *err, size_t errlen);
 
 /* He-normal weights: N(0, 2 / fan_in), fan_in = size / out. */
 void nn_init_he(nn_tensor *w, int out, nn_rng *rng);

@@ -60,6 +60,12 @@ void nn_init_he(nn_tensor *w, int out, nn_rng *rng) {
         w->value[k] = std * (float)nn_rng_normal(rng);
 }
 
+int nn_same_shape(nn_net *net, nn_layer *l, const nn_dims *in2, char *err, size_t errlen) {
+    (void)net, (void)in2, (void)err, (void)errlen;
+    l->out = l->in;
+    return 0;
+}
+
 float *nn_thread_scratch(const nn_net *net, int s) {
     return net->scratch + (size_t)s * net->thread_floats;
 }
@@ -221,7 +227,7 @@ static int plan_buffers(nn_net *net, alloc_request *req, int cap, size_t *total)
     for (int i = 0; i < net->n_layers; i++) {
         nn_layer *l = &net->layers[i];
         nn_plan need = {0, 0, 0, 0};
-        l->kind->plan(net, l, &need);
+        if (l->kind->plan) l->kind->plan(net, l, &need);
         if (l->out_size > largest) largest = l->out_size;
         REQUEST(l->act, (double)max_batch * (double)l->out_size, sizeof(float));
         if (need.stat_floats) REQUEST(l->stats, need.stat_floats, sizeof(float));

@@ -113,7 +113,7 @@ typedef struct nn_net {
     size_t thread_floats;
     void *work; /* whole-batch scratch: BN workspace, conv weight-gradient partials */
     size_t work_bytes;
-    int loss_din;       /* the pool buffer of dloss/dlogits */
+    int loss_din; /* the pool buffer of dloss/dlogits */
     /* Data-parallel training (NULL: one process). sync_bn: BN layers use the
      * statistics of the global batch (SyncBN); otherwise each process's
      * share alone. loss_batch: the global batch the loss averages over (0:

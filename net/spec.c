@@ -333,8 +333,7 @@ static int consumers(const nn_spec *spec, int i, int *first) {
     return n;
 }
 
-/* Removes layer i: its readers read its input instead. */
-static void remove_layer(nn_spec *spec, int i) {
+void nn_spec_remove_layer(nn_spec *spec, int i) {
     int src = spec->layer[i].in[0];
     for (int j = 0; j < spec->n; j++)
         for (int k = 0; k < spec->layer[j].n_in; k++) {
@@ -353,7 +352,7 @@ static void remove_layer(nn_spec *spec, int i) {
  * (> i), reading it, and has `after`'s other readers read it instead. */
 static void move_after(nn_spec *spec, int i, int after) {
     nn_spec_layer moved = spec->layer[i];
-    remove_layer(spec, i);
+    nn_spec_remove_layer(spec, i);
     after--; /* it shifted down */
     int at = after + 1;
     for (int j = 0; j < spec->n; j++)
@@ -388,7 +387,7 @@ static int activation_after(const nn_spec *spec, int i) {
 int nn_spec_place_bn(nn_spec *spec, nn_bn_place place, char *err, size_t errlen) {
     if (place == NN_BN_NONE) {
         for (int i = spec->n - 1; i >= 0; i--)
-            if (spec->layer[i].kind == NN_KIND_BN) remove_layer(spec, i);
+            if (spec->layer[i].kind == NN_KIND_BN) nn_spec_remove_layer(spec, i);
     } else if (place == NN_BN_AFTER) {
         /* The bn layers to move, by name (indices shift as they move). */
         char names[NN_MAX_LAYERS][NN_NAME_MAX];
@@ -429,12 +428,12 @@ void nn_spec_fuse(nn_spec *spec) {
             bn->n_in = 2;
             bn->in[1] = skip;
             bn->relu = 1;
-            spec->layer[add].in[0] = i; /* so that removing it leaves its readers on the bn */
-            remove_layer(spec, next);   /* the relu: its readers read the add */
-            remove_layer(spec, add);    /* the add: its readers read the bn */
+            spec->layer[add].in[0] = i;       /* so that removing it leaves its readers on the bn */
+            nn_spec_remove_layer(spec, next); /* the relu: its readers read the add */
+            nn_spec_remove_layer(spec, add);  /* the add: its readers read the bn */
         } else if (spec->layer[next].kind == NN_KIND_RELU) {
             bn->relu = 1;
-            remove_layer(spec, next);
+            nn_spec_remove_layer(spec, next);
         }
     }
 }

@@ -94,6 +94,10 @@ int nn_spec_format(const nn_spec *spec, char *out, size_t cap);
  * their new positions unless labelled. Returns 0, or -1 with a message. */
 int nn_spec_place_bn(nn_spec *spec, nn_bn_place place, char *err, size_t errlen);
 
+/* Removes layer i (of one input): its readers read its input instead, and
+ * the layers after it move down one. */
+void nn_spec_remove_layer(nn_spec *spec, int i);
+
 /* The fused forms: a bn whose output goes to a relu alone becomes a bn with
  * a fused ReLU; a bn whose output goes to an add alone, that add's to a
  * relu alone, becomes a bn with a fused add (the add's other input) and

@@ -15,10 +15,6 @@ static int setup(nn_net *net, nn_layer *l, const nn_dims *in2, char *err, size_t
     return 0;
 }
 
-static void plan(const nn_net *net, const nn_layer *l, nn_plan *need) {
-    (void)net, (void)l, (void)need;
-}
-
 static void forward(const nn_pass *p, int s, int b0, int b1) {
     (void)s;
     size_t size = p->l->out_size, off = (size_t)b0 * size;
@@ -36,5 +32,4 @@ static void backward(const nn_pass *p, int s, int b0, int b1, int phase) {
             memcpy(p->din[i] + off, p->g + off, (size_t)(b1 - b0) * size * sizeof(float));
 }
 
-const nn_kind nn_kind_add = {
-    .setup = setup, .plan = plan, .forward = forward, .phases = 1, .backward = backward};
+const nn_kind nn_kind_add = {.setup = setup, .forward = forward, .phases = 1, .backward = backward};

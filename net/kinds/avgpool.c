@@ -7,10 +7,6 @@ static int setup(nn_net *net, nn_layer *l, const nn_dims *in2, char *err, size_t
     return 0;
 }
 
-static void plan(const nn_net *net, const nn_layer *l, nn_plan *need) {
-    (void)net, (void)l, (void)need;
-}
-
 static void forward(const nn_pass *p, int s, int b0, int b1) {
     (void)s;
     const nn_layer *l = p->l;
@@ -47,4 +43,4 @@ static void backward(const nn_pass *p, int s, int b0, int b1, int phase) {
 }
 
 const nn_kind nn_kind_avgpool = {
-    .setup = setup, .plan = plan, .forward = forward, .phases = 1, .backward = backward};
+    .setup = setup, .forward = forward, .phases = 1, .backward = backward};

@@ -60,7 +60,9 @@ static void init(nn_layer *l, nn_rng *rng) {
 }
 
 /* The global moments record, kept from the forward for the backward. */
-static double *global_record(const nn_layer *l) { return (double *)(void *)(l->stats + 2 * l->out.c); }
+static double *global_record(const nn_layer *l) {
+    return (double *)(void *)(l->stats + 2 * l->out.c);
+}
 
 /* SyncBN forward: the share's moments, gathered from every process and
  * merged in rank order, normalize the share. */
@@ -96,8 +98,9 @@ static int backward_synced(const nn_pass *p, const bnorm_shape *s, const bnorm_p
     int64_t C = l->out.c;
     double *sums = malloc(2 * (size_t)C * sizeof(double));
     int rc = -1;
-    if (sums && bnorm_backward_local_sums(s, prm, p->in[0], p->g, global_record(l), sums,
-                                          net->work, net->work_bytes) == BNORM_OK &&
+    if (sums &&
+        bnorm_backward_local_sums(s, prm, p->in[0], p->g, global_record(l), sums, net->work,
+                                  net->work_bytes) == BNORM_OK &&
         net->comm->allreduce(net->comm->ctx, sums, 2 * (int)C) == 0 &&
         bnorm_backward_apply(s, prm, p->in[0], p->g, l->gamma->value, global_record(l), sums,
                              p->din[0], l->gamma->grad, l->beta->grad, net->work,

@@ -15,10 +15,6 @@ static int setup(nn_net *net, nn_layer *l, const nn_dims *in2, char *err, size_t
     return 0;
 }
 
-static void plan(const nn_net *net, const nn_layer *l, nn_plan *need) {
-    (void)net, (void)l, (void)need;
-}
-
 static void init(nn_layer *l, nn_rng *rng) { nn_init_he(l->weight, l->out.c, rng); }
 
 static void forward(const nn_pass *p, int s, int b0, int b1) {
@@ -72,7 +68,6 @@ static void one_finish(const nn_layer *l, const float *partials, size_t stride, 
 }
 
 const nn_kind nn_kind_dense = {.setup = setup,
-                               .plan = plan,
                                .init = init,
                                .forward = forward,
                                .phases = 1,

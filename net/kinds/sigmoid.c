@@ -4,16 +4,6 @@
 
 #include "kind.h"
 
-static int setup(nn_net *net, nn_layer *l, const nn_dims *in2, char *err, size_t errlen) {
-    (void)net, (void)in2, (void)err, (void)errlen;
-    l->out = l->in;
-    return 0;
-}
-
-static void plan(const nn_net *net, const nn_layer *l, nn_plan *need) {
-    (void)net, (void)l, (void)need;
-}
-
 static float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
 
 static void forward(const nn_pass *p, int s, int b0, int b1) {
@@ -43,8 +33,7 @@ static int one_units(const nn_layer *l, const float *in, float *out, int c0, int
     return 0;
 }
 
-const nn_kind nn_kind_sigmoid = {.setup = setup,
-                                 .plan = plan,
+const nn_kind nn_kind_sigmoid = {.setup = nn_same_shape,
                                  .forward = forward,
                                  .phases = 1,
                                  .backward = backward,

@@ -17,10 +17,6 @@ static int setup(nn_net *net, nn_layer *l, const nn_dims *in2, char *err, size_t
     return 0;
 }
 
-static void plan(const nn_net *net, const nn_layer *l, nn_plan *need) {
-    (void)net, (void)l, (void)need;
-}
-
 static void forward(const nn_pass *p, int s, int b0, int b1) {
     (void)p, (void)s, (void)b0, (void)b1;
 }
@@ -51,5 +47,4 @@ static double loss(const nn_pass *p, const uint8_t *labels, int *correct) {
     return total / n;
 }
 
-const nn_kind nn_kind_softmax = {
-    .setup = setup, .plan = plan, .forward = forward, .phases = 0, .loss = loss};
+const nn_kind nn_kind_softmax = {.setup = setup, .forward = forward, .phases = 0, .loss = loss};
