@@ -94,8 +94,10 @@ float nn_scheduled_lr(const nn_train_config *cfg, long t, long T);
 
 /* Data-parallel training (net->comm): sums every trainable tensor's
  * gradient over the processes, but those already of the global batch
- * (SyncBN's gamma and beta). Returns 0, or -1 when the communication failed. */
-int nn_sum_gradients(nn_net *net);
+ * (SyncBN's gamma and beta), packed into buckets of up to bucket_floats
+ * (0: 4 MiB of floats), one allreduce each; a larger tensor goes alone.
+ * Returns 0, or -1 when memory or the communication failed. */
+int nn_sum_gradients(nn_net *net, size_t bucket_floats);
 
 /* Test-mode accuracy over the set, in batches of up to net->max_batch;
  * predictions (may be NULL) receives the class of every sample. NaN when a

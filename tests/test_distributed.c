@@ -5,7 +5,8 @@
  * layer's saved and running statistics, every gradient after the sum over
  * the processes, and the parameters after the step, within 1e-6 of each
  * tensor's largest magnitude (4e-6 for BN's gamma, as libbnorm's sync
- * tests). Then the same with BN on each share alone (--local-bn), whose
+ * tests), with the gradients summed in one bucket and in buckets of 100
+ * floats. Then the same with BN on each share alone (--local-bn), whose
  * statistics must differ from the global batch's when shares differ. */
 #include <math.h>
 #include <string.h>
@@ -16,7 +17,7 @@
 #include "oracle.h"
 #include "train.h"
 
-#define B 7
+#define B    7
 #define SIDE 8
 
 static const char *net_text = "conv channels=4\nbn\nrelu\nmaxpool\nconv channels=6 stride=2\nbn\n"
@@ -54,33 +55,37 @@ int main(int argc, char **argv) {
         y[i] = (uint8_t)(i * 3 % 10);
     int lo = B * comm.rank / comm.size, hi = B * (comm.rank + 1) / comm.size, n = hi - lo;
     nn_optim opt = {NN_SGD, 0.1f, 0.9f, 0.9f, 0.999f, 1e-8f, 1e-3f};
-    for (int sync = 1; sync >= 0; sync--) {
+    /* Buckets: the default (one), and of 100 floats (several, and tensors
+     * larger than a bucket on their own). */
+    for (int sync = 1; sync >= -1; sync--) {
+        size_t bucket = sync == -1 ? 100 : 0;
         static nn_net one, many;
         CHECK(nn_build(&one, &spec, SIDE, SIDE, 1, 10, 0, B, 1, err, sizeof err) == 0, "%s", err);
         CHECK(nn_build(&many, &spec, SIDE, SIDE, 1, 10, 0, B, 2, err, sizeof err) == 0, "%s", err);
         nn_init_params(&one, 3);
         nn_init_params(&many, 3);
-        many.comm = &comm, many.sync_bn = sync, many.loss_batch = B;
+        many.comm = &comm, many.sync_bn = sync != 0, many.loss_batch = B;
         const float *z1 = nn_forward(&one, x, B, 1);
         nn_loss(&one, y, B, NULL);
         nn_backward(&one, x, B);
         const float *zk = nn_forward(&many, x + lo * SIDE * SIDE, n, 1);
         nn_loss(&many, y + lo, n, NULL);
-        CHECK(nn_backward(&many, x + lo * SIDE * SIDE, n) == 0 && nn_sum_gradients(&many) == 0,
+        CHECK(nn_backward(&many, x + lo * SIDE * SIDE, n) == 0 &&
+                  nn_sum_gradients(&many, bucket) == 0,
               "rank %d: backward or sum failed", comm.rank);
-        const char *what = sync ? "SyncBN" : "local BN";
-        if (sync) {
+        const char *what = sync == 1 ? "SyncBN" : sync == 0 ? "local BN" : "SyncBN, small buckets";
+        if (sync != 0) {
             double top = max_abs(z1, B * 10);
             CHECK(zk && max_diff(z1 + lo * 10, zk, (size_t)n * 10) <= 1e-6 * top,
-                  "%s rank %d of %d: logits off by %.3g (largest %.3g)", what, comm.rank,
-                  comm.size, max_diff(z1 + lo * 10, zk, (size_t)n * 10), top);
+                  "%s rank %d of %d: logits off by %.3g (largest %.3g)", what, comm.rank, comm.size,
+                  max_diff(z1 + lo * 10, zk, (size_t)n * 10), top);
             for (int i = 0; i < one.n_layers; i++) {
                 const nn_layer *a = &one.layers[i], *b = &many.layers[i];
                 if (!a->gamma) continue;
                 size_t C = (size_t)a->out.c;
                 CHECK(max_diff(a->stats, b->stats, 2 * C) <= 1e-6 * max_abs(a->stats, 2 * C),
-                      "%s rank %d: %s saved statistics off by %.3g", what, comm.rank,
-                      a->spec.name, max_diff(a->stats, b->stats, 2 * C));
+                      "%s rank %d: %s saved statistics off by %.3g", what, comm.rank, a->spec.name,
+                      max_diff(a->stats, b->stats, 2 * C));
                 CHECK(max_diff(a->run_var->value, b->run_var->value, C) <=
                               1e-6 * max_abs(a->run_var->value, C) &&
                           max_diff(a->run_mean->value, b->run_mean->value, C) <=
@@ -100,7 +105,8 @@ int main(int argc, char **argv) {
             nn_step(&many, &opt);
             for (int t = 0; t < one.n_tensors; t++) {
                 const nn_tensor *a = &one.tensors[t], *b = &many.tensors[t];
-                double off = max_diff(a->value, b->value, a->size), top = max_abs(a->value, a->size);
+                double off = max_diff(a->value, b->value, a->size),
+                       top = max_abs(a->value, a->size);
                 CHECK(off <= 1e-6 * top, "%s rank %d: %s after the step off by %.3g", what,
                       comm.rank, a->name, off);
             }
