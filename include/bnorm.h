@@ -416,6 +416,28 @@ BNORM_API bnorm_status bnorm_backward_apply(const bnorm_shape *shape, const bnor
                                             float *dx, float *dgamma, float *dbeta, void *workspace,
                                             size_t workspace_size);
 
+/* SyncBN with the fused add and ReLU (see FUSED RELU AND RESIDUAL ADD).
+ * The forward is bnorm_forward_training_global's, then y = relu(y + z) (or
+ * what fusion names) with the ReLU mask written, as
+ * bnorm_fused_forward_training does for one process. */
+BNORM_API bnorm_status bnorm_fused_forward_training_global(
+    const bnorm_shape *shape, const bnorm_params *params, const bnorm_fusion *fusion, const void *x,
+    const void *z, const float *gamma, const float *beta, const double *global, void *y,
+    float *save_mean, float *save_invstd, bnorm_running_stats *running, void *relu_mask,
+    void *workspace, size_t workspace_size);
+
+/* The fused backward's first phase: g = dy where the mask is set and 0
+ * elsewhere (with BNORM_FUSE_RELU; dy itself otherwise), written to g
+ * ([shape]; may be dy; with BNORM_FUSE_ADD it is dz), and the share's sums
+ * of g, as bnorm_backward_local_sums. After the allreduce, the second phase
+ * is bnorm_backward_apply with g for dy. */
+BNORM_API bnorm_status bnorm_fused_backward_local_sums(const bnorm_shape *shape,
+                                                       const bnorm_params *params,
+                                                       const bnorm_fusion *fusion, const void *x,
+                                                       const void *dy, const void *relu_mask,
+                                                       const double *global, void *g, double *sums,
+                                                       void *workspace, size_t workspace_size);
+
 /* FOLDING FOR INFERENCE
  *
  * In test mode BN is an affine map per feature, y = scale * x + shift with

@@ -443,8 +443,7 @@ bnorm_status bnorm_backward_inference(const bnorm_shape *shape, const bnorm_para
                     workspace_size);
 }
 
-/* The fusion's own checks, before any of the call's. */
-static bnorm_status check_fusion(const bnorm_fusion *fusion) {
+bnorm_status bn_check_fusion(const bnorm_fusion *fusion) {
     if (!fusion) return BNORM_ERR_NULL_POINTER;
     if (fusion->ops & ~(BNORM_FUSE_RELU | BNORM_FUSE_ADD)) return BNORM_ERR_INVALID_FLAGS;
     if (fusion->dtype != BNORM_DTYPE_F32) return BNORM_ERR_INVALID_DTYPE;
@@ -467,7 +466,7 @@ bnorm_status bnorm_fused_forward_training(const bnorm_shape *shape, const bnorm_
                                           float *save_mean, float *save_invstd,
                                           bnorm_running_stats *running, void *relu_mask,
                                           void *workspace, size_t workspace_size) {
-    bnorm_status st = check_fusion(fusion);
+    bnorm_status st = bn_check_fusion(fusion);
     if (st != BNORM_OK) return st;
     const int relu = (fusion->ops & BNORM_FUSE_RELU) != 0,
               add = (fusion->ops & BNORM_FUSE_ADD) != 0;
@@ -482,7 +481,7 @@ bnorm_status bnorm_fused_forward_inference(const bnorm_shape *shape, const bnorm
                                            const float *gamma, const float *beta, const float *mean,
                                            const float *var, void *y, void *workspace,
                                            size_t workspace_size) {
-    bnorm_status st = check_fusion(fusion);
+    bnorm_status st = bn_check_fusion(fusion);
     if (st != BNORM_OK) return st;
     const int relu = (fusion->ops & BNORM_FUSE_RELU) != 0,
               add = (fusion->ops & BNORM_FUSE_ADD) != 0;
@@ -499,7 +498,7 @@ bnorm_status bnorm_fused_backward_training(const bnorm_shape *shape, const bnorm
                                            const float *save_invstd, void *dx, void *dz,
                                            float *dgamma, float *dbeta, void *workspace,
                                            size_t workspace_size) {
-    bnorm_status st = check_fusion(fusion);
+    bnorm_status st = bn_check_fusion(fusion);
     if (st != BNORM_OK) return st;
     const int relu = (fusion->ops & BNORM_FUSE_RELU) != 0,
               add = (fusion->ops & BNORM_FUSE_ADD) != 0;

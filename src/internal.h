@@ -115,6 +115,9 @@ typedef struct {
     uint8_t *mask;
 } bn_epilogue;
 
+/* The fusion's own checks, before any of the call's. */
+bnorm_status bn_check_fusion(const bnorm_fusion *fusion);
+
 /* The epilogue on elements [o0, o1) of y (linear offsets). Mask bits of a
  * byte that another range shares are written atomically, so ranges may be
  * done by different threads. */

@@ -92,11 +92,12 @@ bnorm_status bnorm_merge_moments(int64_t features, int count, const double *reco
     return BNORM_OK;
 }
 
-bnorm_status bnorm_forward_training_global(const bnorm_shape *shape, const bnorm_params *params,
-                                           const float *x, const float *gamma, const float *beta,
-                                           const double *global, float *y, float *save_mean,
-                                           float *save_invstd, bnorm_running_stats *running,
-                                           void *workspace, size_t workspace_size) {
+/* The body of both global forwards; ep NULL for the unfused one. */
+static bnorm_status forward_global(const bnorm_shape *shape, const bnorm_params *params,
+                                   const float *x, const float *gamma, const float *beta,
+                                   const double *global, float *y, float *save_mean,
+                                   float *save_invstd, bnorm_running_stats *running,
+                                   void *workspace, size_t workspace_size, const bn_epilogue *ep) {
     bn_view v;
     int empty;
     bnorm_status st = share_view(shape, params, &v, &empty);
@@ -128,11 +129,38 @@ bnorm_status bnorm_forward_training_global(const bnorm_shape *shape, const bnorm
     if (running && running->count < UINT64_MAX) running->count++;
     if (empty) return BNORM_OK;
     if ((const void *)y == (const void *)x) v.cached_outputs = 1;
-    if (bn_use_reference(params))
+    if (bn_use_reference(params)) {
         bn_ref_normalize(&v, x, &ws, y);
-    else
-        bn_fast_normalize(&v, x, &ws, y, NULL, bn_resolve_threads(params, &v));
+        if (ep) bn_epilogue_apply(ep, y, 0, v.total);
+    } else {
+        bn_fast_normalize(&v, x, &ws, y, ep, bn_resolve_threads(params, &v));
+    }
     return BNORM_OK;
+}
+
+bnorm_status bnorm_forward_training_global(const bnorm_shape *shape, const bnorm_params *params,
+                                           const float *x, const float *gamma, const float *beta,
+                                           const double *global, float *y, float *save_mean,
+                                           float *save_invstd, bnorm_running_stats *running,
+                                           void *workspace, size_t workspace_size) {
+    return forward_global(shape, params, x, gamma, beta, global, y, save_mean, save_invstd, running,
+                          workspace, workspace_size, NULL);
+}
+
+bnorm_status bnorm_fused_forward_training_global(
+    const bnorm_shape *shape, const bnorm_params *params, const bnorm_fusion *fusion, const void *x,
+    const void *z, const float *gamma, const float *beta, const double *global, void *y,
+    float *save_mean, float *save_invstd, bnorm_running_stats *running, void *relu_mask,
+    void *workspace, size_t workspace_size) {
+    bnorm_status st = bn_check_fusion(fusion);
+    if (st != BNORM_OK) return st;
+    const int relu = (fusion->ops & BNORM_FUSE_RELU) != 0,
+              add = (fusion->ops & BNORM_FUSE_ADD) != 0;
+    const int empty = shape && shape->n == 0;
+    if (!empty && ((add && !z) || (relu && !relu_mask))) return BNORM_ERR_NULL_POINTER;
+    bn_epilogue ep = {add ? z : NULL, relu, relu ? relu_mask : NULL};
+    return forward_global(shape, params, x, gamma, beta, global, y, save_mean, save_invstd, running,
+                          workspace, workspace_size, (add || relu) ? &ep : NULL);
 }
 
 bnorm_status bnorm_backward_local_sums(const bnorm_shape *shape, const bnorm_params *params,
@@ -165,6 +193,27 @@ bnorm_status bnorm_backward_local_sums(const bnorm_shape *shape, const bnorm_par
         sums[F + f] = (ws.stat1[f] - delta * ws.stat0[f]) * invstd;
     }
     return BNORM_OK;
+}
+
+bnorm_status bnorm_fused_backward_local_sums(const bnorm_shape *shape, const bnorm_params *params,
+                                             const bnorm_fusion *fusion, const void *x,
+                                             const void *dy, const void *relu_mask,
+                                             const double *global, void *g, double *sums,
+                                             void *workspace, size_t workspace_size) {
+    bnorm_status st = bn_check_fusion(fusion);
+    if (st != BNORM_OK) return st;
+    const int relu = (fusion->ops & BNORM_FUSE_RELU) != 0;
+    bn_view v;
+    int empty;
+    if ((st = share_view(shape, params, &v, &empty)) != BNORM_OK) return st;
+    if (!empty && (!g || !dy || (relu && !relu_mask))) return BNORM_ERR_NULL_POINTER;
+    if (!empty && relu)
+        bn_mask_gradient(dy, relu_mask, g, v.total,
+                         bn_use_reference(params) ? 1 : bn_resolve_threads(params, &v));
+    else if (!empty && g != dy)
+        memcpy(g, dy, v.total * sizeof(float));
+    return bnorm_backward_local_sums(shape, params, x, empty ? NULL : g, global, sums, workspace,
+                                     workspace_size);
 }
 
 bnorm_status bnorm_backward_apply(const bnorm_shape *shape, const bnorm_params *params,

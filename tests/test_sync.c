@@ -3,10 +3,12 @@
  * the global record, the backward's local sums added up and applied, must
  * give what one call on the whole batch gives, within 1e-6 of each
  * tensor's largest magnitude (4e-6 for dgamma): y, saved mean and invstd,
- * running statistics, dx, dgamma, dbeta. Reference and fast paths, 1 and 3 threads. Merging
+ * running statistics, dx, dgamma, dbeta; with the fused ReLU and add, dz
+ * and the ReLU mask too. Reference and fast paths, 1 and 3 threads. Merging
  * is exact to the order given, empty records change no bit, and bad
  * arguments are refused. */
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,8 +33,11 @@ static bnorm_shape with_n(bnorm_shape s, int64_t n) {
     return s;
 }
 
+/* ops: the fused ReLU and add (bnorm_fused_*_global against the fused
+ * calls on the whole batch), or 0. */
 static void check_partition(const bnorm_shape *whole, bnorm_mode mode, const int *shares, int K,
-                            unsigned extra, int threads, double center, test_rng *rng) {
+                            unsigned extra, int threads, double center, unsigned ops,
+                            test_rng *rng) {
     bnorm_params p = bnorm_params_default();
     p.mode = mode, p.threads = threads, p.eps = 1e-3f;
     p.flags |= extra | BNORM_EXACT_THREADS;
@@ -42,22 +47,33 @@ static void check_partition(const bnorm_shape *whole, bnorm_mode mode, const int
     void *ws = malloc(wsz);
     float *x = malloc(T * 4), *dy = malloc(T * 4), *g = malloc(F * 4), *b = malloc(F * 4);
     float *y1 = malloc(T * 4), *dx1 = malloc(T * 4), *yk = malloc(T * 4), *dxk = malloc(T * 4);
-    float *st = malloc(16 * F * 4);
+    float *st = malloc(16 * F * 4), *z = malloc(T * 4), *dz1 = malloc(T * 4), *gk = malloc(T * 4);
+    size_t mask_bytes = T / 8 + 1;
+    uint8_t *mask1 = calloc(mask_bytes, 1), *maskk = calloc(mask_bytes, 1);
+    bnorm_fusion fu = {ops, BNORM_DTYPE_F32};
     float *sm1 = st, *si1 = st + F, *rm1 = st + 2 * F, *rv1 = st + 3 * F, *dg1 = st + 4 * F,
           *db1 = st + 5 * F, *smk = st + 6 * F, *sik = st + 7 * F, *rmk = st + 8 * F,
           *rvk = st + 9 * F, *dgk = st + 10 * F, *dbk = st + 11 * F;
     for (size_t i = 0; i < T; i++)
-        x[i] = (float)(center + rng_normal(rng)), dy[i] = (float)(0.3 + rng_normal(rng));
+        x[i] = (float)(center + rng_normal(rng)), dy[i] = (float)(0.3 + rng_normal(rng)),
+        z[i] = (float)(0.5 * rng_normal(rng));
     for (size_t f = 0; f < F; f++) {
         g[f] = (float)(1.0 + 0.2 * rng_normal(rng)), b[f] = (float)rng_normal(rng);
         rm1[f] = rmk[f] = 0.5f, rv1[f] = rvk[f] = 2.0f;
     }
     /* One call on the whole batch. */
     bnorm_running_stats r1 = {rm1, rv1, 0}, rk = {rmk, rvk, 0};
-    CHECK(bnorm_forward_training(whole, &p, x, g, b, y1, sm1, si1, &r1, ws, wsz) == BNORM_OK &&
-              bnorm_backward_training(whole, &p, x, dy, g, sm1, si1, dx1, dg1, db1, ws, wsz) ==
-                  BNORM_OK,
-          "whole batch");
+    if (ops)
+        CHECK(bnorm_fused_forward_training(whole, &p, &fu, x, z, g, b, y1, sm1, si1, &r1, mask1, ws,
+                                           wsz) == BNORM_OK &&
+                  bnorm_fused_backward_training(whole, &p, &fu, x, dy, mask1, g, sm1, si1, dx1, dz1,
+                                                dg1, db1, ws, wsz) == BNORM_OK,
+              "whole batch, fused");
+    else
+        CHECK(bnorm_forward_training(whole, &p, x, g, b, y1, sm1, si1, &r1, ws, wsz) == BNORM_OK &&
+                  bnorm_backward_training(whole, &p, x, dy, g, sm1, si1, dx1, dg1, db1, ws, wsz) ==
+                      BNORM_OK,
+              "whole batch");
     /* K shares. */
     size_t R = 2 * F + 1;
     double *records = malloc((size_t)K * R * sizeof(double)), *global = malloc(R * sizeof(double));
@@ -74,37 +90,61 @@ static void check_partition(const bnorm_shape *whole, bnorm_mode mode, const int
         size_t o = (size_t)n0 * per;
         bnorm_running_stats *run = k == 0 ? &rk : NULL; /* one process's copy */
         float *xs = shares[k] ? x + o : NULL, *ys = shares[k] ? yk + o : NULL;
-        ok &= bnorm_forward_training_global(&s, &p, xs, g, b, global, ys, smk, sik, run, ws, wsz) ==
-              BNORM_OK;
-        ok &= bnorm_backward_local_sums(&s, &p, xs, shares[k] ? dy + o : NULL, global, local, ws,
-                                        wsz) == BNORM_OK;
+        if (ops) {
+            /* Each share's mask starts at its own first element. */
+            uint8_t *share_mask = calloc(mask_bytes, 1);
+            ok &= bnorm_fused_forward_training_global(&s, &p, &fu, xs, shares[k] ? z + o : NULL, g,
+                                                      b, global, ys, smk, sik, run, share_mask, ws,
+                                                      wsz) == BNORM_OK;
+            for (size_t i = 0; i < (size_t)shares[k] * per; i++)
+                if (share_mask[i / 8] >> (i % 8) & 1)
+                    maskk[(o + i) / 8] |= (uint8_t)(1 << ((o + i) % 8));
+            ok &= bnorm_fused_backward_local_sums(&s, &p, &fu, xs, shares[k] ? dy + o : NULL,
+                                                  share_mask, global, shares[k] ? gk + o : NULL,
+                                                  local, ws, wsz) == BNORM_OK;
+            free(share_mask);
+        } else {
+            ok &= bnorm_forward_training_global(&s, &p, xs, g, b, global, ys, smk, sik, run, ws,
+                                                wsz) == BNORM_OK;
+            ok &= bnorm_backward_local_sums(&s, &p, xs, shares[k] ? dy + o : NULL, global, local,
+                                            ws, wsz) == BNORM_OK;
+        }
         for (size_t i = 0; i < 2 * F; i++)
             sums[i] += local[i]; /* the allreduce */
     }
     for (int k = 0, n0 = 0; k < K; n0 += shares[k++]) {
         bnorm_shape s = with_n(*whole, shares[k]);
         size_t o = (size_t)n0 * per;
-        ok &= bnorm_backward_apply(&s, &p, shares[k] ? x + o : NULL, shares[k] ? dy + o : NULL, g,
-                                   global, sums, shares[k] ? dxk + o : NULL, dgk, dbk, ws,
-                                   wsz) == BNORM_OK;
+        const float *gs = shares[k] ? (ops ? gk : dy) + o : NULL;
+        ok &= bnorm_backward_apply(&s, &p, shares[k] ? x + o : NULL, gs, g, global, sums,
+                                   shares[k] ? dxk + o : NULL, dgk, dbk, ws, wsz) == BNORM_OK;
     }
     CHECK(ok, "a split-phase call failed");
     CHECK(global[0] == (double)d.count, "global count %g, expected %zu", global[0], d.count);
-    double e[9] = {rel(yk, y1, T),   rel(smk, sm1, F), rel(sik, si1, F),
-                   rel(rmk, rm1, F), rel(rvk, rv1, F), rel(dxk, dx1, T),
-                   rel(dgk, dg1, F), rel(dbk, db1, F), 0.0};
+    double e[9] = {
+        rel(yk, y1, T),   rel(smk, sm1, F), rel(sik, si1, F),
+        rel(rmk, rm1, F), rel(rvk, rv1, F), rel(dxk, dx1, T),
+        rel(dgk, dg1, F), rel(dbk, db1, F), ops & BNORM_FUSE_ADD ? rel(gk, dz1, T) : 0.0};
+    if (ops) {
+        /* The masks agree but where y + z sits within rounding of 0. */
+        size_t differ = 0;
+        for (size_t i = 0; i < T; i++)
+            differ += ((mask1[i / 8] ^ maskk[i / 8]) >> (i % 8) & 1) && fabs(yk[i]) > 1e-5;
+        CHECK(differ == 0, "fused K %d: %zu mask bits differ", K, differ);
+    }
     /* dgamma's float32 sums within a chunk run over other chunks when the
      * batch is cut: 4x the bound for it (measured: up to 1.1e-6). */
     double worst = 0.0;
-    for (int i = 0; i < 8; i++)
+    for (int i = 0; i < 9; i++)
         worst = fmax(worst, i == 6 ? e[i] / 4 : e[i]);
     CHECK(worst <= TOL && rk.count == 1,
-          "layout %d mode %d K %d flags %x threads %d mean %g: y %.2g mean %.2g invstd %.2g "
-          "running %.2g %.2g dx %.2g dgamma %.2g dbeta %.2g",
-          whole->layout, mode, K, extra, threads, center, e[0], e[1], e[2], e[3], e[4], e[5], e[6],
-          e[7]);
+          "layout %d mode %d K %d flags %x threads %d mean %g ops %u: y %.2g mean %.2g invstd %.2g "
+          "running %.2g %.2g dx %.2g dgamma %.2g dbeta %.2g dz %.2g",
+          whole->layout, mode, K, extra, threads, center, ops, e[0], e[1], e[2], e[3], e[4], e[5],
+          e[6], e[7], e[8]);
     free(ws), free(x), free(dy), free(g), free(b), free(y1), free(dx1), free(yk), free(dxk);
     free(st), free(records), free(global), free(sums), free(local);
+    free(z), free(dz1), free(gk), free(mask1), free(maskk);
 }
 
 /* Merging: an empty record anywhere changes no bit; the order given is the
@@ -158,10 +198,19 @@ int main(void) {
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
         for (int mode = 0; mode < 2; mode++)
             for (int k = 0; k < 5; k++) {
-                check_partition(&shapes[i], (bnorm_mode)mode, parts[k], sizes[k], 0, 1, 0.0, &rng);
-                check_partition(&shapes[i], (bnorm_mode)mode, parts[k], sizes[k], 0, 3, 1e3, &rng);
+                check_partition(&shapes[i], (bnorm_mode)mode, parts[k], sizes[k], 0, 1, 0.0, 0,
+                                &rng);
+                check_partition(&shapes[i], (bnorm_mode)mode, parts[k], sizes[k], 0, 3, 1e3, 0,
+                                &rng);
                 check_partition(&shapes[i], (bnorm_mode)mode, parts[k], sizes[k],
-                                BNORM_FORCE_REFERENCE, 1, 0.0, &rng);
+                                BNORM_FORCE_REFERENCE, 1, 0.0, 0, &rng);
+                /* The fused forms: ReLU and add, and each alone. */
+                static const unsigned fused[] = {BNORM_FUSE_RELU | BNORM_FUSE_ADD, BNORM_FUSE_RELU,
+                                                 BNORM_FUSE_ADD};
+                check_partition(&shapes[i], (bnorm_mode)mode, parts[k], sizes[k], 0, 3, 0.0,
+                                fused[k % 3], &rng);
+                check_partition(&shapes[i], (bnorm_mode)mode, parts[k], sizes[k],
+                                BNORM_FORCE_REFERENCE, 1, 0.0, fused[(k + 1) % 3], &rng);
             }
     check_merge();
     return check_finish();

@@ -444,8 +444,7 @@ static int cmd_train(int argc, char **argv, options *o) {
     openblas_set_num_threads(1); /* the network splits batches itself */
     static nn_net net;
     int max_batch = o->batch > EVAL_BATCH ? o->batch : EVAL_BATCH;
-    /* SyncBN runs the split-phase calls, which have no fused forms. */
-    int fuse = !o->no_fuse && !(world && !o->local_bn);
+    int fuse = !o->no_fuse;
     if (nn_build(&net, &spec, ld.train.h, ld.train.w, 1, 10, fuse, max_batch, threads, err,
                  sizeof err)) {
         fprintf(stderr, "bnorm: %s\n", err);

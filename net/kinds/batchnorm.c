@@ -66,7 +66,8 @@ static double *global_record(const nn_layer *l) {
 
 /* SyncBN forward: the share's moments, gathered from every process and
  * merged in rank order, normalize the share. */
-static int forward_synced(const nn_pass *p, const bnorm_shape *s, const bnorm_params *prm) {
+static int forward_synced(const nn_pass *p, const bnorm_shape *s, const bnorm_params *prm,
+                          const bnorm_fusion *f) {
     nn_layer *l = p->l;
     nn_net *net = p->net;
     const nn_comm *comm = net->comm;
@@ -79,9 +80,9 @@ static int forward_synced(const nn_pass *p, const bnorm_shape *s, const bnorm_pa
     if (bnorm_local_moments(s, prm, p->in[0], global, net->work, net->work_bytes) == BNORM_OK &&
         comm->allgather(comm->ctx, global, per, all) == 0 &&
         bnorm_merge_moments(C, comm->size, all, global) == BNORM_OK &&
-        bnorm_forward_training_global(s, prm, p->in[0], l->gamma->value, l->beta->value, global,
-                                      l->act, l->stats, l->stats + C, &run, net->work,
-                                      net->work_bytes) == BNORM_OK)
+        bnorm_fused_forward_training_global(s, prm, f, p->in[0], p->in[1], l->gamma->value,
+                                            l->beta->value, global, l->act, l->stats, l->stats + C,
+                                            &run, l->aux, net->work, net->work_bytes) == BNORM_OK)
         rc = 0;
     l->bn_steps = run.count;
     free(all);
@@ -92,17 +93,21 @@ static int forward_synced(const nn_pass *p, const bnorm_shape *s, const bnorm_pa
 
 /* SyncBN backward: the share's sums, summed over every process, give dx of
  * the share and the global batch's dgamma and dbeta. */
-static int backward_synced(const nn_pass *p, const bnorm_shape *s, const bnorm_params *prm) {
+static int backward_synced(const nn_pass *p, const bnorm_shape *s, const bnorm_params *prm,
+                           const bnorm_fusion *f) {
     nn_layer *l = p->l;
     nn_net *net = p->net;
     int64_t C = l->out.c;
     double *sums = malloc(2 * (size_t)C * sizeof(double));
+    /* g, the gradient at BN's output: dz with a fused add, else dx (which
+     * apply then overwrites in place), or dy itself without a fused ReLU. */
+    float *g = f->ops & BNORM_FUSE_ADD ? p->din[1] : f->ops ? p->din[0] : (float *)p->g;
     int rc = -1;
     if (sums &&
-        bnorm_backward_local_sums(s, prm, p->in[0], p->g, global_record(l), sums, net->work,
-                                  net->work_bytes) == BNORM_OK &&
+        bnorm_fused_backward_local_sums(s, prm, f, p->in[0], p->g, l->aux, global_record(l), g,
+                                        sums, net->work, net->work_bytes) == BNORM_OK &&
         net->comm->allreduce(net->comm->ctx, sums, 2 * (int)C) == 0 &&
-        bnorm_backward_apply(s, prm, p->in[0], p->g, l->gamma->value, global_record(l), sums,
+        bnorm_backward_apply(s, prm, p->in[0], g, l->gamma->value, global_record(l), sums,
                              p->din[0], l->gamma->grad, l->beta->grad, net->work,
                              net->work_bytes) == BNORM_OK)
         rc = 0;
@@ -119,8 +124,7 @@ static int forward_batch(const nn_pass *p) {
     float *save_mean = l->stats, *save_invstd = l->stats + l->out.c;
     bnorm_status st;
     if (p->training && net->comm && net->sync_bn) {
-        if (f.ops) return -1; /* the trainer describes synchronized networks unfused */
-        return forward_synced(p, &s, &prm);
+        return forward_synced(p, &s, &prm, &f);
     }
     if (p->training) {
         bnorm_running_stats run = {l->run_mean->value, l->run_var->value, l->bn_steps};
@@ -151,7 +155,7 @@ static int backward_batch(const nn_pass *p) {
     bnorm_params prm = params(net, l, p->n);
     bnorm_fusion f = fusion(l);
     const float *save_mean = l->stats, *save_invstd = l->stats + l->out.c;
-    if (net->comm && net->sync_bn) return f.ops ? -1 : backward_synced(p, &s, &prm);
+    if (net->comm && net->sync_bn) return backward_synced(p, &s, &prm, &f);
     bnorm_status st;
     if (f.ops)
         st = bnorm_fused_backward_training(
