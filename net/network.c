@@ -66,6 +66,15 @@ int nn_same_shape(nn_net *net, nn_layer *l, const nn_dims *in2, char *err, size_
     return 0;
 }
 
+void *nn_comm_buffer(nn_net *net, size_t bytes) {
+    if (bytes > net->comm_buffer_bytes) {
+        void *p = realloc(net->comm_buffer, bytes);
+        if (!p) return NULL;
+        net->comm_buffer = p, net->comm_buffer_bytes = bytes;
+    }
+    return net->comm_buffer;
+}
+
 float *nn_thread_scratch(const nn_net *net, int s) {
     return net->scratch + (size_t)s * net->thread_floats;
 }
@@ -318,7 +327,7 @@ void nn_free(nn_net *net) {
     for (int b = 0; b < net->n_grad_buffers; b++)
         free(net->grad_pool[b]);
     nn_one_free(net);
-    free(net->arena), free(net->scratch), free(net->work);
+    free(net->arena), free(net->scratch), free(net->work), free(net->comm_buffer);
     memset(net, 0, sizeof *net);
 }
 

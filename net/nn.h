@@ -121,6 +121,8 @@ typedef struct nn_net {
     const nn_comm *comm;
     int sync_bn;
     int loss_batch;
+    void *comm_buffer; /* nn_comm_buffer's, kept from call to call */
+    size_t comm_buffer_bytes;
     struct nn_one *one; /* the single-sample path (one.c), NULL where it does not apply */
     uint64_t adam_t;
 } nn_net;
@@ -193,6 +195,11 @@ void nn_step(nn_net *net, const nn_optim *opt);
  * those BN layers, and its layers keep their names. Allocated for batches
  * of max_batch on `threads` threads. Returns 0, or -1 with a message. */
 int nn_fold(const nn_net *src, nn_net *dst, int max_batch, int threads, char *err, size_t errlen);
+
+/* A buffer of at least `bytes` for the data of one collective at a time
+ * (SyncBN's records and sums, a bucket of gradients), owned by the network
+ * and kept for the next step; NULL when memory ran out. */
+void *nn_comm_buffer(nn_net *net, size_t bytes);
 
 /* Adds a tensor to a network being described (for kinds' setup). */
 nn_tensor *nn_add_tensor(nn_net *net, const nn_layer *l, const char *what, int rank,

@@ -124,7 +124,7 @@ int nn_sum_gradients(nn_net *net, size_t bucket_floats) {
     for (int i = 0; i < net->n_tensors; i++)
         if (net->tensors[i].trainable && !net->tensors[i].global) total += net->tensors[i].size;
     size_t cap = total < most ? total : most;
-    float *bucket = malloc((cap ? cap : 1) * sizeof(float));
+    float *bucket = nn_comm_buffer(net, (cap ? cap : 1) * sizeof(float));
     if (!bucket) return -1;
     size_t used = 0;
     int first = 0, rc = 0;
@@ -145,7 +145,6 @@ int nn_sum_gradients(nn_net *net, size_t bucket_floats) {
         used += t->size;
     }
     if (!rc) rc = flush_bucket(net, bucket, used, first, net->n_tensors);
-    free(bucket);
     return rc ? -1 : 0;
 }
 

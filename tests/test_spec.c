@@ -109,8 +109,8 @@ static void check_models(void) {
             CHECK(nn_describe(&net, &spec, 28, 28, 1, 10, 1, err, sizeof err) == 0, "%s: %s",
                   b->name, err);
             /* A plain stack ping-pongs between two gradient buffers. */
-            CHECK(!strcmp(b->name, "resnet") || net.n_grad_buffers == 2,
-                  "%s: %d gradient buffers", b->name, net.n_grad_buffers);
+            CHECK(!strcmp(b->name, "resnet") || net.n_grad_buffers == 2, "%s: %d gradient buffers",
+                  b->name, net.n_grad_buffers);
         }
     }
     /* The residual network: six fused BN+add+ReLU and every projection's BN
@@ -126,8 +126,10 @@ static void check_models(void) {
     }
     CHECK(fused_add == 6 && fused_relu == 13 && biased == 1,
           "resnet: %d BN+add+ReLU, %d with ReLU, %d biases", fused_add, fused_relu, biased);
-    CHECK(net.n_grad_buffers == 3, "resnet: %d gradient buffers, expected 3 (the skip's gradient, "
-          "the main path's, a temporary for the second reader)", net.n_grad_buffers);
+    CHECK(net.n_grad_buffers == 3,
+          "resnet: %d gradient buffers, expected 3 (the skip's gradient, "
+          "the main path's, a temporary for the second reader)",
+          net.n_grad_buffers);
     CHECK(net.layers[net.n_layers - 3].out.h == 1 && net.layers[net.n_layers - 4].out.h == 7,
           "resnet: 28 -> 14 -> 7 -> global pool");
     CHECK(nn_spec_place_bn(&spec, NN_BN_NONE, err, sizeof err) == 0, "%s", err);

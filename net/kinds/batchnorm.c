@@ -73,7 +73,8 @@ static int forward_synced(const nn_pass *p, const bnorm_shape *s, const bnorm_pa
     const nn_comm *comm = net->comm;
     int64_t C = l->out.c;
     int per = BNORM_MOMENTS_DOUBLES((int)C);
-    double *global = global_record(l), *all = malloc((size_t)per * comm->size * sizeof(double));
+    double *global = global_record(l),
+           *all = nn_comm_buffer(net, (size_t)per * comm->size * sizeof(double));
     int rc = -1;
     if (!all) return -1;
     bnorm_running_stats run = {l->run_mean->value, l->run_var->value, l->bn_steps};
@@ -85,7 +86,6 @@ static int forward_synced(const nn_pass *p, const bnorm_shape *s, const bnorm_pa
                                             &run, l->aux, net->work, net->work_bytes) == BNORM_OK)
         rc = 0;
     l->bn_steps = run.count;
-    free(all);
     /* gamma and beta get the global batch's gradients: not to be summed again. */
     l->gamma->global = l->beta->global = 1;
     return rc;
@@ -98,7 +98,7 @@ static int backward_synced(const nn_pass *p, const bnorm_shape *s, const bnorm_p
     nn_layer *l = p->l;
     nn_net *net = p->net;
     int64_t C = l->out.c;
-    double *sums = malloc(2 * (size_t)C * sizeof(double));
+    double *sums = nn_comm_buffer(net, 2 * (size_t)C * sizeof(double));
     /* g, the gradient at BN's output: dz with a fused add, else dx (which
      * apply then overwrites in place), or dy itself without a fused ReLU. */
     float *g = f->ops & BNORM_FUSE_ADD ? p->din[1] : f->ops ? p->din[0] : (float *)p->g;
@@ -111,7 +111,6 @@ static int backward_synced(const nn_pass *p, const bnorm_shape *s, const bnorm_p
                              p->din[0], l->gamma->grad, l->beta->grad, net->work,
                              net->work_bytes) == BNORM_OK)
         rc = 0;
-    free(sums);
     return rc;
 }
 
