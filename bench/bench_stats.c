@@ -39,7 +39,9 @@ int main(int argc, char **argv) {
                  (size_t)s,
                  (size_t)(n * s),
                  (size_t)(n * c * s),
-                 0};
+                 0,
+                 {0}};
+    v.ch = bn_chunking_for(&v);
     float *x = malloc(v.total * sizeof(float));
     void *buf = malloc(bn_workspace_bytes(&v));
     if (!x || !buf) {
@@ -49,11 +51,11 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < v.total; i++)
         x[i] = 1.0f + 0.01f * (float)(i % 977);
     bn_workspace ws = bn_workspace_carve(&v, buf);
-    bn_fast_batch_stats(&v, x, &ws, threads);
+    bn_fast_passes.batch_stats(&v, x, &ws, threads);
     double best = 1e30;
     for (int r = 0; r < 15; r++) {
         double t = seconds();
-        bn_fast_batch_stats(&v, x, &ws, threads);
+        bn_fast_passes.batch_stats(&v, x, &ws, threads);
         t = seconds() - t;
         if (t < best) best = t;
     }

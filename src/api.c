@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "bnorm.h"
+#include "formulas.h"
 #include "internal.h"
 
 #ifdef _OPENMP
@@ -128,27 +129,25 @@ bnorm_status bn_make_view(const bnorm_shape *shape, const bnorm_params *p, bn_vi
 
     const int cached = (p->flags & BNORM_CACHED_OUTPUTS) != 0;
     if (p->mode == BNORM_MODE_PER_ACTIVATION) {
-        *v = (bn_view){BN_VIEW_ROWS, n, c * s, 1, n, total, cached};
+        *v = (bn_view){BN_VIEW_ROWS, n, c * s, 1, n, total, cached, {0}};
     } else if (shape->layout == BNORM_LAYOUT_CHANNELS_FIRST && s > 1) {
-        *v = (bn_view){BN_VIEW_PLANES, n, c, s, n * s, total, cached};
+        *v = (bn_view){BN_VIEW_PLANES, n, c, s, n * s, total, cached, {0}};
     } else {
-        *v = (bn_view){BN_VIEW_ROWS, n * s, c, 1, n * s, total, cached};
+        *v = (bn_view){BN_VIEW_ROWS, n * s, c, 1, n * s, total, cached, {0}};
     }
+    v->ch = bn_chunking_for(v);
     /* The workspace size must be representable too. */
-    bn_chunking ch = bn_chunking_for(v);
-    (void)mul_checked(mul_checked(ch.chunks, v->features, &overflow), 2 * sizeof(double) + 1,
+    (void)mul_checked(mul_checked(v->ch.chunks, v->features, &overflow), 2 * sizeof(double) + 1,
                       &overflow);
     if (overflow) return BNORM_ERR_DIMENSION_OVERFLOW;
     return BNORM_OK;
 }
 
 /* Values per thread below which another thread costs more than it saves
- * (bench_small N C 2 --exact against 1 thread, on 2 cores): training forward
- * of 64 x 256 values took 5 us on one thread and 21 us on two, of 256 x 1024
- * 78 us and 72 us, of 1024 x 1024 307 us and 210 us. */
+ * (docs/PERFORMANCE.md, "Threads for small tensors"). */
 #define BN_VALUES_PER_THREAD ((size_t)1 << 17)
 
-int bn_resolve_threads(const bnorm_params *p, const bn_view *v) {
+static int resolve_threads(const bnorm_params *p, const bn_view *v) {
 #ifdef _OPENMP
     if (omp_in_parallel()) return 1;
     int t = p->threads == 0 ? omp_get_num_procs() : p->threads;
@@ -160,6 +159,15 @@ int bn_resolve_threads(const bnorm_params *p, const bn_view *v) {
     (void)p, (void)v;
     return 1;
 #endif
+}
+
+const bn_passes *bn_passes_for(const bnorm_params *p, const bn_view *v, int *threads) {
+    if (p->flags & BNORM_FORCE_REFERENCE) {
+        *threads = 1;
+        return &bn_reference_passes;
+    }
+    *threads = resolve_threads(p, v);
+    return &bn_fast_passes;
 }
 
 bnorm_status bnorm_feature_count(const bnorm_shape *shape, const bnorm_params *params,
@@ -189,54 +197,6 @@ bnorm_status bn_check_workspace(const bn_view *v, const void *ws, size_t size) {
     return BNORM_OK;
 }
 
-int bn_use_reference(const bnorm_params *p) { return (p->flags & BNORM_FORCE_REFERENCE) != 0; }
-
-/* Fills ws->mean, mean_lo, a (= gamma * invstd) and b (= beta) from a mean
- * and invstd given in double. */
-void bn_set_affine(bn_workspace *ws, size_t f, double mean, double invstd, const float *gamma,
-                   const float *beta) {
-    float mhi = (float)mean;
-    ws->mean[f] = mhi;
-    ws->mean_lo[f] = (float)(mean - (double)mhi);
-    ws->a[f] = (float)((gamma ? (double)gamma[f] : 1.0) * invstd);
-    ws->b[f] = beta ? beta[f] : 0.0f;
-}
-
-/* What the forward coefficients of a feature need beyond its statistics. */
-typedef struct {
-    const float *gamma, *beta; /* NULL when not used */
-    double eps, factor, var_scale;
-    float *save_mean, *save_invstd;
-    bnorm_running_stats *running;
-} forward_ctx;
-
-double bn_running_factor(const bnorm_params *p, const bnorm_running_stats *running) {
-    if (running && (p->flags & BNORM_RUNNING_CUMULATIVE))
-        return 1.0 / ((double)running->count + 1.0);
-    return 1.0 - (double)p->decay;
-}
-
-double bn_running_var_scale(const bnorm_params *p, double m) {
-    return (p->flags & BNORM_RUNNING_VAR_BIASED) ? 1.0 : m / (m - 1.0);
-}
-
-void bn_running_update(bnorm_running_stats *running, size_t f, double factor, double mean,
-                       double var) {
-    float *rm = running->mean, *rv = running->var;
-    rm[f] = (float)((1.0 - factor) * (double)rm[f] + factor * mean);
-    rv[f] = (float)((1.0 - factor) * (double)rv[f] + factor * var);
-}
-
-static void forward_coefficients(const void *ctx, bn_workspace *ws, size_t f) {
-    const forward_ctx *c = ctx;
-    double mean = ws->stat0[f], var = ws->stat1[f];
-    double invstd = 1.0 / sqrt(var + c->eps);
-    bn_set_affine(ws, f, mean, invstd, c->gamma, c->beta);
-    c->save_mean[f] = (float)mean;
-    c->save_invstd[f] = (float)invstd;
-    if (c->running) bn_running_update(c->running, f, c->factor, mean, var * c->var_scale);
-}
-
 /* The body of both training forwards; ep NULL for the unfused one. */
 static bnorm_status forward_training(const bnorm_shape *shape, const bnorm_params *params,
                                      const float *x, const float *gamma, const float *beta,
@@ -257,27 +217,20 @@ static bnorm_status forward_training(const bnorm_shape *shape, const bnorm_param
     bn_workspace ws = bn_workspace_carve(&v, workspace);
     /* In place, a non-temporal store would evict the line just read. */
     if ((const void *)y == (const void *)x) v.cached_outputs = 1;
-    const double m = (double)v.m;
-    forward_ctx ctx = {use_scale ? gamma : NULL,
-                       use_shift ? beta : NULL,
-                       params->eps,
-                       1.0 - (double)params->decay,
-                       bn_running_var_scale(params, m),
-                       save_mean,
-                       save_invstd,
-                       running};
-    ctx.factor = bn_running_factor(params, running);
-
-    if (bn_use_reference(params)) {
-        bn_ref_batch_stats(&v, x, &ws);
-        for (size_t f = 0; f < v.features; f++)
-            forward_coefficients(&ctx, &ws, f);
-        bn_ref_normalize(&v, x, &ws, y);
-        if (ep) bn_epilogue_apply(ep, y, 0, v.total);
-    } else {
-        bn_fast_forward_training(&v, x, &ws, forward_coefficients, &ctx, y, ep,
-                                 bn_resolve_threads(params, &v));
-    }
+    const bn_forward_terms terms = {use_scale ? gamma : NULL,
+                                    use_shift ? beta : NULL,
+                                    params->eps,
+                                    bn_running_factor(params, running),
+                                    bn_running_var_scale(params, (double)v.m),
+                                    save_mean,
+                                    save_invstd,
+                                    running};
+    int threads;
+    const bn_passes *pass = bn_passes_for(params, &v, &threads);
+    pass->batch_stats(&v, x, &ws, threads);
+    for (size_t f = 0; f < v.features; f++)
+        bn_forward_coefficients(&terms, &ws, f, ws.batch_mean[f], ws.batch_var[f]);
+    pass->normalize(&v, x, &ws, y, ep, threads);
     if (running && running->count < UINT64_MAX) running->count++;
     return BNORM_OK;
 }
@@ -309,18 +262,11 @@ static bnorm_status forward_inference(const bnorm_shape *shape, const bnorm_para
     bn_workspace ws = bn_workspace_carve(&v, workspace);
     /* In place, a non-temporal store would evict the line just read. */
     if ((const void *)y == (const void *)x) v.cached_outputs = 1;
-    const double eps = params->eps;
-    if (bn_use_reference(params)) {
-        for (size_t f = 0; f < v.features; f++)
-            bn_set_affine(&ws, f, mean[f], 1.0 / sqrt((double)var[f] + eps),
-                          use_scale ? gamma : NULL, use_shift ? beta : NULL);
-        bn_ref_normalize(&v, x, &ws, y);
-        if (ep) bn_epilogue_apply(ep, y, 0, v.total);
-    } else {
-        bn_fast_inference_coefficients(v.features, mean, var, use_scale ? gamma : NULL,
-                                       use_shift ? beta : NULL, eps, &ws);
-        bn_fast_normalize(&v, x, &ws, y, ep, bn_resolve_threads(params, &v));
-    }
+    int threads;
+    const bn_passes *pass = bn_passes_for(params, &v, &threads);
+    bn_inference_coefficients(v.features, mean, var, use_scale ? gamma : NULL,
+                              use_shift ? beta : NULL, params->eps, &ws);
+    pass->normalize(&v, x, &ws, y, ep, threads);
     return BNORM_OK;
 }
 
@@ -330,45 +276,6 @@ bnorm_status bnorm_forward_inference(const bnorm_shape *shape, const bnorm_param
                                      size_t workspace_size) {
     return forward_inference(shape, params, x, gamma, beta, mean, var, y, workspace, workspace_size,
                              NULL);
-}
-
-/* What the backward coefficients of a feature need beyond its two sums. */
-typedef struct {
-    const float *gamma; /* NULL when not used */
-    const float *stat;  /* save_invstd, or the frozen variance */
-    int frozen;
-    double eps, m;
-    float *dgamma, *dbeta; /* NULL when not used */
-} backward_ctx;
-
-static double backward_invstd(const backward_ctx *c, size_t f) {
-    return c->frozen ? 1.0 / sqrt((double)c->stat[f] + c->eps) : (double)c->stat[f];
-}
-
-/* The sums were taken around the float32 saved mean; the batch mean the
- * forward normalized with is that plus delta = sum(x - saved_mean) / m, so
- *   sum(dy * (x - mean)) = sum(dy * (x - saved_mean)) - delta * sum(dy),
- *   dx = a dy + b (x - saved_mean) + c, with c absorbing -b * delta.
- * Without the correction, data whose mean is large against its spread lost
- * dgamma to 1e-3 (mean 1e4, std 0.1). Frozen statistics are exact as given. */
-void bn_backward_affine(bn_workspace *ws, size_t f, double g, double invstd, double sum_dy,
-                        double sum_dy_xhat, double m, double delta) {
-    double b = -g * invstd * invstd * sum_dy_xhat / m;
-    ws->a[f] = (float)(g * invstd);
-    ws->b[f] = (float)b;
-    ws->c[f] = (float)(-g * invstd * sum_dy / m - b * delta);
-}
-
-static void backward_coefficients(const void *ctx, bn_workspace *ws, size_t f) {
-    const backward_ctx *c = ctx;
-    double invstd = backward_invstd(c, f);
-    double g = c->gamma ? (double)c->gamma[f] : 1.0;
-    double sum_dy = ws->stat0[f];
-    double delta = c->frozen ? 0.0 : ws->stat2[f] / c->m;
-    double sum_dy_xhat = (ws->stat1[f] - delta * sum_dy) * invstd;
-    bn_backward_affine(ws, f, g, invstd, sum_dy, sum_dy_xhat, c->m, delta);
-    if (c->dgamma) c->dgamma[f] = (float)sum_dy_xhat;
-    if (c->dbeta) c->dbeta[f] = (float)sum_dy;
 }
 
 /* The checks of both backward passes: the view, or a status. */
@@ -404,25 +311,22 @@ static bnorm_status backward(const bnorm_shape *shape, const bnorm_params *param
     bn_workspace ws = bn_workspace_carve(&v, workspace);
     /* In place, a non-temporal store would evict the line just read. */
     if ((const void *)dx == (const void *)dy) v.cached_outputs = 1;
-    backward_ctx ctx = {
+    const bn_backward_terms terms = {
         use_scale ? gamma : NULL, stat, frozen, params->eps, (double)v.m, use_scale ? dgamma : NULL,
         use_shift ? dbeta : NULL};
     for (size_t f = 0; f < v.features; f++) {
         ws.mean[f] = mean[f];
         ws.mean_lo[f] = 0.0f;
-        /* The frozen scale, known before any sum: dx comes out of the same
-         * pass as the sums. backward_coefficients sets the same value. */
-        ws.a[f] = (float)((ctx.gamma ? (double)ctx.gamma[f] : 1.0) * backward_invstd(&ctx, f));
+        /* Frozen, dx comes out of the same pass as the sums; the
+         * coefficients below give dy_scale the same value. */
+        if (frozen) ws.dy_scale[f] = bn_frozen_dy_scale(&terms, f);
     }
-    if (bn_use_reference(params)) {
-        bn_ref_backward_sums(&v, x, dy, &ws);
-        for (size_t f = 0; f < v.features; f++)
-            backward_coefficients(&ctx, &ws, f);
-        bn_ref_backward_dx(&v, x, dy, &ws, frozen, dx);
-    } else {
-        bn_fast_backward(&v, x, dy, &ws, frozen, backward_coefficients, &ctx, dx,
-                         bn_resolve_threads(params, &v));
-    }
+    int threads;
+    const bn_passes *pass = bn_passes_for(params, &v, &threads);
+    pass->backward_sums(&v, x, dy, &ws, frozen ? dx : NULL, threads);
+    for (size_t f = 0; f < v.features; f++)
+        bn_backward_coefficients(&terms, &ws, f);
+    if (!frozen) pass->backward_dx(&v, x, dy, &ws, dx, threads);
     return BNORM_OK;
 }
 
@@ -512,8 +416,9 @@ bnorm_status bnorm_fused_backward_training(const bnorm_shape *shape, const bnorm
     const float *g = dy;
     float *buf = add ? dz : dx;
     if (relu) {
-        bn_mask_gradient(dy, relu_mask, buf, v.total,
-                         bn_use_reference(params) ? 1 : bn_resolve_threads(params, &v));
+        int threads;
+        (void)bn_passes_for(params, &v, &threads);
+        bn_mask_gradient(dy, relu_mask, buf, v.total, threads);
         g = buf;
     } else if (add) {
         memcpy(dz, dy, v.total * sizeof(float));

@@ -12,13 +12,6 @@
 #include <omp.h>
 #endif
 
-/* 8 lanes: one mask byte. */
-typedef float v8f __attribute__((vector_size(32), aligned(4), __may_alias__));
-typedef int32_t v8i __attribute__((vector_size(32), aligned(4), __may_alias__));
-typedef int32_t v4i __attribute__((vector_size(16)));
-#define LD8(p)    (*(const v8f *)(const void *)(p))
-#define ST8(p, v) (*(v8f *)(void *)(p) = (v))
-
 /* relu(v): v > 0 keeps v; NaN stays NaN (its feature's outputs are NaN, as
  * everywhere in the library); everything else, -0 included, is +0. */
 static inline float relu(float v) { return v > 0.0f ? v : (v == v ? 0.0f : v); }

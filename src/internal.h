@@ -17,20 +17,11 @@
  */
 typedef enum { BN_VIEW_ROWS, BN_VIEW_PLANES } bn_view_kind;
 
-typedef struct {
-    bn_view_kind kind;
-    size_t n;           /* rows (ROWS) or batch (PLANES) */
-    size_t features;    /* features */
-    size_t s;           /* plane size (PLANES); 1 for ROWS */
-    size_t m;           /* values per feature: n * s */
-    size_t total;       /* n * features * s */
-    int cached_outputs; /* BNORM_CACHED_OUTPUTS: never non-temporal stores */
-} bn_view;
-
 /*
- * How the fast kernels split each feature's m values into chunks. The split
- * depends on the view only, never on the thread count, which is what makes
- * results bit-identical for any number of threads.
+ * How a view's values of each feature are cut into chunks, whose partial
+ * results are merged in a fixed order. The cut depends on the view only,
+ * never on the thread count, which is what makes results bit-identical for
+ * any number of threads (chunks.c).
  *   ROWS    a chunk is a block of `rows_per_block` rows. The statistics take
  *           strips of that block up to 256 features wide as their units of
  *           parallel work; the backward, whole rows of up to 128 features
@@ -39,11 +30,6 @@ typedef struct {
  *           when planes are shorter than BN_MIN_PLANE), or, for planes over
  *           BN_CHUNK_VALUES, one of `segments` equal parts of a plane.
  */
-#define BN_FEATURE_BLOCK  64
-#define BN_ROWS_PER_BLOCK 256
-#define BN_CHUNK_VALUES   4096
-#define BN_MIN_PLANE      64
-
 typedef struct {
     size_t chunks;           /* chunks per feature */
     size_t rows_per_block;   /* ROWS */
@@ -52,59 +38,87 @@ typedef struct {
     size_t segment_len;      /* PLANES: values per part, the last may be shorter */
 } bn_chunking;
 
-bn_chunking bn_chunking_for(const bn_view *v);
-
-/* Workspace carved out of the caller's buffer, each array 64-byte aligned. */
 typedef struct {
-    float *mean;    /* [features] mean rounded to float */
-    float *mean_lo; /* [features] mean - (double)mean[f], so x - mean stays exact */
-    float *a;       /* [features] scale of x (forward) or of dy (backward) */
-    float *b;       /* [features] beta (forward) or coefficient of x - mean */
-    float *c;       /* [features] constant term of dx */
-    double *stat0;  /* [features] merged mean or sum(dy) */
-    double *stat1;  /* [features] merged variance or sum(dy * (x - mean)) */
-    double *stat2;  /* [features] backward: sum(x - mean), the saved mean's rounding times m */
-    double *part0;  /* [chunks * features] per-chunk mean or sum(dy) */
-    double *part1;  /* [chunks * features] per-chunk M2 or sum(dy * (x - mean)) */
-    double *part2;  /* [chunks * features] backward: per-chunk sum(x - mean) */
+    bn_view_kind kind;
+    size_t n;           /* rows (ROWS) or batch (PLANES) */
+    size_t features;    /* features */
+    size_t s;           /* plane size (PLANES); 1 for ROWS */
+    size_t m;           /* values per feature: n * s */
+    size_t total;       /* n * features * s */
+    int cached_outputs; /* BNORM_CACHED_OUTPUTS: never non-temporal stores */
+    bn_chunking ch;     /* computed once, when the view is made */
+} bn_view;
+
+/* Workspace carved out of the caller's buffer, each array 64-byte aligned,
+ * [features] unless said otherwise. The forward and the backward give the
+ * same arrays the names of what they hold (formulas.h says how each is
+ * computed). */
+typedef struct {
+    float *mean;    /* the mean the kernels centre x on, rounded to float */
+    float *mean_lo; /* forward: exact mean - (double)mean, so x - mean stays exact */
+    union {
+        float *scale;    /* forward: gamma * invstd */
+        float *dy_scale; /* backward: the coefficient of dy in dx */
+    };
+    union {
+        float *shift;    /* forward: beta */
+        float *xc_scale; /* backward: the coefficient of x - mean in dx */
+    };
+    union {
+        float *shift_folded; /* forward, rows view: shift - mean_lo * scale */
+        float *dx_offset;    /* backward: the constant term of dx */
+    };
+    union {
+        double *batch_mean; /* forward: the exact batch mean */
+        double *sum_dy;     /* backward */
+    };
+    union {
+        double *batch_var; /* forward: the biased batch variance */
+        double *sum_dy_xc; /* backward: sum(dy * (x - mean)) */
+    };
+    double *sum_xc; /* backward: sum(x - mean), m times the saved mean's rounding */
+    /* [chunks * features] per-chunk results, at bn_part_index: */
+    double *part0; /* chunk mean, or sum(dy) */
+    double *part1; /* chunk M2, or sum(dy * (x - mean)) */
+    double *part2; /* backward: sum(x - mean) */
 } bn_workspace;
 
 size_t bn_workspace_bytes(const bn_view *v);
 bn_workspace bn_workspace_carve(const bn_view *v, void *base);
 
-/*
- * Called once per feature f as soon as its sums are in ws->stat0[f] and
- * ws->stat1[f]: fills that feature's coefficients (forward: mean, mean_lo,
- * a, b; backward: a, b, c) and whatever per-feature outputs the caller
- * keeps. It may run on any thread, for different features at once.
- */
-typedef void (*bn_coefficients_fn)(const void *ctx, bn_workspace *ws, size_t f);
+/* Chunk geometry (chunks.c). */
+#define BN_FEATURE_BLOCK  64   /* features per backward tile: 4 vectors of sums in registers */
+#define BN_ROWS_PER_BLOCK 256  /* rows per chunk: a block's strip stays in L2 between passes */
+#define BN_CHUNK_VALUES   4096 /* longest plane taken whole: its second pass hits L1/L2 */
+#define BN_MIN_PLANE      64   /* shorter planes are grouped: per-chunk overhead dominates */
+
+bn_chunking bn_chunking_for(const bn_view *v);
+/* Values in chunk j of any feature. */
+double bn_chunk_count(const bn_view *v, size_t j);
+/* Where chunk j of feature f keeps its partial results. */
+size_t bn_part_index(const bn_view *v, size_t f, size_t j);
+/* Chunk j of a feature in the PLANES view: planes [n0, n1), values [s0,
+ * s1) of each. */
+typedef struct {
+    size_t n0, n1, s0, s1;
+} bn_plane_chunk;
+bn_plane_chunk bn_plane_chunk_at(const bn_view *v, size_t j);
+/* Work item t of the PLANES view as (feature f, chunk j): numbered in
+ * memory order when a chunk is a plane or part of one, so that each thread
+ * streams through a contiguous range. */
+void bn_plane_item(const bn_view *v, size_t t, size_t *f, size_t *j);
+/* Tile t of the ROWS view in tiles `width` features wide: rows [r0, r0 +
+ * rows) of row block rb, features [f0, f0 + w). */
+typedef struct {
+    size_t rb, r0, rows, f0, w;
+} bn_rows_tile;
+bn_rows_tile bn_rows_tile_at(const bn_view *v, size_t width, size_t t);
+size_t bn_rows_tile_count(const bn_view *v, size_t width);
 
 /* The API layer's helpers (api.c), shared by every file of entry points. */
 /* Validates shape and params and maps them onto one of the two views. */
 bnorm_status bn_make_view(const bnorm_shape *shape, const bnorm_params *p, bn_view *v);
 bnorm_status bn_check_workspace(const bn_view *v, const void *ws, size_t size);
-/* Threads a call on this view may use (1 inside a parallel region). */
-int bn_resolve_threads(const bnorm_params *p, const bn_view *v);
-int bn_use_reference(const bnorm_params *p);
-/* ws->mean, mean_lo, a (= gamma * invstd) and b (= beta) from a mean and
- * invstd given in double; gamma NULL means 1, beta NULL means 0. */
-void bn_set_affine(bn_workspace *ws, size_t f, double mean, double invstd, const float *gamma,
-                   const float *beta);
-
-/* The running-average weight of this step's statistics (decay or the
- * cumulative 1 / (t + 1)), and the variance's scale (m / (m - 1) unbiased,
- * 1 biased). */
-double bn_running_factor(const bnorm_params *p, const bnorm_running_stats *running);
-double bn_running_var_scale(const bnorm_params *p, double m);
-/* running = (1 - factor) running + factor (mean, var) for feature f. */
-void bn_running_update(bnorm_running_stats *running, size_t f, double factor, double mean,
-                       double var);
-/* The training backward's coefficients of feature f, dx = a dy + b (x -
- * ws->mean) + c, from gamma, invstd, sum(dy), sum(dy * xhat) about the
- * exact mean, m, and delta = exact mean - ws->mean. */
-void bn_backward_affine(bn_workspace *ws, size_t f, double g, double invstd, double sum_dy,
-                        double sum_dy_xhat, double m, double delta);
 
 /* What a fused forward does to y after normalizing it (bnorm.h, "FUSED
  * RELU AND RESIDUAL ADD"): y = y + z when z is given, then ReLU when relu,
@@ -126,48 +140,36 @@ void bn_epilogue_apply(const bn_epilogue *ep, float *y, size_t o0, size_t o1);
  * may be dy. */
 void bn_mask_gradient(const float *dy, const uint8_t *mask, float *out, size_t total, int threads);
 
-/* The scalar reference, one thread, double accumulation. */
-void bn_ref_batch_stats(const bn_view *v, const float *x, bn_workspace *ws);
-/* y = ((x - mean[f]) - mean_lo[f]) * a[f] + b[f] */
-void bn_ref_normalize(const bn_view *v, const float *x, const bn_workspace *ws, float *y);
-/* ws->stat0 = sum(dy), ws->stat1 = sum(dy * (x - ws->mean[f])) and
- * ws->stat2 = sum(x - ws->mean[f]), per feature. */
-void bn_ref_backward_sums(const bn_view *v, const float *x, const float *dy, bn_workspace *ws);
-/* dx = a[f] * dy + b[f] * (x - mean[f]) + c[f]; when frozen, dx = a[f] * dy. */
-void bn_ref_backward_dx(const bn_view *v, const float *x, const float *dy, const bn_workspace *ws,
-                        int frozen, float *dx);
+/*
+ * The few passes over tensor data that every call is made of, one instance
+ * per path: the scalar reference (reference.c: one thread, plain loops,
+ * double accumulation) and the fast kernels (fast.c: chunked, threaded,
+ * vectorized; the same results within rounding, identical for any thread
+ * count). bn_passes_for chooses, and says how many threads to use.
+ */
+typedef struct {
+    /* ws->batch_mean and batch_var of every feature. */
+    void (*batch_stats)(const bn_view *v, const float *x, bn_workspace *ws, int threads);
+    /* y = BN_NORMALIZE(x) with ws's forward coefficients (ws->shift_folded
+     * is scratch), then the epilogue (NULL: none) on each block while it is
+     * in cache; with one, y is written through the cache. */
+    void (*normalize)(const bn_view *v, const float *x, bn_workspace *ws, float *y,
+                      const bn_epilogue *ep, int threads);
+    /* ws->sum_dy, sum_dy_xc and sum_xc about ws->mean. With frozen_dx (the
+     * frozen backward, ws->dy_scale set beforehand), dx = BN_DX_FROZEN in
+     * the same pass, and sum_xc may be left 0. */
+    void (*backward_sums)(const bn_view *v, const float *x, const float *dy, bn_workspace *ws,
+                          float *frozen_dx, int threads);
+    /* dx = BN_DX with ws's backward coefficients. */
+    void (*backward_dx)(const bn_view *v, const float *x, const float *dy, const bn_workspace *ws,
+                        float *dx, int threads);
+} bn_passes;
 
-/* The fast kernels: the same results within rounding, identical for any
- * thread count. */
-void bn_fast_batch_stats(const bn_view *v, const float *x, bn_workspace *ws, int threads);
-/* Test-mode coefficients of every feature from the running statistics:
- * mean, mean_lo (0), a = gamma / sqrt(var + eps) (gamma NULL: 1), b = beta
- * (NULL: 0). The same bits as the reference's scalar loop (square root and
- * division are correctly rounded in every instruction set), at a fraction
- * of its cost where features are many and values per feature few. */
-void bn_fast_inference_coefficients(size_t features, const float *mean, const float *var,
-                                    const float *gamma, const float *beta, double eps,
-                                    bn_workspace *ws);
-/* Uses ws->c as scratch in the rows view. With an epilogue (NULL: none),
- * each block of y gets it right after it is normalized, and y is written
- * through the cache. */
-void bn_fast_normalize(const bn_view *v, const float *x, bn_workspace *ws, float *y,
-                       const bn_epilogue *ep, int threads);
-/* Statistics, coefficients for every feature, then y (and the epilogue). */
-void bn_fast_forward_training(const bn_view *v, const float *x, bn_workspace *ws,
-                              bn_coefficients_fn coefficients, const void *ctx, float *y,
-                              const bn_epilogue *ep, int threads);
-/* The three sums of the training backward alone, into ws->stat0..2. */
-void bn_fast_backward_sums(const bn_view *v, const float *x, const float *dy, bn_workspace *ws,
-                           int threads);
-/* dx = a * dy + b * (x - mean) + c with the coefficients in ws. */
-void bn_fast_backward_dx(const bn_view *v, const float *x, const float *dy, const bn_workspace *ws,
-                         float *dx, int threads);
-/* The three sums (stat2 only when not frozen), coefficients for every
- * feature, then dx. With `frozen`, ws->a must hold every feature's scale
- * beforehand: dx = a * dy comes out of the same pass as the sums. */
-void bn_fast_backward(const bn_view *v, const float *x, const float *dy, bn_workspace *ws,
-                      int frozen, bn_coefficients_fn coefficients, const void *ctx, float *dx,
-                      int threads);
+extern const bn_passes bn_reference_passes, bn_fast_passes;
+
+/* The passes this call uses (BNORM_FORCE_REFERENCE: the reference), and
+ * the threads they may use (1 inside a parallel region or for the
+ * reference). */
+const bn_passes *bn_passes_for(const bnorm_params *p, const bn_view *v, int *threads);
 
 #endif

@@ -1,7 +1,8 @@
-/* The scalar reference kernels: one thread, plain loops, double
- * accumulation, two passes for the variance. Every fast path is tested
- * against these, and BNORM_FORCE_REFERENCE selects them. */
-#include "internal.h"
+/* The scalar reference passes (internal.h, bn_passes): one thread, plain
+ * loops feature by feature, double accumulation, two passes for the
+ * variance. Every fast path is tested against these, and
+ * BNORM_FORCE_REFERENCE selects them. */
+#include "formulas.h"
 
 /* Offset of value i (0 <= i < m) of feature f. */
 static size_t offset(const bn_view *v, size_t f, size_t i) {
@@ -9,7 +10,8 @@ static size_t offset(const bn_view *v, size_t f, size_t i) {
     return (i / v->s) * v->features * v->s + f * v->s + i % v->s;
 }
 
-void bn_ref_batch_stats(const bn_view *v, const float *x, bn_workspace *ws) {
+static void ref_batch_stats(const bn_view *v, const float *x, bn_workspace *ws, int threads) {
+    (void)threads;
     for (size_t f = 0; f < v->features; f++) {
         double sum = 0.0;
         for (size_t i = 0; i < v->m; i++)
@@ -20,20 +22,25 @@ void bn_ref_batch_stats(const bn_view *v, const float *x, bn_workspace *ws) {
             double d = x[offset(v, f, i)] - mean;
             sq += d * d;
         }
-        ws->stat0[f] = mean;
-        ws->stat1[f] = sq / (double)v->m;
+        ws->batch_mean[f] = mean;
+        ws->batch_var[f] = sq / (double)v->m;
     }
 }
 
-void bn_ref_normalize(const bn_view *v, const float *x, const bn_workspace *ws, float *y) {
+static void ref_normalize(const bn_view *v, const float *x, bn_workspace *ws, float *y,
+                          const bn_epilogue *ep, int threads) {
+    (void)threads;
     for (size_t f = 0; f < v->features; f++)
         for (size_t i = 0; i < v->m; i++) {
             size_t o = offset(v, f, i);
-            y[o] = ((x[o] - ws->mean[f]) - ws->mean_lo[f]) * ws->a[f] + ws->b[f];
+            y[o] = BN_NORMALIZE(x[o], ws->mean[f], ws->mean_lo[f], ws->scale[f], ws->shift[f]);
         }
+    if (ep) bn_epilogue_apply(ep, y, 0, v->total);
 }
 
-void bn_ref_backward_sums(const bn_view *v, const float *x, const float *dy, bn_workspace *ws) {
+static void ref_backward_sums(const bn_view *v, const float *x, const float *dy, bn_workspace *ws,
+                              float *frozen_dx, int threads) {
+    (void)threads;
     for (size_t f = 0; f < v->features; f++) {
         double s0 = 0.0, s1 = 0.0, s2 = 0.0;
         for (size_t i = 0; i < v->m; i++) {
@@ -42,20 +49,27 @@ void bn_ref_backward_sums(const bn_view *v, const float *x, const float *dy, bn_
             s1 += (double)dy[o] * ((double)x[o] - ws->mean[f]);
             s2 += (double)x[o] - ws->mean[f];
         }
-        ws->stat0[f] = s0;
-        ws->stat1[f] = s1;
-        ws->stat2[f] = s2;
+        ws->sum_dy[f] = s0;
+        ws->sum_dy_xc[f] = s1;
+        ws->sum_xc[f] = s2;
+        if (frozen_dx)
+            for (size_t i = 0; i < v->m; i++) {
+                size_t o = offset(v, f, i);
+                frozen_dx[o] = BN_DX_FROZEN(dy[o], ws->dy_scale[f]);
+            }
     }
 }
 
-void bn_ref_backward_dx(const bn_view *v, const float *x, const float *dy, const bn_workspace *ws,
-                        int frozen, float *dx) {
+static void ref_backward_dx(const bn_view *v, const float *x, const float *dy,
+                            const bn_workspace *ws, float *dx, int threads) {
+    (void)threads;
     for (size_t f = 0; f < v->features; f++)
         for (size_t i = 0; i < v->m; i++) {
             size_t o = offset(v, f, i);
-            if (frozen)
-                dx[o] = ws->a[f] * dy[o];
-            else
-                dx[o] = ws->a[f] * dy[o] + ws->b[f] * (x[o] - ws->mean[f]) + ws->c[f];
+            dx[o] =
+                BN_DX(x[o], dy[o], ws->mean[f], ws->dy_scale[f], ws->xc_scale[f], ws->dx_offset[f]);
         }
 }
+
+const bn_passes bn_reference_passes = {ref_batch_stats, ref_normalize, ref_backward_sums,
+                                       ref_backward_dx};

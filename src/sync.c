@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "bnorm.h"
+#include "formulas.h"
 #include "internal.h"
 
 /* The view of a share; an empty share (n = 0) is validated as n = 1, and
@@ -46,15 +47,13 @@ bnorm_status bnorm_local_moments(const bnorm_shape *shape, const bnorm_params *p
     }
     if ((st = bn_check_workspace(&v, workspace, workspace_size)) != BNORM_OK) return st;
     bn_workspace ws = bn_workspace_carve(&v, workspace);
-    if (bn_use_reference(params))
-        bn_ref_batch_stats(&v, x, &ws);
-    else
-        bn_fast_batch_stats(&v, x, &ws, bn_resolve_threads(params, &v));
+    int threads;
+    bn_passes_for(params, &v, &threads)->batch_stats(&v, x, &ws, threads);
     const double m = (double)v.m;
     record[0] = m;
     for (size_t f = 0; f < F; f++) {
-        record[1 + f] = ws.stat0[f];
-        record[1 + F + f] = ws.stat1[f] * m;
+        record[1 + f] = ws.batch_mean[f];
+        record[1 + F + f] = ws.batch_var[f] * m;
     }
     return BNORM_OK;
 }
@@ -80,10 +79,7 @@ bnorm_status bnorm_merge_moments(int64_t features, int count, const double *reco
             const double *r = records + (size_t)k * stride;
             double nb = r[0];
             if (nb == 0.0) continue; /* an empty share contributes nothing */
-            double delta = r[1 + f] - mu, nt = n + nb;
-            mu += delta * (nb / nt);
-            q += r[1 + F + f] + delta * delta * (n * nb / nt);
-            n = nt;
+            bn_chan_merge(&n, &mu, &q, nb, r[1 + f], r[1 + F + f]);
         }
         merged[1 + f] = mu;
         merged[1 + F + f] = q;
@@ -113,28 +109,24 @@ static bnorm_status forward_global(const bnorm_shape *shape, const bnorm_params 
     if (!empty && (st = bn_check_workspace(&v, workspace, workspace_size)) != BNORM_OK) return st;
 
     const size_t F = v.features;
-    const double factor = bn_running_factor(params, running);
-    const double var_scale = bn_running_var_scale(params, M);
+    const bn_forward_terms terms = {use_scale ? gamma : NULL,
+                                    use_shift ? beta : NULL,
+                                    params->eps,
+                                    bn_running_factor(params, running),
+                                    bn_running_var_scale(params, M),
+                                    save_mean,
+                                    save_invstd,
+                                    running};
     bn_workspace ws;
     if (!empty) ws = bn_workspace_carve(&v, workspace);
-    for (size_t f = 0; f < F; f++) {
-        double mean = global_mean(global, f), var = global_var(global, F, f);
-        double invstd = 1.0 / sqrt(var + (double)params->eps);
-        if (!empty)
-            bn_set_affine(&ws, f, mean, invstd, use_scale ? gamma : NULL, use_shift ? beta : NULL);
-        save_mean[f] = (float)mean;
-        save_invstd[f] = (float)invstd;
-        if (running) bn_running_update(running, f, factor, mean, var * var_scale);
-    }
+    for (size_t f = 0; f < F; f++)
+        bn_forward_coefficients(&terms, empty ? NULL : &ws, f, global_mean(global, f),
+                                global_var(global, F, f));
     if (running && running->count < UINT64_MAX) running->count++;
     if (empty) return BNORM_OK;
     if ((const void *)y == (const void *)x) v.cached_outputs = 1;
-    if (bn_use_reference(params)) {
-        bn_ref_normalize(&v, x, &ws, y);
-        if (ep) bn_epilogue_apply(ep, y, 0, v.total);
-    } else {
-        bn_fast_normalize(&v, x, &ws, y, ep, bn_resolve_threads(params, &v));
-    }
+    int threads;
+    bn_passes_for(params, &v, &threads)->normalize(&v, x, &ws, y, ep, threads);
     return BNORM_OK;
 }
 
@@ -181,16 +173,14 @@ bnorm_status bnorm_backward_local_sums(const bnorm_shape *shape, const bnorm_par
     bn_workspace ws = bn_workspace_carve(&v, workspace);
     for (size_t f = 0; f < F; f++)
         ws.mean[f] = (float)global_mean(global, f), ws.mean_lo[f] = 0.0f;
-    if (bn_use_reference(params))
-        bn_ref_backward_sums(&v, x, dy, &ws);
-    else
-        bn_fast_backward_sums(&v, x, dy, &ws, bn_resolve_threads(params, &v));
+    int threads;
+    bn_passes_for(params, &v, &threads)->backward_sums(&v, x, dy, &ws, NULL, threads);
     for (size_t f = 0; f < F; f++) {
         /* About the global mean in double: its float rounding is known. */
         double delta = global_mean(global, f) - (double)ws.mean[f];
         double invstd = 1.0 / sqrt(global_var(global, F, f) + (double)params->eps);
-        sums[f] = ws.stat0[f];
-        sums[F + f] = (ws.stat1[f] - delta * ws.stat0[f]) * invstd;
+        sums[f] = ws.sum_dy[f];
+        sums[F + f] = bn_sum_dy_xhat(ws.sum_dy[f], ws.sum_dy_xc[f], delta, invstd);
     }
     return BNORM_OK;
 }
@@ -207,9 +197,10 @@ bnorm_status bnorm_fused_backward_local_sums(const bnorm_shape *shape, const bno
     int empty;
     if ((st = share_view(shape, params, &v, &empty)) != BNORM_OK) return st;
     if (!empty && (!g || !dy || (relu && !relu_mask))) return BNORM_ERR_NULL_POINTER;
+    int threads;
+    (void)bn_passes_for(params, &v, &threads);
     if (!empty && relu)
-        bn_mask_gradient(dy, relu_mask, g, v.total,
-                         bn_use_reference(params) ? 1 : bn_resolve_threads(params, &v));
+        bn_mask_gradient(dy, relu_mask, g, v.total, threads);
     else if (!empty && g != dy)
         memcpy(g, dy, v.total * sizeof(float));
     return bnorm_backward_local_sums(shape, params, x, empty ? NULL : g, global, sums, workspace,
@@ -249,9 +240,7 @@ bnorm_status bnorm_backward_apply(const bnorm_shape *shape, const bnorm_params *
     }
     if (empty) return BNORM_OK;
     if ((const void *)dx == (const void *)dy) v.cached_outputs = 1;
-    if (bn_use_reference(params))
-        bn_ref_backward_dx(&v, x, dy, &ws, 0, dx);
-    else
-        bn_fast_backward_dx(&v, x, dy, &ws, dx, bn_resolve_threads(params, &v));
+    int threads;
+    bn_passes_for(params, &v, &threads)->backward_dx(&v, x, dy, &ws, dx, threads);
     return BNORM_OK;
 }

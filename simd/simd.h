@@ -1,0 +1,136 @@
+/* The project's SIMD vocabulary: 16-lane vector types, loads and stores,
+ * lane reductions in a fixed order, non-temporal stores, and the runtime
+ * dispatch attribute, for every file whose loops touch tensor data (the
+ * library's kernels and the network's element-wise layers alike). */
+#ifndef BN_SIMD_H
+#define BN_SIMD_H
+
+#include <stdint.h>
+#include <string.h>
+#if defined(__x86_64__) || defined(__SSE__)
+#include <immintrin.h>
+#define BN_HAVE_STREAM 1
+#endif
+
+/* Runtime dispatch: the loops that touch tensor data are compiled three
+ * times (AVX-512, AVX2, and baseline x86-64) and the loader picks the best
+ * copy for the CPU it runs on, so one build runs everywhere and is fast
+ * where it can be. The library is built with -ffp-contract=off, and every
+ * reduction has a fixed order of lanes, so the copies round identically and
+ * results do not depend on the CPU either. BNORM_NO_DISPATCH (or another
+ * architecture) builds a single copy. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(BNORM_NO_DISPATCH)
+#define BN_DISPATCH __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define BN_DISPATCH
+#endif
+#define BN_INLINE static inline __attribute__((always_inline))
+
+/* 16 floats: one AVX-512 register, two AVX2 registers or four SSE ones,
+ * whichever copy of a function is running. Loads and stores are unaligned.
+ * A scalar operand of an arithmetic operator is broadcast to every lane, so
+ * one expression serves a vector and its scalar tail alike. */
+#define VL 16
+typedef float vf __attribute__((vector_size(64), aligned(4), __may_alias__));
+typedef int32_t vi __attribute__((vector_size(64), aligned(4), __may_alias__));
+#define LD(p)            (*(const vf *)(const void *)(p))
+#define ST(p, v)         (*(vf *)(void *)(p) = (v))
+#define SPLAT(s)         ((vf){0} + (s))
+#define TO_LANES(dst, v) memcpy((dst), &(v), sizeof(vf))
+#define LANE_INDEX       ((vi){0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15})
+/* Lane j's bit, 1 << j: a lane mask to and from 16 bits. */
+#define LANE_BIT ((vi){1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768})
+
+/* 8 lanes: one mask byte's worth. */
+typedef float v8f __attribute__((vector_size(32), aligned(4), __may_alias__));
+typedef int32_t v8i __attribute__((vector_size(32), aligned(4), __may_alias__));
+typedef int32_t v4i __attribute__((vector_size(16)));
+#define LD8(p)    (*(const v8f *)(const void *)(p))
+#define ST8(p, v) (*(v8f *)(void *)(p) = (v))
+
+/* The lanes of v summed in a fixed tree order (lane j + lane j + 8, then
+ * j + 4, j + 2, j + 1), in double (LANE_SUM) or float (LANE_SUM_FLOAT):
+ * short, so that per-plane reductions stay cheap, and written with
+ * whole-vector halves so that it compiles to a few shuffles and adds at
+ * every dispatch level. */
+typedef float vf8 __attribute__((vector_size(32)));
+typedef float vf4 __attribute__((vector_size(16)));
+typedef float vf2 __attribute__((vector_size(8)));
+typedef double vd8 __attribute__((vector_size(64)));
+typedef double vd4 __attribute__((vector_size(32)));
+typedef double vd2 __attribute__((vector_size(16)));
+#define LANE_SUM(v, out)                                                                           \
+    do {                                                                                           \
+        vf8 l_ = __builtin_shufflevector((v), (v), 0, 1, 2, 3, 4, 5, 6, 7);                        \
+        vf8 h_ = __builtin_shufflevector((v), (v), 8, 9, 10, 11, 12, 13, 14, 15);                  \
+        vd8 a_ = __builtin_convertvector(l_, vd8) + __builtin_convertvector(h_, vd8);              \
+        vd4 b_ = __builtin_shufflevector(a_, a_, 0, 1, 2, 3) +                                     \
+                 __builtin_shufflevector(a_, a_, 4, 5, 6, 7);                                      \
+        vd2 c_ = __builtin_shufflevector(b_, b_, 0, 1) + __builtin_shufflevector(b_, b_, 2, 3);    \
+        (out) = c_[0] + c_[1];                                                                     \
+    } while (0)
+#define LANE_SUM_FLOAT(v, out)                                                                     \
+    do {                                                                                           \
+        vf8 a_ = __builtin_shufflevector((v), (v), 0, 1, 2, 3, 4, 5, 6, 7) +                       \
+                 __builtin_shufflevector((v), (v), 8, 9, 10, 11, 12, 13, 14, 15);                  \
+        vf4 b_ = __builtin_shufflevector(a_, a_, 0, 1, 2, 3) +                                     \
+                 __builtin_shufflevector(a_, a_, 4, 5, 6, 7);                                      \
+        vf2 c_ = __builtin_shufflevector(b_, b_, 0, 1) + __builtin_shufflevector(b_, b_, 2, 3);    \
+        (out) = c_[0] + c_[1];                                                                     \
+    } while (0)
+
+/* Non-temporal stores of 16 floats at a 16-byte aligned p, as four SSE
+ * stores that the write-combining buffers merge into whole lines (SSE
+ * stores exist at every dispatch level); ST_STREAM4 stores 4 floats from an
+ * array. STREAM_FENCE orders them before the stores of another thread. */
+#ifdef BN_HAVE_STREAM
+typedef union {
+    vf v;
+    __m128 q[VL / 4];
+} vf_parts;
+#define ST_STREAM(p, value)                                                                        \
+    do {                                                                                           \
+        vf_parts u_;                                                                               \
+        u_.v = (value);                                                                            \
+        for (int q_ = 0; q_ < VL / 4; q_++)                                                        \
+            _mm_stream_ps((p) + 4 * q_, u_.q[q_]);                                                 \
+    } while (0)
+#define STREAM_FENCE()    _mm_sfence()
+#define STREAM_ALIGNED(p) ((uintptr_t)(p) % 16 == 0)
+#define ST_STREAM4(p, v4) _mm_stream_ps((p), _mm_loadu_ps(v4))
+#else
+#define ST_STREAM(p, value) ST(p, value)
+#define ST_STREAM4(p, v4)   memcpy((p), (v4), 4 * sizeof(float))
+#define STREAM_FENCE()      ((void)0)
+#define STREAM_ALIGNED(p)   1
+#endif
+
+/* out[i] = EXPR(L, i) for i in [0, len), where EXPR is a macro that loads
+ * its operands at i with L: LD_AT (16 lanes) or LOAD_AT (one value). The
+ * formula is thus written once and serves the vectors and the scalar tail
+ * alike. With `stream`, what can be is stored non-temporally: a scalar head
+ * up to 16-byte alignment, whole vectors, then groups of 4. */
+#define LD_AT(p, i)   LD((p) + (i))
+#define LOAD_AT(p, i) ((p)[i])
+#define ELEMENTWISE(out, len, stream, EXPR)                                                        \
+    do {                                                                                           \
+        size_t i_ = 0;                                                                             \
+        if (stream) {                                                                              \
+            for (; i_ < (len) && !STREAM_ALIGNED((out) + i_); i_++)                                \
+                (out)[i_] = EXPR(LOAD_AT, i_);                                                     \
+            for (; i_ + VL <= (len); i_ += VL)                                                     \
+                ST_STREAM((out) + i_, EXPR(LD_AT, i_));                                            \
+            for (; i_ + 4 <= (len); i_ += 4) {                                                     \
+                float t_[4];                                                                       \
+                for (size_t j_ = 0; j_ < 4; j_++)                                                  \
+                    t_[j_] = EXPR(LOAD_AT, i_ + j_);                                               \
+                ST_STREAM4((out) + i_, t_);                                                        \
+            }                                                                                      \
+        }                                                                                          \
+        for (; i_ + VL <= (len); i_ += VL)                                                         \
+            ST((out) + i_, EXPR(LD_AT, i_));                                                       \
+        for (; i_ < (len); i_++)                                                                   \
+            (out)[i_] = EXPR(LOAD_AT, i_);                                                         \
+    } while (0)
+
+#endif

@@ -1,0 +1,156 @@
+/* The fast path's passes (internal.h, bn_passes): the view's kernels
+ * (planes.c, rows.c) on work items shared among threads, and the chunks'
+ * results merged in chunk order, so that results do not depend on the
+ * thread count.
+ *
+ * Passes over memory: the training forward reads x once for the statistics
+ * and once to normalize, in memory order both times; the second read hits
+ * cache when the tensor fits in the last-level cache. The backward likewise
+ * reads (x, dy) once for its sums and once for dx. With frozen statistics
+ * dx = dy_scale * dy does not depend on the sums, so the sums and dx come
+ * out of a single pass. */
+#include "formulas.h"
+#include "parallel.h"
+#include "simd.h"
+#include "views.h"
+
+/* Outputs of tensors at least this large are written with non-temporal
+ * stores: they will not be read back before they would have been evicted,
+ * and going around the cache keeps the input there and spares the line
+ * reads that ordinary stores cost. Smaller outputs (a network's
+ * activations, read by the next layer right away) stay in cache. */
+#define BN_STREAM_BYTES (16u << 20)
+
+/* Whether to stream a view's outputs. The stores are 16 bytes wide down to
+ * the end of every run, so consecutive planes fill whole lines between them
+ * as long as a plane is a whole number of 16-byte stores; otherwise a line
+ * at each plane boundary would be written partly streamed and partly
+ * cached, which costs more than streaming saves. */
+static int stream_outputs(const bn_view *v) {
+    if (v->cached_outputs || v->total * sizeof(float) < BN_STREAM_BYTES) return 0;
+    return v->kind == BN_VIEW_ROWS || v->s % 4 == 0;
+}
+
+/* PLANES work items are handed out in blocks of this many, each block one
+ * call of a dispatched function, so that the per-item cost is a few adds. */
+#define PLANE_ITEMS_PER_BLOCK 64
+
+static void merge_stats(const bn_view *v, bn_workspace *ws, size_t f) {
+    double n = 0.0, mu = 0.0, q = 0.0;
+    for (size_t j = 0; j < v->ch.chunks; j++) {
+        size_t i = bn_part_index(v, f, j);
+        bn_chan_merge(&n, &mu, &q, bn_chunk_count(v, j), ws->part0[i], ws->part1[i]);
+    }
+    ws->batch_mean[f] = mu;
+    ws->batch_var[f] = q / n;
+}
+
+static void merge_sums(const bn_view *v, bn_workspace *ws, size_t f) {
+    double s0 = 0.0, s1 = 0.0, s2 = 0.0;
+    for (size_t j = 0; j < v->ch.chunks; j++) {
+        size_t i = bn_part_index(v, f, j);
+        s0 += ws->part0[i], s1 += ws->part1[i], s2 += ws->part2[i];
+    }
+    ws->sum_dy[f] = s0;
+    ws->sum_dy_xc[f] = s1;
+    ws->sum_xc[f] = s2;
+}
+
+static void fast_batch_stats(const bn_view *v, const float *x, bn_workspace *ws, int threads) {
+    const size_t F = v->features;
+    if (v->kind == BN_VIEW_ROWS) {
+        PARALLEL_FOR(t, bn_rows_tile_count(v, BN_ROWS_STRIP), {
+            bn_rows_tile tl = bn_rows_tile_at(v, BN_ROWS_STRIP, (size_t)t);
+            bn_rows_stats(v, x, ws, &tl);
+        });
+    } else {
+        const size_t items = F * v->ch.chunks;
+        PARALLEL_FOR(b, (items + PLANE_ITEMS_PER_BLOCK - 1) / PLANE_ITEMS_PER_BLOCK, {
+            size_t t0 = (size_t)b * PLANE_ITEMS_PER_BLOCK;
+            size_t t1 = t0 + PLANE_ITEMS_PER_BLOCK < items ? t0 + PLANE_ITEMS_PER_BLOCK : items;
+            bn_planes_stats(v, x, ws, t0, t1);
+        });
+    }
+    PARALLEL_FOR(f, F, merge_stats(v, ws, (size_t)f););
+}
+
+static void fast_backward_sums(const bn_view *v, const float *x, const float *dy, bn_workspace *ws,
+                               float *frozen_dx, int threads) {
+    const size_t F = v->features;
+    if (v->kind == BN_VIEW_ROWS) {
+        const size_t width = bn_rows_backward_width(F);
+        PARALLEL_FOR(t, bn_rows_tile_count(v, width), {
+            bn_rows_tile tl = bn_rows_tile_at(v, width, (size_t)t);
+            bn_rows_backward(v, x, dy, frozen_dx, ws, &tl);
+        });
+    } else {
+        const size_t items = F * v->ch.chunks;
+        PARALLEL_FOR(b, (items + PLANE_ITEMS_PER_BLOCK - 1) / PLANE_ITEMS_PER_BLOCK, {
+            size_t t0 = (size_t)b * PLANE_ITEMS_PER_BLOCK;
+            size_t t1 = t0 + PLANE_ITEMS_PER_BLOCK < items ? t0 + PLANE_ITEMS_PER_BLOCK : items;
+            bn_planes_backward(v, x, dy, frozen_dx, ws, t0, t1);
+        });
+    }
+    PARALLEL_FOR(f, F, merge_sums(v, ws, (size_t)f););
+}
+
+/* The element-wise passes go through the tensor in runs (rows, or planes)
+ * handed out in blocks of about this many values, one dispatched call per
+ * block: a call per run cost 10-20% on 128-value rows. Each thread takes a
+ * contiguous share of blocks, so that it streams through one range of
+ * memory. */
+#define RUN_BLOCK_VALUES 4096
+
+typedef struct {
+    size_t runs, len, per_block;
+    long blocks;
+} run_blocks;
+
+static run_blocks run_blocks_of(const bn_view *v) {
+    run_blocks b;
+    b.runs = v->kind == BN_VIEW_ROWS ? v->n : v->n * v->features;
+    b.len = v->kind == BN_VIEW_ROWS ? v->features : v->s;
+    b.per_block = b.len >= RUN_BLOCK_VALUES ? 1 : RUN_BLOCK_VALUES / b.len;
+    b.blocks = (long)((b.runs + b.per_block - 1) / b.per_block);
+    return b;
+}
+
+static void fast_normalize(const bn_view *v, const float *x, bn_workspace *ws, float *y,
+                           const bn_epilogue *ep, int threads) {
+    const run_blocks rb = run_blocks_of(v);
+    /* A fused epilogue reads the block back at once: it must stay in cache. */
+    const int stream = ep ? 0 : stream_outputs(v);
+    if (v->kind == BN_VIEW_ROWS) bn_fold_mean_lo(v->features, ws);
+    PARALLEL_RANGES(rb.blocks, lo, hi, {
+        for (long b = lo; b < hi; b++) {
+            size_t r0 = (size_t)b * rb.per_block;
+            size_t r1 = r0 + rb.per_block < rb.runs ? r0 + rb.per_block : rb.runs;
+            if (v->kind == BN_VIEW_ROWS)
+                bn_rows_normalize(v, x, ws, y, r0, r1, stream);
+            else
+                bn_planes_normalize(v, x, ws, y, r0, r1, stream);
+            if (ep) bn_epilogue_apply(ep, y, r0 * rb.len, r1 * rb.len);
+        }
+        if (stream) STREAM_FENCE();
+    });
+}
+
+static void fast_backward_dx(const bn_view *v, const float *x, const float *dy,
+                             const bn_workspace *ws, float *dx, int threads) {
+    const run_blocks rb = run_blocks_of(v);
+    const int stream = stream_outputs(v);
+    PARALLEL_RANGES(rb.blocks, lo, hi, {
+        for (long b = lo; b < hi; b++) {
+            size_t r0 = (size_t)b * rb.per_block;
+            size_t r1 = r0 + rb.per_block < rb.runs ? r0 + rb.per_block : rb.runs;
+            if (v->kind == BN_VIEW_ROWS)
+                bn_rows_dx(v, x, dy, ws, dx, r0, r1, stream);
+            else
+                bn_planes_dx(v, x, dy, ws, dx, r0, r1, stream);
+        }
+        if (stream) STREAM_FENCE();
+    });
+}
+
+const bn_passes bn_fast_passes = {fast_batch_stats, fast_normalize, fast_backward_sums,
+                                  fast_backward_dx};

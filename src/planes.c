@@ -1,0 +1,266 @@
+/* The fast kernels of the PLANES view (channels-first in spatial mode):
+ * each feature's values lie in contiguous runs, a plane x[n][f][0..S) or a
+ * segment of one, and the kernels go through them in memory order.
+ *
+ * Statistics are exact without a second trip through memory: a chunk is
+ * small enough to stay in cache, so it is read twice from cache (a shifted
+ * sum that places a center near the mean, then the deviations from that
+ * center: the corrected two-pass algorithm), and fast.c merges the chunks
+ * in double with Chan's formula. */
+#include <stdint.h>
+
+#include "formulas.h"
+#include "simd.h"
+#include "views.h"
+
+static size_t plane_offset(const bn_view *v, size_t n, size_t f) {
+    return (n * v->features + f) * v->s;
+}
+
+/* A run's ragged end (rem < VL values, in a run of at least VL) joins the
+ * vector sums as the vector that ends the run, with the lanes already
+ * counted masked off (LANE_INDEX >= VL - rem keeps the last rem): a scalar
+ * loop's double adds would sit on the critical path of every short plane. */
+
+/* sum(p[i] - k) over one run, in float: it only places the center that the
+ * exact pass measures deviations from, and it is on the critical path of
+ * every plane. The values are summed as they are and k taken off the total
+ * (one add per vector, not a subtract and an add: the add pipes are this
+ * pass's bound on short planes); the center it gives is off by a few float
+ * ulps of the mean, which the exact pass's sum of deviations absorbs. */
+BN_INLINE double run_sum_shifted(const float *p, size_t len, float k) {
+    vf a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+    size_t i = 0;
+    for (; i + 4 * VL <= len; i += 4 * VL) {
+        a0 += LD(p + i);
+        a1 += LD(p + i + VL);
+        a2 += LD(p + i + 2 * VL);
+        a3 += LD(p + i + 3 * VL);
+    }
+    for (; i + VL <= len; i += VL)
+        a0 += LD(p + i);
+    if (i < len && len >= VL) {
+        vi keep = LANE_INDEX >= (int)(VL - (len - i));
+        a1 += (vf)((vi)LD(p + len - VL) & keep);
+        i = len;
+    }
+    a0 = (a0 + a1) + (a2 + a3);
+    float s;
+    LANE_SUM_FLOAT(a0, s);
+    for (; i < len; i++)
+        s += p[i];
+    return (double)s - (double)len * (double)k;
+}
+
+/* sum(e) and sum(e^2) for e = p[i] - k over one run, added to *s1, *s2. */
+BN_INLINE void run_sums_centered(const float *p, size_t len, float k, double *s1, double *s2) {
+    const vf vk = SPLAT(k);
+    vf e1a = {0}, e1b = {0}, e2a = {0}, e2b = {0};
+    size_t i = 0;
+    for (; i + 2 * VL <= len; i += 2 * VL) {
+        vf ea = LD(p + i) - vk, eb = LD(p + i + VL) - vk;
+        e1a += ea, e2a += ea * ea;
+        e1b += eb, e2b += eb * eb;
+    }
+    for (; i + VL <= len; i += VL) {
+        vf e = LD(p + i) - vk;
+        e1a += e, e2a += e * e;
+    }
+    if (i < len && len >= VL) {
+        vi keep = LANE_INDEX >= (int)(VL - (len - i));
+        vf e = (vf)((vi)(LD(p + len - VL) - vk) & keep);
+        e1b += e, e2b += e * e;
+        i = len;
+    }
+    e1a += e1b, e2a += e2b;
+    double t1, t2;
+    LANE_SUM(e1a, t1);
+    LANE_SUM(e2a, t2);
+    for (; i < len; i++) {
+        float e = p[i] - k;
+        t1 += (double)e, t2 += (double)(e * e);
+    }
+    *s1 += t1, *s2 += t2;
+}
+
+/* sum(dy), sum(dy * (x - mean)) and sum(x - mean) over one run, added to
+ * *s0, *s1, *s2; when dx is given (frozen statistics: the mean is exact and
+ * s2 is not needed), dx = a * dy in the same pass instead of s2. */
+BN_INLINE void run_backward(const float *x, const float *dy, float *dx, size_t len, float mean,
+                            float a, double *s0, double *s1, double *s2) {
+    const vf vm = SPLAT(mean), va = SPLAT(a);
+    vf d0a = {0}, d0b = {0}, d1a = {0}, d1b = {0}, d2a = {0}, d2b = {0};
+    size_t i = 0;
+    for (; i + 2 * VL <= len; i += 2 * VL) {
+        vf ga = LD(dy + i), gb = LD(dy + i + VL);
+        vf ea = LD(x + i) - vm, eb = LD(x + i + VL) - vm;
+        d0a += ga, d1a += ga * ea;
+        d0b += gb, d1b += gb * eb;
+        if (dx)
+            ST(dx + i, BN_DX_FROZEN(ga, va)), ST(dx + i + VL, BN_DX_FROZEN(gb, va));
+        else
+            d2a += ea, d2b += eb;
+    }
+    for (; i + VL <= len; i += VL) {
+        vf g = LD(dy + i), e = LD(x + i) - vm;
+        d0a += g, d1a += g * e;
+        if (dx)
+            ST(dx + i, BN_DX_FROZEN(g, va));
+        else
+            d2a += e;
+    }
+    if (i < len && len >= VL) {
+        vi keep = LANE_INDEX >= (int)(VL - (len - i));
+        vf g = LD(dy + len - VL), e = LD(x + len - VL) - vm;
+        d0b += (vf)((vi)g & keep);
+        d1b += (vf)((vi)(g * e) & keep);
+        if (!dx) d2b += (vf)((vi)e & keep);
+        for (; dx && i < len; i++)
+            dx[i] = BN_DX_FROZEN(dy[i], a);
+        i = len;
+    }
+    d0a += d0b, d1a += d1b, d2a += d2b;
+    double t0, t1, t2 = 0.0;
+    LANE_SUM(d0a, t0);
+    LANE_SUM(d1a, t1);
+    if (!dx) LANE_SUM(d2a, t2);
+    for (; i < len; i++) {
+        t0 += (double)dy[i], t1 += (double)(dy[i] * (x[i] - mean));
+        if (dx)
+            dx[i] = BN_DX_FROZEN(dy[i], a);
+        else
+            t2 += (double)(x[i] - mean);
+    }
+    *s0 += t0, *s1 += t1, *s2 += t2;
+}
+
+/* Chunk statistics (mean, M2) of one PLANES chunk. */
+BN_INLINE void plane_chunk_stats(const bn_view *v, const float *x, size_t f,
+                                 const bn_plane_chunk *c, double *mean, double *m2) {
+    const size_t len = c->s1 - c->s0;
+    const double count = (double)((c->n1 - c->n0) * len);
+    const float k = x[plane_offset(v, c->n0, f) + c->s0];
+    double shifted = 0.0;
+    for (size_t n = c->n0; n < c->n1; n++)
+        shifted += run_sum_shifted(x + plane_offset(v, n, f) + c->s0, len, k);
+    /* The reciprocal does not wait for the data: one multiply, not a
+     * division, between the two passes. */
+    const float center = (float)((double)k + shifted * (1.0 / count));
+    double s1 = 0.0, s2 = 0.0;
+    for (size_t n = c->n0; n < c->n1; n++)
+        run_sums_centered(x + plane_offset(v, n, f) + c->s0, len, center, &s1, &s2);
+    bn_chunk_moments(center, s1, s2, count, mean, m2);
+}
+
+/* Backward sums of one PLANES chunk, and dx = a * dy when frozen. */
+BN_INLINE void plane_chunk_backward(const bn_view *v, const float *x, const float *dy, float *dx,
+                                    size_t f, const bn_plane_chunk *c, float mean, float a,
+                                    double *s0, double *s1, double *s2) {
+    const size_t len = c->s1 - c->s0;
+    *s0 = 0.0, *s1 = 0.0, *s2 = 0.0;
+    for (size_t n = c->n0; n < c->n1; n++) {
+        size_t o = plane_offset(v, n, f) + c->s0;
+        if (dx)
+            run_backward(x + o, dy + o, dx + o, len, mean, a, s0, s1, s2);
+        else
+            run_backward(x + o, dy + o, NULL, len, mean, 0.0f, s0, s1, s2);
+    }
+}
+
+/* Runs body for items [t0, t1) with f, j and the chunk c set. One plane per
+ * chunk, the common case, walks (n, f) with counters instead of divisions. */
+#define FOR_PLANE_ITEMS(v, t0, t1, body)                                                           \
+    do {                                                                                           \
+        if ((v)->ch.planes_per_chunk == 1 && (v)->ch.segments == 1) {                              \
+            size_t f = (t0) % (v)->features, j = (t0) / (v)->features;                             \
+            for (size_t t_ = (t0); t_ < (t1); t_++) {                                              \
+                bn_plane_chunk c = {j, j + 1, 0, (v)->s};                                          \
+                body;                                                                              \
+                if (++f == (v)->features) f = 0, j++;                                              \
+            }                                                                                      \
+        } else {                                                                                   \
+            for (size_t t_ = (t0); t_ < (t1); t_++) {                                              \
+                size_t f, j;                                                                       \
+                bn_plane_item((v), t_, &f, &j);                                                    \
+                bn_plane_chunk c = bn_plane_chunk_at((v), j);                                      \
+                body;                                                                              \
+            }                                                                                      \
+        }                                                                                          \
+    } while (0)
+
+/* How far ahead of the plane being summed its successors are prefetched:
+ * the hardware prefetchers stop at every 4 KiB page (docs/PERFORMANCE.md,
+ * "Prefetching planes"; 12 KiB was the best of 3-50 KiB). */
+#define PLANE_PREFETCH_BYTES 12288
+
+BN_DISPATCH void bn_planes_stats(const bn_view *v, const float *x, bn_workspace *ws, size_t t0,
+                                 size_t t1) {
+    if (v->ch.planes_per_chunk == 1 && v->ch.segments == 1 && t0 < t1) {
+        /* Whole planes, consecutive in memory: the next plane's first pass
+         * is issued before this plane's second, so that its reduction runs
+         * under work that does not wait for it. The arithmetic per plane is
+         * plane_chunk_stats' own. */
+        const size_t F = v->features, S = v->s;
+        const double count = (double)S, inv = 1.0 / count;
+        size_t f = t0 % F, n = t0 / F;
+        const float *p = x + t0 * S;
+        float k = p[0];
+        double shifted = run_sum_shifted(p, S, k);
+        for (size_t t = t0; t < t1; t++, p += S) {
+            for (size_t b = 0; b < S * sizeof(float); b += 64) /* may point past x: harmless */
+                __builtin_prefetch((const void *)((uintptr_t)p + PLANE_PREFETCH_BYTES + b));
+            const float center = (float)((double)k + shifted * inv);
+            if (t + 1 < t1) k = p[S], shifted = run_sum_shifted(p + S, S, k);
+            double s1 = 0.0, s2 = 0.0;
+            run_sums_centered(p, S, center, &s1, &s2);
+            size_t i = f * v->ch.chunks + n;
+            bn_chunk_moments(center, s1, s2, count, &ws->part0[i], &ws->part1[i]);
+            if (++f == F) f = 0, n++;
+        }
+        return;
+    }
+    FOR_PLANE_ITEMS(v, t0, t1, {
+        size_t i = bn_part_index(v, f, j);
+        plane_chunk_stats(v, x, f, &c, &ws->part0[i], &ws->part1[i]);
+    });
+}
+
+BN_DISPATCH void bn_planes_backward(const bn_view *v, const float *x, const float *dy,
+                                    float *frozen_dx, bn_workspace *ws, size_t t0, size_t t1) {
+    FOR_PLANE_ITEMS(v, t0, t1, {
+        size_t i = bn_part_index(v, f, j);
+        plane_chunk_backward(v, x, dy, frozen_dx, f, &c, ws->mean[f],
+                             frozen_dx ? ws->dy_scale[f] : 0.0f, &ws->part0[i], &ws->part1[i],
+                             &ws->part2[i]);
+    });
+}
+
+BN_DISPATCH void bn_planes_normalize(const bn_view *v, const float *x, const bn_workspace *ws,
+                                     float *y, size_t p0, size_t p1, int stream) {
+    const size_t F = v->features, S = v->s;
+    for (size_t p = p0, f = p0 % F; p < p1; p++) {
+        const float *xp = x + p * S;
+        float *yp = y + p * S;
+        const float mean = ws->mean[f], lo = ws->mean_lo[f], scale = ws->scale[f],
+                    shift = ws->shift[f];
+#define Y_AT(L, i) BN_NORMALIZE(L(xp, i), mean, lo, scale, shift)
+        ELEMENTWISE(yp, S, stream, Y_AT);
+#undef Y_AT
+        if (++f == F) f = 0;
+    }
+}
+
+BN_DISPATCH void bn_planes_dx(const bn_view *v, const float *x, const float *dy,
+                              const bn_workspace *ws, float *dx, size_t p0, size_t p1, int stream) {
+    const size_t F = v->features, S = v->s;
+    for (size_t p = p0, f = p0 % F; p < p1; p++) {
+        const float *xp = x + p * S, *dyp = dy + p * S;
+        float *dxp = dx + p * S;
+        const float mean = ws->mean[f], dy_scale = ws->dy_scale[f], xc_scale = ws->xc_scale[f],
+                    dx_offset = ws->dx_offset[f];
+#define DX_AT(L, i) BN_DX(L(xp, i), L(dyp, i), mean, dy_scale, xc_scale, dx_offset)
+        ELEMENTWISE(dxp, S, stream, DX_AT);
+#undef DX_AT
+        if (++f == F) f = 0;
+    }
+}

@@ -1,0 +1,310 @@
+/* The fast kernels of the ROWS view (NC, channels-last, and every
+ * per-activation case): feature f's values run down column f of x[r][F].
+ *
+ * A tile is a block of rows by a few vectors of features. Each lane is one
+ * feature and sums its rows in order, so the vector paths and the scalar
+ * path for ragged features round the same way. */
+#include "formulas.h"
+#include "simd.h"
+#include "views.h"
+
+#define TILE_GROUPS (BN_FEATURE_BLOCK / VL)
+
+/* The rows view's statistics go through a block of rows in strips of up to
+ * BN_ROWS_STRIP features (whole rows where there are no more): a first pass
+ * adds up each feature's values, with the sums in registers, and places the
+ * centers; a second pass, over tiles of BN_FEATURE_BLOCK features, sums the
+ * deviations from them while the strip is still in L2. The first pass thus
+ * reads memory in runs of up to 1 KiB: read as 256-byte strips of each row,
+ * a tile's width, the same bytes came at half the speed (13 GB/s against 27
+ * for 256-feature rows on one thread).
+ *
+ * The first pass's sums are plain float sums: they only place the centers,
+ * within a few float ulps of the means, and the second pass's sum of
+ * deviations corrects for that. */
+#define STRIP_GROUPS (BN_ROWS_STRIP / VL)
+
+/* sums[j] = the sum of base[r * F + j] over R rows, for ng groups of VL
+ * features; in registers where ng is a constant. */
+BN_INLINE void strip_sums_groups(const float *base, size_t R, size_t F, int ng, float *sums) {
+    vf acc[STRIP_GROUPS];
+    for (int q = 0; q < ng; q++)
+        acc[q] = (vf){0};
+    for (size_t r = 0; r < R; r++)
+        for (int q = 0; q < ng; q++)
+            acc[q] += LD(base + r * F + q * VL);
+    for (int q = 0; q < ng; q++)
+        ST(sums + q * VL, acc[q]);
+}
+
+/* Centers of w <= BN_ROWS_STRIP features: each feature's float sum over R rows
+ * in row order (lane or scalar alike), divided by R. */
+BN_INLINE void strip_centers(const float *base, size_t R, size_t F, size_t w, float *center) {
+    size_t j = 0;
+    if (w == BN_ROWS_STRIP) {
+        strip_sums_groups(base, R, F, STRIP_GROUPS, center);
+        j = w;
+    }
+    for (; j + 4 * VL <= w; j += 4 * VL)
+        strip_sums_groups(base + j, R, F, 4, center + j);
+    for (; j + VL <= w; j += VL)
+        strip_sums_groups(base + j, R, F, 1, center + j);
+    for (; j < w; j++) {
+        float sum = 0.0f;
+        for (size_t r = 0; r < R; r++)
+            sum += base[r * F + j];
+        center[j] = sum;
+    }
+    for (j = 0; j < w; j++)
+        center[j] = (float)((double)center[j] / (double)R);
+}
+
+/* Chunk statistics of ng groups of VL features (columns from `base`, R rows
+ * with stride F) from their deviations from `center`. */
+BN_INLINE void tile_stats_groups(const float *base, size_t R, size_t F, int ng, const float *center,
+                                 double *mean, double *m2) {
+    vf k[TILE_GROUPS], s1[TILE_GROUPS], s2[TILE_GROUPS];
+    const double count = (double)R;
+    for (int q = 0; q < ng; q++)
+        k[q] = LD(center + q * VL), s1[q] = (vf){0}, s2[q] = (vf){0};
+    for (size_t r = 0; r < R; r++)
+        for (int q = 0; q < ng; q++) {
+            vf e = LD(base + r * F + q * VL) - k[q];
+            s1[q] += e, s2[q] += e * e;
+        }
+    float t1[VL], t2[VL];
+    for (int q = 0; q < ng; q++) {
+        TO_LANES(t1, s1[q]);
+        TO_LANES(t2, s2[q]);
+        for (int j = 0; j < VL; j++)
+            bn_chunk_moments(center[q * VL + j], t1[j], t2[j], count, &mean[q * VL + j],
+                             &m2[q * VL + j]);
+    }
+}
+
+/* The same for one feature, for the columns left over after the groups. */
+static void tile_stats_column(const float *base, size_t R, size_t F, float center, double *mean,
+                              double *m2) {
+    float s1 = 0.0f, s2 = 0.0f;
+    for (size_t r = 0; r < R; r++) {
+        float e = base[r * F] - center;
+        s1 += e, s2 += e * e;
+    }
+    bn_chunk_moments(center, s1, s2, (double)R, mean, m2);
+}
+
+/* Chunk statistics of a strip: R rows by w <= BN_ROWS_STRIP features. */
+BN_INLINE void strip_stats(const float *base, size_t R, size_t F, size_t w, double *mean,
+                           double *m2) {
+    float center[BN_ROWS_STRIP];
+    strip_centers(base, R, F, w, center);
+    size_t j = 0;
+    for (; j + BN_FEATURE_BLOCK <= w; j += BN_FEATURE_BLOCK)
+        tile_stats_groups(base + j, R, F, TILE_GROUPS, center + j, mean + j, m2 + j);
+    for (; j + 2 * VL <= w; j += 2 * VL)
+        tile_stats_groups(base + j, R, F, 2, center + j, mean + j, m2 + j);
+    for (; j + VL <= w; j += VL)
+        tile_stats_groups(base + j, R, F, 1, center + j, mean + j, m2 + j);
+    for (; j < w; j++)
+        tile_stats_column(base + j, R, F, center[j], mean + j, m2 + j);
+}
+
+/* Rows of up to ROW_GROUPS * VL features are narrow enough to keep what a
+ * pass needs per feature in registers. The backward takes them whole, and
+ * wider rows in tiles of BN_FEATURE_BLOCK features. A whole row's two sums
+ * and its means still fit in registers at 128 features, and memory is then
+ * read in whole rows rather than 256-byte strips: 200704 x 128, one thread,
+ * backward 18.2 -> 14.8 ms and frozen 11.2 -> 10.4 (medians of 6 alternating
+ * runs). At 256 features, 512-byte strips gained nothing over 256-byte
+ * ones, and whole rows with the sums in L1 lost. */
+#define ROW_GROUPS 8
+
+/* Backward sums of ng groups of features over R rows: sum(dy),
+ * sum(dy * (x - mean)) and sum(x - mean); with dx (frozen statistics),
+ * dx = a * dy in the same pass instead of the third sum. */
+BN_INLINE void tile_backward_groups(const float *x, const float *dy, float *dx, size_t R, size_t F,
+                                    int ng, const float *mean, const float *a, double *s0,
+                                    double *s1, double *s2) {
+    vf vm[ROW_GROUPS], va[ROW_GROUPS], d0[ROW_GROUPS], d1[ROW_GROUPS], d2[ROW_GROUPS];
+    for (int q = 0; q < ng; q++) {
+        vm[q] = LD(mean + q * VL), d0[q] = (vf){0}, d1[q] = (vf){0}, d2[q] = (vf){0};
+        va[q] = dx ? LD(a + q * VL) : (vf){0};
+    }
+    for (size_t r = 0; r < R; r++)
+        for (int q = 0; q < ng; q++) {
+            size_t o = r * F + q * VL;
+            vf g = LD(dy + o), e = LD(x + o) - vm[q];
+            d0[q] += g, d1[q] += g * e;
+            if (dx)
+                ST(dx + o, BN_DX_FROZEN(g, va[q]));
+            else
+                d2[q] += e;
+        }
+    float t0[VL], t1[VL], t2[VL];
+    for (int q = 0; q < ng; q++) {
+        TO_LANES(t0, d0[q]);
+        TO_LANES(t1, d1[q]);
+        TO_LANES(t2, d2[q]);
+        for (int j = 0; j < VL; j++)
+            s0[q * VL + j] = t0[j], s1[q * VL + j] = t1[j], s2[q * VL + j] = t2[j];
+    }
+}
+
+static void tile_backward_column(const float *x, const float *dy, float *dx, size_t R, size_t F,
+                                 float mean, float a, double *s0, double *s1, double *s2) {
+    float d0 = 0.0f, d1 = 0.0f, d2 = 0.0f;
+    for (size_t r = 0; r < R; r++) {
+        float g = dy[r * F], e = x[r * F] - mean;
+        d0 += g, d1 += g * e;
+        if (dx)
+            dx[r * F] = BN_DX_FROZEN(g, a);
+        else
+            d2 += e;
+    }
+    *s0 = d0, *s1 = d1, *s2 = d2;
+}
+
+BN_INLINE void tile_backward(const float *x, const float *dy, float *dx, size_t R, size_t F,
+                             size_t w, const float *mean, const float *a, double *s0, double *s1,
+                             double *s2) {
+    size_t j = 0;
+    for (; j + ROW_GROUPS * VL <= w; j += ROW_GROUPS * VL)
+        tile_backward_groups(x + j, dy + j, dx ? dx + j : NULL, R, F, ROW_GROUPS, mean + j, a + j,
+                             s0 + j, s1 + j, s2 + j);
+    for (; j + BN_FEATURE_BLOCK <= w; j += BN_FEATURE_BLOCK)
+        tile_backward_groups(x + j, dy + j, dx ? dx + j : NULL, R, F, TILE_GROUPS, mean + j, a + j,
+                             s0 + j, s1 + j, s2 + j);
+    for (; j + 2 * VL <= w; j += 2 * VL)
+        tile_backward_groups(x + j, dy + j, dx ? dx + j : NULL, R, F, 2, mean + j, a + j, s0 + j,
+                             s1 + j, s2 + j);
+    for (; j + VL <= w; j += VL)
+        tile_backward_groups(x + j, dy + j, dx ? dx + j : NULL, R, F, 1, mean + j, a + j, s0 + j,
+                             s1 + j, s2 + j);
+    for (; j < w; j++)
+        tile_backward_column(x + j, dy + j, dx ? dx + j : NULL, R, F, mean[j], a[j], s0 + j, s1 + j,
+                             s2 + j);
+}
+
+/* One switch case per group count, so that each call has a constant one. */
+#define GROUP_COUNTS_1_TO_4(CASE) CASE(1) CASE(2) CASE(3) CASE(4)
+#define GROUP_COUNTS_1_TO_8(CASE) GROUP_COUNTS_1_TO_4(CASE) CASE(5) CASE(6) CASE(7) CASE(8)
+
+/* Rows of ng * VL features (ng <= ROW_GROUPS; dx: ROW_GROUPS / 2) with every
+ * coefficient vector held in registers for the whole block: one row at a
+ * time took three (normalize) or four (dx) coefficient loads per vector of
+ * output beside one or two of data, and the load pipes, not memory, set the
+ * pace of narrow channels-last rows that sit in cache. The same arithmetic
+ * per value as the one-row forms, so the same bits. (Four rows per
+ * coefficient load, interleaved, was 1.6x slower: the non-temporal stores no
+ * longer went out in address order.) */
+BN_INLINE void rows_normalize_hoisted(const float *x, float *y, size_t R, int ng, const float *mean,
+                                      const float *a, const float *b2, int stream) {
+    vf vm[ROW_GROUPS], va[ROW_GROUPS], vb[ROW_GROUPS];
+    const size_t F = (size_t)ng * VL;
+    for (int q = 0; q < ng; q++)
+        vm[q] = LD(mean + q * VL), va[q] = LD(a + q * VL), vb[q] = LD(b2 + q * VL);
+    for (size_t r = 0; r < R; r++)
+        for (int q = 0; q < ng; q++) {
+            vf out = BN_NORMALIZE_FOLDED(LD(x + r * F + q * VL), vm[q], va[q], vb[q]);
+            if (stream)
+                ST_STREAM(y + r * F + q * VL, out);
+            else
+                ST(y + r * F + q * VL, out);
+        }
+}
+
+BN_INLINE void rows_dx_hoisted(const float *x, const float *dy, float *dx, size_t R, int ng,
+                               const float *mean, const float *a, const float *b, const float *c,
+                               int stream) {
+    vf vm[ROW_GROUPS / 2], va[ROW_GROUPS / 2], vb[ROW_GROUPS / 2], vc[ROW_GROUPS / 2];
+    const size_t F = (size_t)ng * VL;
+    for (int q = 0; q < ng; q++)
+        vm[q] = LD(mean + q * VL), va[q] = LD(a + q * VL), vb[q] = LD(b + q * VL),
+        vc[q] = LD(c + q * VL);
+    for (size_t r = 0; r < R; r++)
+        for (int q = 0; q < ng; q++) {
+            size_t o = r * F + q * VL;
+            vf out = BN_DX(LD(x + o), LD(dy + o), vm[q], va[q], vb[q], vc[q]);
+            if (stream)
+                ST_STREAM(dx + o, out);
+            else
+                ST(dx + o, out);
+        }
+}
+
+BN_DISPATCH void bn_rows_stats(const bn_view *v, const float *x, bn_workspace *ws,
+                               const bn_rows_tile *tl) {
+    const size_t F = v->features, p = tl->rb * F + tl->f0;
+    strip_stats(x + tl->r0 * F + tl->f0, tl->rows, F, tl->w, ws->part0 + p, ws->part1 + p);
+}
+
+size_t bn_rows_backward_width(size_t F) {
+    return F <= ROW_GROUPS * VL ? ROW_GROUPS * VL : BN_FEATURE_BLOCK;
+}
+
+BN_DISPATCH void bn_rows_backward(const bn_view *v, const float *x, const float *dy,
+                                  float *frozen_dx, bn_workspace *ws, const bn_rows_tile *tl) {
+    const size_t F = v->features, o = tl->r0 * F + tl->f0, p = tl->rb * F + tl->f0;
+    if (frozen_dx)
+        tile_backward(x + o, dy + o, frozen_dx + o, tl->rows, F, tl->w, ws->mean + tl->f0,
+                      ws->dy_scale + tl->f0, ws->part0 + p, ws->part1 + p, ws->part2 + p);
+    else
+        tile_backward(x + o, dy + o, NULL, tl->rows, F, tl->w, ws->mean + tl->f0, ws->mean + tl->f0,
+                      ws->part0 + p, ws->part1 + p, ws->part2 + p);
+}
+
+BN_DISPATCH void bn_rows_normalize(const bn_view *v, const float *x, const bn_workspace *ws,
+                                   float *y, size_t r0, size_t r1, int stream) {
+    const size_t F = v->features;
+    const float *mean = ws->mean, *scale = ws->scale, *shift_folded = ws->shift_folded;
+    if (F % VL == 0 && F / VL <= ROW_GROUPS && (!stream || STREAM_ALIGNED(y))) {
+        const float *xb = x + r0 * F;
+        float *yb = y + r0 * F;
+        const size_t R = r1 - r0;
+        switch ((F / VL) * 2 + (stream != 0)) {
+#define NORMALIZE_CASE(ng)                                                                         \
+    case 2 * ng: rows_normalize_hoisted(xb, yb, R, ng, mean, scale, shift_folded, 0); break;       \
+    case 2 * ng + 1: rows_normalize_hoisted(xb, yb, R, ng, mean, scale, shift_folded, 1); break;
+            GROUP_COUNTS_1_TO_8(NORMALIZE_CASE)
+#undef NORMALIZE_CASE
+        }
+        return;
+    }
+    for (size_t r = r0; r < r1; r++) {
+        const float *xr = x + r * F;
+        float *yr = y + r * F;
+#define Y_AT(L, j) BN_NORMALIZE_FOLDED(L(xr, j), L(mean, j), L(scale, j), L(shift_folded, j))
+        ELEMENTWISE(yr, F, stream, Y_AT);
+#undef Y_AT
+    }
+}
+
+BN_DISPATCH void bn_rows_dx(const bn_view *v, const float *x, const float *dy,
+                            const bn_workspace *ws, float *dx, size_t r0, size_t r1, int stream) {
+    const size_t F = v->features;
+    const float *mean = ws->mean, *dy_scale = ws->dy_scale, *xc_scale = ws->xc_scale,
+                *dx_offset = ws->dx_offset;
+    if (F % VL == 0 && F / VL <= ROW_GROUPS / 2 && (!stream || STREAM_ALIGNED(dx))) {
+        const size_t o = r0 * F, R = r1 - r0;
+        switch ((F / VL) * 2 + (stream != 0)) {
+#define DX_CASE(ng)                                                                                \
+    case 2 * ng:                                                                                   \
+        rows_dx_hoisted(x + o, dy + o, dx + o, R, ng, mean, dy_scale, xc_scale, dx_offset, 0);     \
+        break;                                                                                     \
+    case 2 * ng + 1:                                                                               \
+        rows_dx_hoisted(x + o, dy + o, dx + o, R, ng, mean, dy_scale, xc_scale, dx_offset, 1);     \
+        break;
+            GROUP_COUNTS_1_TO_4(DX_CASE)
+#undef DX_CASE
+        }
+        return;
+    }
+    for (size_t r = r0; r < r1; r++) {
+        const float *xr = x + r * F, *dyr = dy + r * F;
+        float *dxr = dx + r * F;
+#define DX_AT(L, j)                                                                                \
+    BN_DX(L(xr, j), L(dyr, j), L(mean, j), L(dy_scale, j), L(xc_scale, j), L(dx_offset, j))
+        ELEMENTWISE(dxr, F, stream, DX_AT);
+#undef DX_AT
+    }
+}
