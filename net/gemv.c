@@ -3,14 +3,7 @@
 
 #include <string.h>
 
-#include "dispatch.h"
-
-/* 16 floats: one AVX-512 register, two AVX2 ones, four SSE ones. */
-typedef float v16 __attribute__((vector_size(64)));
-
-/* An unaligned load of 16 floats (a macro: a function returning a vector
- * type would change the ABI between the copies). */
-#define LOAD16(dst, p) memcpy(&(dst), (p), sizeof(v16))
+#include "simd.h"
 
 /* Sixteen accumulators (256 outputs) are as many as AVX-512 holds in
  * registers next to the broadcast input; each weight row is then read once,
@@ -18,31 +11,25 @@ typedef float v16 __attribute__((vector_size(64)));
  * takes several sweeps of 256 columns. */
 #define SWEEP 256
 
-NN_DISPATCH static void gemv_rows(const float *restrict w, int ldw, const float *restrict x, int k0,
+BN_DISPATCH static void gemv_rows(const float *restrict w, int ldw, const float *restrict x, int k0,
                                   int k1, int n, float *restrict y) {
     int j0 = 0;
     for (; j0 + SWEEP <= n; j0 += SWEEP) {
-        v16 acc[SWEEP / 16] = {{0}};
+        vf acc[SWEEP / VL] = {{0}};
         for (int k = k0; k < k1; k++) {
             const float *row = w + (size_t)k * ldw + j0;
-            v16 xk = (v16){0} + x[k];
-            for (int v = 0; v < SWEEP / 16; v++) {
-                v16 wv;
-                LOAD16(wv, row + 16 * v);
-                acc[v] += xk * wv;
-            }
+            vf xk = SPLAT(x[k]);
+            for (int v = 0; v < SWEEP / VL; v++)
+                acc[v] += xk * LD(row + VL * v);
         }
         memcpy(y + j0, acc, sizeof acc);
     }
     /* Fewer than 256 columns left: whole vectors one at a time, then floats
      * (a 10-class output layer is all floats: ten independent sums). */
-    for (; j0 + 16 <= n; j0 += 16) {
-        v16 acc = {0};
-        for (int k = k0; k < k1; k++) {
-            v16 wv;
-            LOAD16(wv, w + (size_t)k * ldw + j0);
-            acc += ((v16){0} + x[k]) * wv;
-        }
+    for (; j0 + VL <= n; j0 += VL) {
+        vf acc = {0};
+        for (int k = k0; k < k1; k++)
+            acc += SPLAT(x[k]) * LD(w + (size_t)k * ldw + j0);
         memcpy(y + j0, &acc, sizeof acc);
     }
     if (j0 < n) {

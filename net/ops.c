@@ -3,35 +3,30 @@
 
 #include <string.h>
 
-#include "dispatch.h"
+#include "simd.h"
 
-/* 16 lanes: one AVX-512 register, two AVX2 ones or four SSE ones, whichever
- * copy is running, for the loops that the compiler would not vectorize on
- * its own: sums whose order must stay that of the scalar loop, and the
- * max-pool backward's four stores. The other loops are plain and left to
- * the compiler: this file is built with -fno-trapping-math, without which
- * it keeps the comparisons of max-pool and ReLU as branches. */
-#define VL 16
-typedef float vf __attribute__((vector_size(64), aligned(4), __may_alias__));
-typedef int32_t vi __attribute__((vector_size(64), aligned(4), __may_alias__));
+/* simd.h's 16-lane vectors serve the loops that the compiler would not
+ * vectorize on its own: sums whose order must stay that of the scalar loop,
+ * and the max-pool backward's four stores. The other loops are plain and
+ * left to the compiler: this file is built with -fno-trapping-math, without
+ * which it keeps the comparisons of max-pool and ReLU as branches. */
+/* 16 argmax bytes, widened to the 16 lanes of a vi. */
 typedef uint8_t vb __attribute__((vector_size(16), aligned(1), __may_alias__));
-#define LD(p)    (*(const vf *)(const void *)(p))
-#define ST(p, v) (*(vf *)(void *)(p) = (v))
 
-NN_DISPATCH static void relu_forward(float *restrict out, const float *restrict in, size_t count) {
+BN_DISPATCH static void relu_forward(float *restrict out, const float *restrict in, size_t count) {
     for (size_t k = 0; k < count; k++) {
         float v = in[k];
         out[k] = v > 0.0f ? v : 0.0f;
     }
 }
 
-NN_DISPATCH static void relu_backward(float *restrict din, const float *restrict out,
+BN_DISPATCH static void relu_backward(float *restrict din, const float *restrict out,
                                       const float *restrict g, size_t count) {
     for (size_t k = 0; k < count; k++)
         din[k] = out[k] > 0.0f ? g[k] : 0.0f;
 }
 
-NN_DISPATCH static void maxpool_forward(float *restrict out, uint8_t *restrict argmax,
+BN_DISPATCH static void maxpool_forward(float *restrict out, uint8_t *restrict argmax,
                                         const float *restrict in, int n, int h, int w, int c) {
     int oh = h / 2, ow = w / 2;
     size_t row = (size_t)w * c;
@@ -55,7 +50,7 @@ NN_DISPATCH static void maxpool_forward(float *restrict out, uint8_t *restrict a
             }
 }
 
-NN_DISPATCH static void maxpool_backward(float *restrict din, const float *restrict g,
+BN_DISPATCH static void maxpool_backward(float *restrict din, const float *restrict g,
                                          const uint8_t *restrict argmax, int n, int h, int w,
                                          int c) {
     int oh = h / 2, ow = w / 2;
@@ -129,7 +124,7 @@ im2col_body(float *restrict col, const float *restrict in, int n, int h, int w, 
             }
 }
 
-NN_DISPATCH static void im2col3x3(float *restrict col, const float *restrict in, int n, int h,
+BN_DISPATCH static void im2col3x3(float *restrict col, const float *restrict in, int n, int h,
                                   int w, int c) {
     if (c == 1)
         im2col_body(col, in, n, h, w, 1);
@@ -140,7 +135,7 @@ NN_DISPATCH static void im2col3x3(float *restrict col, const float *restrict in,
 /* Each input pixel gathers the columns that read it, taps in descending
  * order: the order in which a scatter over output pixels in memory order
  * adds them, so the sums round the same as that plainer loop's. */
-NN_DISPATCH static void col2im3x3(float *restrict din, const float *restrict col, int n, int h,
+BN_DISPATCH static void col2im3x3(float *restrict din, const float *restrict col, int n, int h,
                                   int w, int c) {
     size_t K = (size_t)9 * c;
     for (int b = 0; b < n; b++)
@@ -170,19 +165,19 @@ NN_DISPATCH static void col2im3x3(float *restrict din, const float *restrict col
             }
 }
 
-NN_DISPATCH static void add_rows(float *restrict dst, const float *restrict src, size_t count) {
+BN_DISPATCH static void add_rows(float *restrict dst, const float *restrict src, size_t count) {
     for (size_t k = 0; k < count; k++)
         dst[k] += src[k];
 }
 
-NN_DISPATCH static void add_bias(float *restrict out, const float *restrict bias, size_t rows,
+BN_DISPATCH static void add_bias(float *restrict out, const float *restrict bias, size_t rows,
                                  int c) {
     for (size_t r = 0; r < rows; r++)
         for (int k = 0; k < c; k++)
             out[r * c + k] += bias[k];
 }
 
-NN_DISPATCH static void bias_grad(float *restrict db, const float *restrict g, size_t rows, int c) {
+BN_DISPATCH static void bias_grad(float *restrict db, const float *restrict g, size_t rows, int c) {
     for (int k = 0; k < c; k++)
         db[k] = 0.0f;
     for (size_t r = 0; r < rows; r++)
