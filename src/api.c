@@ -144,7 +144,7 @@ bnorm_status bn_make_view(const bnorm_shape *shape, const bnorm_params *p, bn_vi
 }
 
 /* Values per thread below which another thread costs more than it saves
- * (docs/PERFORMANCE.md, "Threads for small tensors"). */
+ * (docs/PERFORMANCE.md, "Why the kernels are cut as they are"). */
 #define BN_VALUES_PER_THREAD ((size_t)1 << 17)
 
 static int resolve_threads(const bnorm_params *p, const bn_view *v) {

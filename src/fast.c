@@ -8,7 +8,8 @@
  * cache when the tensor fits in the last-level cache. The backward likewise
  * reads (x, dy) once for its sums and once for dx. With frozen statistics
  * dx = dy_scale * dy does not depend on the sums, so the sums and dx come
- * out of a single pass. */
+ * out of a single pass. (Taking a few channels at a time, so that the
+ * second read would always hit cache, was slower here: docs/PERFORMANCE.md.) */
 #include "formulas.h"
 #include "parallel.h"
 #include "simd.h"
@@ -31,8 +32,7 @@ static int stream_outputs(const bn_view *v) {
     return v->kind == BN_VIEW_ROWS || v->s % 4 == 0;
 }
 
-/* PLANES work items are handed out in blocks of this many, each block one
- * call of a dispatched function, so that the per-item cost is a few adds. */
+/* PLANES work items per call of a dispatched function: the per-item cost is then a few adds. */
 #define PLANE_ITEMS_PER_BLOCK 64
 
 static void merge_stats(const bn_view *v, bn_workspace *ws, size_t f) {
@@ -95,11 +95,10 @@ static void fast_backward_sums(const bn_view *v, const float *x, const float *dy
 }
 
 /* The element-wise passes go through the tensor in runs (rows, or planes)
- * handed out in blocks of about this many values, one dispatched call per
- * block: a call per run cost 10-20% on 128-value rows. Each thread takes a
+ * handed out in blocks, one dispatched call per block; each thread takes a
  * contiguous share of blocks, so that it streams through one range of
  * memory. */
-#define RUN_BLOCK_VALUES 4096
+#define RUN_BLOCK_VALUES 4096 /* values per block: a call per 128-value row cost 10-20% */
 
 typedef struct {
     size_t runs, len, per_block;

@@ -189,8 +189,8 @@ BN_INLINE void plane_chunk_backward(const bn_view *v, const float *x, const floa
     } while (0)
 
 /* How far ahead of the plane being summed its successors are prefetched:
- * the hardware prefetchers stop at every 4 KiB page (docs/PERFORMANCE.md,
- * "Prefetching planes"; 12 KiB was the best of 3-50 KiB). */
+ * the hardware prefetchers stop at every 4 KiB page. 12 KiB was the best of
+ * 3-50 KiB (docs/PERFORMANCE.md, "Why the kernels are cut as they are"). */
 #define PLANE_PREFETCH_BYTES 12288
 
 BN_DISPATCH void bn_planes_stats(const bn_view *v, const float *x, bn_workspace *ws, size_t t0,

@@ -15,9 +15,8 @@
  * adds up each feature's values, with the sums in registers, and places the
  * centers; a second pass, over tiles of BN_FEATURE_BLOCK features, sums the
  * deviations from them while the strip is still in L2. The first pass thus
- * reads memory in runs of up to 1 KiB: read as 256-byte strips of each row,
- * a tile's width, the same bytes came at half the speed (13 GB/s against 27
- * for 256-feature rows on one thread).
+ * reads memory in runs of up to 1 KiB, twice as fast as in a tile's 256-byte
+ * strips (docs/PERFORMANCE.md, "Why the kernels are cut as they are").
  *
  * The first pass's sums are plain float sums: they only place the centers,
  * within a few float ulps of the means, and the second pass's sum of
@@ -110,14 +109,9 @@ BN_INLINE void strip_stats(const float *base, size_t R, size_t F, size_t w, doub
 }
 
 /* Rows of up to ROW_GROUPS * VL features are narrow enough to keep what a
- * pass needs per feature in registers. The backward takes them whole, and
- * wider rows in tiles of BN_FEATURE_BLOCK features. A whole row's two sums
- * and its means still fit in registers at 128 features, and memory is then
- * read in whole rows rather than 256-byte strips: 200704 x 128, one thread,
- * backward 18.2 -> 14.8 ms and frozen 11.2 -> 10.4 (medians of 6 alternating
- * runs). At 256 features, 512-byte strips gained nothing over 256-byte
- * ones, and whole rows with the sums in L1 lost. */
-#define ROW_GROUPS 8
+ * pass needs per feature in registers; the backward takes them whole (read
+ * in whole rows, not strips), wider rows in tiles of BN_FEATURE_BLOCK. */
+#define ROW_GROUPS 8 /* 128 features: the widest whose sums and means fit in registers */
 
 /* Backward sums of ng groups of features over R rows: sum(dy),
  * sum(dy * (x - mean)) and sum(x - mean); with dx (frozen statistics),
@@ -194,9 +188,8 @@ BN_INLINE void tile_backward(const float *x, const float *dy, float *dx, size_t 
  * time took three (normalize) or four (dx) coefficient loads per vector of
  * output beside one or two of data, and the load pipes, not memory, set the
  * pace of narrow channels-last rows that sit in cache. The same arithmetic
- * per value as the one-row forms, so the same bits. (Four rows per
- * coefficient load, interleaved, was 1.6x slower: the non-temporal stores no
- * longer went out in address order.) */
+ * per value as the one-row forms, so the same bits. Rows go out one after
+ * another, so that non-temporal stores leave in address order. */
 BN_INLINE void rows_normalize_hoisted(const float *x, float *y, size_t R, int ng, const float *mean,
                                       const float *a, const float *b2, int stream) {
     vf vm[ROW_GROUPS], va[ROW_GROUPS], vb[ROW_GROUPS];
