@@ -2,17 +2,19 @@
  * and backward), libbnorm's fused calls against the same work as separate
  * calls, the way a framework runs them (our BN, then an add pass, then a
  * ReLU pass; backward: a ReLU-backward pass that reads y, then our BN
- * backward), with the same rounds' copy bandwidth as the roofline.
+ * backward), and against oneDNN's batch normalization with its
+ * fuse_norm_relu flag on the same data (BN + ReLU; oneDNN 2.x has no fused
+ * add), with the same rounds' copy bandwidth as the roofline.
  *
  *   bench_fused [--case SUBSTR] [--threads LIST]
  *
- * Per case and thread count: ROUNDS rounds, fused and unfused in turn in
- * every round, each the median of its repeats; the ratio is the median of
- * the rounds' own fused / unfused ratios. Traffic model, in tensor sizes
- * (the mask, 1/32 of one, not counted): fused forward 3 (x twice, y) + 1
- * with z, fused backward 7 (dy, g written and read twice, x twice, dx) + 0
- * with z (g is dz); unfused forward 3 + 2 per separate pass (+ 3 for the
- * add), backward 3 (ReLU backward) + 5. Not a test. */
+ * Per case and thread count: ROUNDS rounds, fused, unfused and oneDNN in
+ * turn in every round, each the median of its repeats; a ratio is the
+ * median of the rounds' own ratios. Traffic model, in tensor sizes (the
+ * mask, 1/32 of one, not counted): fused forward 3 (x twice, y) + 1 with z,
+ * fused backward 5 (x and dy twice, dx) + 1 with z (dz written); unfused
+ * forward 3 + 2 per separate pass (+ 3 for the add), backward 3 (ReLU
+ * backward) + 5. Not a test. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdint.h>
@@ -22,6 +24,10 @@
 #include <time.h>
 #ifdef _OPENMP
 #include <omp.h>
+#endif
+
+#ifdef BNORM_BENCH_DNNL
+#include <oneapi/dnnl/dnnl.h>
 #endif
 
 #include "bnorm.h"
@@ -96,6 +102,101 @@ static void copy_pass(float *dst, const float *src, size_t n, int threads) {
     PASS(threads, n, dst[i] = src[i]);
 }
 
+#ifdef BNORM_BENCH_DNNL
+/* oneDNN's training step of BN + ReLU on the same data and layout: forward
+ * training with fuse_norm_relu (the ReLU's mask in its workspace), then the
+ * backward that reads it. */
+typedef struct {
+    dnnl_engine_t engine;
+    dnnl_stream_t stream;
+    dnnl_primitive_desc_t fwd_pd, bwd_pd;
+    dnnl_primitive_t fwd, bwd;
+    dnnl_memory_t m[11];
+    void *workspace;
+    float *params;
+    int ok;
+} dnnl_step;
+
+static void dnnl_step_free(dnnl_step *d) {
+    for (int i = 0; i < 11; i++)
+        if (d->m[i]) dnnl_memory_destroy(d->m[i]);
+    if (d->fwd) dnnl_primitive_destroy(d->fwd);
+    if (d->bwd) dnnl_primitive_destroy(d->bwd);
+    if (d->fwd_pd) dnnl_primitive_desc_destroy(d->fwd_pd);
+    if (d->bwd_pd) dnnl_primitive_desc_destroy(d->bwd_pd);
+    if (d->stream) dnnl_stream_destroy(d->stream);
+    if (d->engine) dnnl_engine_destroy(d->engine);
+    free(d->workspace), free(d->params);
+    memset(d, 0, sizeof *d);
+}
+
+static int dnnl_step_init(dnnl_step *d, const bench_case *bc, float *x, float *y, float *dy,
+                          float *dx) {
+    memset(d, 0, sizeof *d);
+#define TRY(call)                                                                                  \
+    if ((call) != dnnl_success) {                                                                  \
+        fprintf(stderr, "bench_fused: oneDNN call failed: %s\n", #call);                           \
+        dnnl_step_free(d);                                                                         \
+        return -1;                                                                                 \
+    }
+    dnnl_dims_t dims = {bc->n, bc->c, bc->h, bc->w}, cdims = {bc->c};
+    dnnl_memory_desc_t md, cmd;
+    TRY(dnnl_engine_create(&d->engine, dnnl_cpu, 0));
+    TRY(dnnl_stream_create(&d->stream, d->engine, dnnl_stream_default_flags));
+    TRY(dnnl_memory_desc_init_by_tag(
+        &md, 4, dims, dnnl_f32, bc->layout == BNORM_LAYOUT_CHANNELS_LAST ? dnnl_nhwc : dnnl_nchw));
+    TRY(dnnl_memory_desc_init_by_tag(&cmd, 1, cdims, dnnl_f32, dnnl_a));
+    unsigned flags = dnnl_use_scale | dnnl_use_shift | dnnl_fuse_norm_relu;
+    dnnl_batch_normalization_desc_t bd;
+    TRY(dnnl_batch_normalization_forward_desc_init(&bd, dnnl_forward_training, &md, 1e-5f, flags));
+    TRY(dnnl_primitive_desc_create(&d->fwd_pd, &bd, NULL, d->engine, NULL));
+    TRY(dnnl_batch_normalization_backward_desc_init(&bd, dnnl_backward, &md, &md, 1e-5f, flags));
+    TRY(dnnl_primitive_desc_create(&d->bwd_pd, &bd, NULL, d->engine, d->fwd_pd));
+    TRY(dnnl_primitive_create(&d->fwd, d->fwd_pd));
+    TRY(dnnl_primitive_create(&d->bwd, d->bwd_pd));
+    const dnnl_memory_desc_t *wmd =
+        dnnl_primitive_desc_query_md(d->fwd_pd, dnnl_query_workspace_md, 0);
+    size_t wbytes = wmd ? dnnl_memory_desc_get_size(wmd) : 0;
+    d->workspace = aligned_alloc(64, (wbytes + 64) / 64 * 64);
+    size_t C = (size_t)bc->c;
+    d->params = malloc(6 * C * sizeof(float));
+    if (!d->workspace || !d->params || !wmd) {
+        dnnl_step_free(d);
+        return -1;
+    }
+    for (size_t k = 0; k < 6 * C; k++)
+        d->params[k] = k < C ? 1.0f : (k < 2 * C ? 0.1f : 0.0f);
+    float *bufs[4] = {x, y, dy, dx};
+    for (int i = 0; i < 4; i++)
+        TRY(dnnl_memory_create(&d->m[i], &md, d->engine, bufs[i]));
+    for (int i = 0; i < 6; i++)
+        TRY(dnnl_memory_create(&d->m[4 + i], &cmd, d->engine, d->params + (size_t)i * C));
+    TRY(dnnl_memory_create(&d->m[10], wmd, d->engine, d->workspace));
+#undef TRY
+    d->ok = 1;
+    return 0;
+}
+
+/* m: 0 x, 1 y, 2 dy, 3 dx, 4 scale, 5 shift, 6 mean, 7 var, 8 diff scale,
+ * 9 diff shift, 10 workspace (the ReLU mask). */
+static void dnnl_step_run(dnnl_step *d) {
+    dnnl_memory_t *m = d->m;
+    dnnl_exec_arg_t fa[] = {{DNNL_ARG_SRC, m[0]},       {DNNL_ARG_DST, m[1]},
+                            {DNNL_ARG_SCALE, m[4]},     {DNNL_ARG_SHIFT, m[5]},
+                            {DNNL_ARG_MEAN, m[6]},      {DNNL_ARG_VARIANCE, m[7]},
+                            {DNNL_ARG_WORKSPACE, m[10]}};
+    dnnl_exec_arg_t ba[] = {{DNNL_ARG_SRC, m[0]},        {DNNL_ARG_DIFF_DST, m[2]},
+                            {DNNL_ARG_SCALE, m[4]},      {DNNL_ARG_SHIFT, m[5]},
+                            {DNNL_ARG_MEAN, m[6]},       {DNNL_ARG_VARIANCE, m[7]},
+                            {DNNL_ARG_WORKSPACE, m[10]}, {DNNL_ARG_DIFF_SRC, m[3]},
+                            {DNNL_ARG_DIFF_SCALE, m[8]}, {DNNL_ARG_DIFF_SHIFT, m[9]}};
+    if (dnnl_primitive_execute(d->fwd, d->stream, 7, fa) != dnnl_success ||
+        dnnl_primitive_execute(d->bwd, d->stream, 10, ba) != dnnl_success ||
+        dnnl_stream_wait(d->stream) != dnnl_success)
+        d->ok = 0;
+}
+#endif
+
 int main(int argc, char **argv) {
     const char *only = NULL;
     int threads[8] = {1, 2}, n_threads = 2;
@@ -135,12 +236,13 @@ int main(int argc, char **argv) {
     }
     printf(
         "fused: bnorm_fused_* ; unfused: bnorm_forward_training + separate add and ReLU passes,\n"
-        "ReLU-backward pass (reads y) + bnorm_backward_training. ms = median of repeats, best\n"
-        "round; ratio = median over %d rounds of fused / unfused; %%copy = fused model GB/s / "
-        "copy GB/s\n\n",
+        "ReLU-backward pass (reads y) + bnorm_backward_training; onednn: its batch normalization\n"
+        "with fuse_norm_relu, forward training + backward (BN + ReLU only). ms = median of\n"
+        "repeats, best round; ratios = median over %d rounds of each round's fused / unfused and\n"
+        "fused / onednn; %%copy = fused model GB/s / copy GB/s\n\n",
         ROUNDS);
-    printf("%-19s %-4s %-9s %9s %9s %7s %7s %7s\n", "case", "thr", "ops", "fused ms", "unfused",
-           "ratio", "copy", "%copy");
+    printf("%-19s %-4s %-9s %9s %9s %9s %7s %7s %7s %7s\n", "case", "thr", "ops", "fused ms",
+           "unfused", "onednn", "/unfus", "/onednn", "copy", "%copy");
     for (int ti = 0; ti < n_threads; ti++)
         for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
             const bench_case *bc = &cases[ci];
@@ -159,8 +261,16 @@ int main(int argc, char **argv) {
                 g[k] = 1.0f, b[k] = 0.1f;
             for (int add = 0; add < 2; add++) {
                 bnorm_fusion fu = {BNORM_FUSE_RELU | (add ? BNORM_FUSE_ADD : 0u), BNORM_DTYPE_F32};
-                double fused = INFINITY, unfused = INFINITY, copy = 0.0, ratios[ROUNDS];
-                int reps = n * 4 > (64u << 20) ? 5 : 11, t = threads[ti];
+                double fused = INFINITY, unfused = INFINITY, peer = INFINITY, copy = 0.0;
+                double ratios[ROUNDS], peer_ratios[ROUNDS];
+                int reps = n * 4 > (64u << 20) ? 5 : 11, t = threads[ti], have_peer = 0;
+#ifdef BNORM_BENCH_DNNL
+                dnnl_step dn;
+#ifdef _OPENMP
+                omp_set_num_threads(t);
+#endif
+                have_peer = !add && dnnl_step_init(&dn, bc, x, y, dy, dx) == 0;
+#endif
                 for (int r = 0; r < ROUNDS; r++) {
                     double tf, tu, tc;
                     TIME_MEDIAN(tf, reps, {
@@ -177,15 +287,32 @@ int main(int argc, char **argv) {
                         bnorm_backward_training(&s, &p, x, dz, g, sm, si, dx, dg, db, ws, wsz);
                     });
                     TIME_MEDIAN(tc, 7, copy_pass(dx, x, n, t));
+#ifdef BNORM_BENCH_DNNL
+                    if (have_peer) {
+                        double tp;
+                        TIME_MEDIAN(tp, reps, dnnl_step_run(&dn));
+                        peer_ratios[r] = tf / tp;
+                        peer = tp < peer ? tp : peer;
+                        have_peer = dn.ok;
+                    }
+#endif
                     ratios[r] = tf / tu;
                     fused = tf < fused ? tf : fused, unfused = tu < unfused ? tu : unfused;
                     copy = 8.0 * n / tc / 1e9 > copy ? 8.0 * n / tc / 1e9 : copy;
                 }
-                double traffic = (3.0 + add) + 7.0; /* tensor sizes, see the header */
+#ifdef BNORM_BENCH_DNNL
+                if (!add) dnnl_step_free(&dn);
+#endif
+                double traffic = (3.0 + add) + (5.0 + add); /* tensor sizes, see the header */
                 double gbps = traffic * 4.0 * (double)n / fused / 1e9;
-                printf("%-19s %-4d %-9s %9.3f %9.3f %7.3f %7.1f %6.0f%%\n", bc->name, t,
-                       add ? "add+relu" : "relu", 1e3 * fused, 1e3 * unfused,
-                       median(ratios, ROUNDS), copy, 100.0 * gbps / copy);
+                char peer_ms[16] = "-", peer_ratio[16] = "-";
+                if (have_peer) {
+                    snprintf(peer_ms, sizeof peer_ms, "%.3f", 1e3 * peer);
+                    snprintf(peer_ratio, sizeof peer_ratio, "%.3f", median(peer_ratios, ROUNDS));
+                }
+                printf("%-19s %-4d %-9s %9.3f %9.3f %9s %7.3f %7s %7.1f %6.0f%%\n", bc->name, t,
+                       add ? "add+relu" : "relu", 1e3 * fused, 1e3 * unfused, peer_ms,
+                       median(ratios, ROUNDS), peer_ratio, copy, 100.0 * gbps / copy);
             }
             free(ws), free(prm);
         }

@@ -48,6 +48,20 @@ typedef int32_t v4i __attribute__((vector_size(16)));
 #define LD8(p)    (*(const v8f *)(const void *)(p))
 #define ST8(p, v) (*(v8f *)(void *)(p) = (v))
 
+/* The 16 bits [o, o + 16) of a bit mask (bit o of byte o / 8), as bits 0-15;
+ * reads only the bytes that hold them. */
+static inline uint32_t mask_bits16(const uint8_t *mask, size_t o) {
+    const uint8_t *b = mask + o / 8;
+    const unsigned shift = (unsigned)(o % 8);
+    uint32_t w = (uint32_t)b[0] | (uint32_t)b[1] << 8;
+    if (shift) w |= (uint32_t)b[2] << 16;
+    return (w >> shift) & 0xffffu;
+}
+/* v with the lanes whose bit of `bits` is clear set to +0. */
+#define KEEP_LANES(v, bits) ((vf)((vi)(v) & ((((vi){0} + (int32_t)(bits)) & LANE_BIT) != 0)))
+/* Bit o of a mask. */
+#define MASK_BIT(mask, o) (((mask)[(o) / 8] >> ((o) % 8)) & 1u)
+
 /* The lanes of v summed in a fixed tree order (lane j + lane j + 8, then
  * j + 4, j + 2, j + 1), in double (LANE_SUM) or float (LANE_SUM_FLOAT):
  * short, so that per-plane reductions stay cheap, and written with
@@ -112,6 +126,10 @@ typedef union {
  * up to 16-byte alignment, whole vectors, then groups of 4. */
 #define LD_AT(p, i)   LD((p) + (i))
 #define LOAD_AT(p, i) ((p)[i])
+/* The same loads of p, masked by the bits of a mask that stand for offset
+ * o + i (+0 where the bit is clear). */
+#define LD_AT_MASKED(p, mask, o, i)   KEEP_LANES(LD((p) + (i)), mask_bits16((mask), (o) + (i)))
+#define LOAD_AT_MASKED(p, mask, o, i) (MASK_BIT((mask), (o) + (i)) ? (p)[i] : 0.0f)
 #define ELEMENTWISE(out, len, stream, EXPR)                                                        \
     do {                                                                                           \
         size_t i_ = 0;                                                                             \

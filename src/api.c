@@ -295,17 +295,19 @@ static bnorm_status backward_check(const bnorm_shape *shape, const bnorm_params 
     return bn_check_workspace(v, workspace, workspace_size);
 }
 
-/* The body of both backward passes. stat is save_invstd (training) or the
- * frozen variance (inference); frozen statistics contribute no gradient
- * through mean and variance, so dx reduces to dy * gamma * invstd. */
+/* The body of every backward pass, of the gradient g (dy, or the fused
+ * ReLU's masked dy). stat is save_invstd (training) or the frozen variance
+ * (inference); frozen statistics contribute no gradient through mean and
+ * variance, so dx reduces to dy * gamma * invstd. */
 static bnorm_status backward(const bnorm_shape *shape, const bnorm_params *params, const float *x,
-                             const float *dy, const float *gamma, const float *mean,
+                             const bn_grad *g, const float *gamma, const float *mean,
                              const float *stat, int frozen, float *dx, float *dgamma, float *dbeta,
                              void *workspace, size_t workspace_size) {
     bn_view v;
-    bnorm_status st = backward_check(shape, params, x, dy, gamma, mean, stat, frozen, dx, dgamma,
+    bnorm_status st = backward_check(shape, params, x, g->dy, gamma, mean, stat, frozen, dx, dgamma,
                                      dbeta, workspace, workspace_size, &v);
     if (st != BNORM_OK) return st;
+    const float *dy = g->dy;
     const int use_scale = (params->flags & BNORM_USE_SCALE) != 0;
     const int use_shift = (params->flags & BNORM_USE_SHIFT) != 0;
     bn_workspace ws = bn_workspace_carve(&v, workspace);
@@ -323,10 +325,10 @@ static bnorm_status backward(const bnorm_shape *shape, const bnorm_params *param
     }
     int threads;
     const bn_passes *pass = bn_passes_for(params, &v, &threads);
-    pass->backward_sums(&v, x, dy, &ws, frozen ? dx : NULL, threads);
+    pass->backward_sums(&v, x, g, &ws, frozen ? dx : NULL, threads);
     for (size_t f = 0; f < v.features; f++)
         bn_backward_coefficients(&terms, &ws, f);
-    if (!frozen) pass->backward_dx(&v, x, dy, &ws, dx, threads);
+    if (!frozen) pass->backward_dx(&v, x, g, &ws, dx, threads);
     return BNORM_OK;
 }
 
@@ -335,7 +337,8 @@ bnorm_status bnorm_backward_training(const bnorm_shape *shape, const bnorm_param
                                      const float *save_mean, const float *save_invstd, float *dx,
                                      float *dgamma, float *dbeta, void *workspace,
                                      size_t workspace_size) {
-    return backward(shape, params, x, dy, gamma, save_mean, save_invstd, 0, dx, dgamma, dbeta,
+    const bn_grad g = {dy, NULL, NULL};
+    return backward(shape, params, x, &g, gamma, save_mean, save_invstd, 0, dx, dgamma, dbeta,
                     workspace, workspace_size);
 }
 
@@ -343,7 +346,8 @@ bnorm_status bnorm_backward_inference(const bnorm_shape *shape, const bnorm_para
                                       const float *x, const float *dy, const float *gamma,
                                       const float *mean, const float *var, float *dx, float *dgamma,
                                       float *dbeta, void *workspace, size_t workspace_size) {
-    return backward(shape, params, x, dy, gamma, mean, var, 1, dx, dgamma, dbeta, workspace,
+    const bn_grad g = {dy, NULL, NULL};
+    return backward(shape, params, x, &g, gamma, mean, var, 1, dx, dgamma, dbeta, workspace,
                     workspace_size);
 }
 
@@ -407,23 +411,10 @@ bnorm_status bnorm_fused_backward_training(const bnorm_shape *shape, const bnorm
     const int relu = (fusion->ops & BNORM_FUSE_RELU) != 0,
               add = (fusion->ops & BNORM_FUSE_ADD) != 0;
     if ((add && !dz) || (relu && !relu_mask)) return BNORM_ERR_NULL_POINTER;
-    bn_view v;
-    if ((st = backward_check(shape, params, x, dy, gamma, save_mean, save_invstd, 0, dx, dgamma,
-                             dbeta, workspace, workspace_size, &v)) != BNORM_OK)
-        return st;
-    /* g, the gradient at the add (and BN's output), goes where it is wanted
-     * anyway: dz, or dx, which the BN backward then overwrites in place. */
-    const float *g = dy;
-    float *buf = add ? dz : dx;
-    if (relu) {
-        int threads;
-        (void)bn_passes_for(params, &v, &threads);
-        bn_mask_gradient(dy, relu_mask, buf, v.total, threads);
-        g = buf;
-    } else if (add) {
-        memcpy(dz, dy, v.total * sizeof(float));
-        g = dz;
-    }
-    return backward(shape, params, x, g, gamma, save_mean, save_invstd, 0, dx, dgamma, dbeta,
+    /* The backward kernels read dy through the mask (g = dy where the bit
+     * is set, +0 elsewhere) in both of their passes, and the sums pass
+     * writes g to dz: no pass of its own for either. */
+    const bn_grad g = {dy, relu ? relu_mask : NULL, add ? dz : NULL};
+    return backward(shape, params, x, &g, gamma, save_mean, save_invstd, 0, dx, dgamma, dbeta,
                     workspace, workspace_size);
 }

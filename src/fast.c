@@ -74,21 +74,21 @@ static void fast_batch_stats(const bn_view *v, const float *x, bn_workspace *ws,
     PARALLEL_FOR(f, F, merge_stats(v, ws, (size_t)f););
 }
 
-static void fast_backward_sums(const bn_view *v, const float *x, const float *dy, bn_workspace *ws,
+static void fast_backward_sums(const bn_view *v, const float *x, const bn_grad *g, bn_workspace *ws,
                                float *frozen_dx, int threads) {
     const size_t F = v->features;
     if (v->kind == BN_VIEW_ROWS) {
         const size_t width = bn_rows_backward_width(F);
         PARALLEL_FOR(t, bn_rows_tile_count(v, width), {
             bn_rows_tile tl = bn_rows_tile_at(v, width, (size_t)t);
-            bn_rows_backward(v, x, dy, frozen_dx, ws, &tl);
+            bn_rows_backward(v, x, g, frozen_dx, ws, &tl);
         });
     } else {
         const size_t items = F * v->ch.chunks;
         PARALLEL_FOR(b, (items + PLANE_ITEMS_PER_BLOCK - 1) / PLANE_ITEMS_PER_BLOCK, {
             size_t t0 = (size_t)b * PLANE_ITEMS_PER_BLOCK;
             size_t t1 = t0 + PLANE_ITEMS_PER_BLOCK < items ? t0 + PLANE_ITEMS_PER_BLOCK : items;
-            bn_planes_backward(v, x, dy, frozen_dx, ws, t0, t1);
+            bn_planes_backward(v, x, g, frozen_dx, ws, t0, t1);
         });
     }
     PARALLEL_FOR(f, F, merge_sums(v, ws, (size_t)f););
@@ -134,7 +134,7 @@ static void fast_normalize(const bn_view *v, const float *x, bn_workspace *ws, f
     });
 }
 
-static void fast_backward_dx(const bn_view *v, const float *x, const float *dy,
+static void fast_backward_dx(const bn_view *v, const float *x, const bn_grad *g,
                              const bn_workspace *ws, float *dx, int threads) {
     const run_blocks rb = run_blocks_of(v);
     const int stream = stream_outputs(v);
@@ -143,9 +143,9 @@ static void fast_backward_dx(const bn_view *v, const float *x, const float *dy,
             size_t r0 = (size_t)b * rb.per_block;
             size_t r1 = r0 + rb.per_block < rb.runs ? r0 + rb.per_block : rb.runs;
             if (v->kind == BN_VIEW_ROWS)
-                bn_rows_dx(v, x, dy, ws, dx, r0, r1, stream);
+                bn_rows_dx(v, x, g, ws, dx, r0, r1, stream);
             else
-                bn_planes_dx(v, x, dy, ws, dx, r0, r1, stream);
+                bn_planes_dx(v, x, g, ws, dx, r0, r1, stream);
         }
         if (stream) STREAM_FENCE();
     });

@@ -140,6 +140,15 @@ void bn_epilogue_apply(const bn_epilogue *ep, float *y, size_t o0, size_t o1);
  * may be dy. */
 void bn_mask_gradient(const float *dy, const uint8_t *mask, float *out, size_t total, int threads);
 
+/* The gradient a backward pass differentiates: g = dy, or, with the fused
+ * ReLU's mask, dy where the mask's bit is set and +0 elsewhere; the sums
+ * pass also writes g to g_out when given (the fused add's dz). */
+typedef struct {
+    const float *dy;
+    const uint8_t *mask; /* NULL: g = dy */
+    float *g_out;        /* NULL: not written */
+} bn_grad;
+
 /*
  * The few passes over tensor data that every call is made of, one instance
  * per path: the scalar reference (reference.c: one thread, plain loops,
@@ -155,13 +164,14 @@ typedef struct {
      * in cache; with one, y is written through the cache. */
     void (*normalize)(const bn_view *v, const float *x, bn_workspace *ws, float *y,
                       const bn_epilogue *ep, int threads);
-    /* ws->sum_dy, sum_dy_xc and sum_xc about ws->mean. With frozen_dx (the
-     * frozen backward, ws->dy_scale set beforehand), dx = BN_DX_FROZEN in
-     * the same pass, and sum_xc may be left 0. */
-    void (*backward_sums)(const bn_view *v, const float *x, const float *dy, bn_workspace *ws,
+    /* ws->sum_dy (sum(g)), sum_dy_xc and sum_xc about ws->mean, and g to
+     * g->g_out. With frozen_dx (the frozen backward, ws->dy_scale set
+     * beforehand), dx = BN_DX_FROZEN in the same pass, and sum_xc may be
+     * left 0. */
+    void (*backward_sums)(const bn_view *v, const float *x, const bn_grad *g, bn_workspace *ws,
                           float *frozen_dx, int threads);
-    /* dx = BN_DX with ws's backward coefficients. */
-    void (*backward_dx)(const bn_view *v, const float *x, const float *dy, const bn_workspace *ws,
+    /* dx = BN_DX of g with ws's backward coefficients. */
+    void (*backward_dx)(const bn_view *v, const float *x, const bn_grad *g, const bn_workspace *ws,
                         float *dx, int threads);
 } bn_passes;
 

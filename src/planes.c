@@ -83,27 +83,41 @@ BN_INLINE void run_sums_centered(const float *p, size_t len, float k, double *s1
     *s1 += t1, *s2 += t2;
 }
 
-/* sum(dy), sum(dy * (x - mean)) and sum(x - mean) over one run, added to
- * *s0, *s1, *s2; when dx is given (frozen statistics: the mean is exact and
- * s2 is not needed), dx = a * dy in the same pass instead of s2. */
-BN_INLINE void run_backward(const float *x, const float *dy, float *dx, size_t len, float mean,
-                            float a, double *s0, double *s1, double *s2) {
+/* The gradient g at values [i, i + VL) of a run, and at value i: dy, or,
+ * with the fused ReLU's mask, dy where the bit of the value's offset in the
+ * tensor (o + i) is set and +0 elsewhere. (A macro: a function returning a
+ * vector would change the ABI between the dispatched copies.) */
+#define GRAD_AT(dy, mask, o, i) ((mask) ? LD_AT_MASKED(dy, mask, o, i) : LD((dy) + (i)))
+BN_INLINE float grad1_at(const float *dy, const uint8_t *mask, size_t o, size_t i) {
+    return !mask || MASK_BIT(mask, o + i) ? dy[i] : 0.0f;
+}
+
+/* sum(g), sum(g * (x - mean)) and sum(x - mean) over one run, added to *s0,
+ * *s1, *s2, with g = dy (mask NULL) or the masked dy, at offset o of the
+ * tensor; g is written to gout when given. When dx is given (frozen
+ * statistics: the mean is exact and s2 is not needed), dx = BN_DX_FROZEN
+ * in the same pass instead of s2. */
+BN_INLINE void run_backward(const float *x, const float *dy, const uint8_t *mask, size_t o,
+                            float *gout, float *dx, size_t len, float mean, float a, double *s0,
+                            double *s1, double *s2) {
     const vf vm = SPLAT(mean), va = SPLAT(a);
     vf d0a = {0}, d0b = {0}, d1a = {0}, d1b = {0}, d2a = {0}, d2b = {0};
     size_t i = 0;
     for (; i + 2 * VL <= len; i += 2 * VL) {
-        vf ga = LD(dy + i), gb = LD(dy + i + VL);
+        vf ga = GRAD_AT(dy, mask, o, i), gb = GRAD_AT(dy, mask, o, i + VL);
         vf ea = LD(x + i) - vm, eb = LD(x + i + VL) - vm;
         d0a += ga, d1a += ga * ea;
         d0b += gb, d1b += gb * eb;
+        if (gout) ST(gout + i, ga), ST(gout + i + VL, gb);
         if (dx)
             ST(dx + i, BN_DX_FROZEN(ga, va)), ST(dx + i + VL, BN_DX_FROZEN(gb, va));
         else
             d2a += ea, d2b += eb;
     }
     for (; i + VL <= len; i += VL) {
-        vf g = LD(dy + i), e = LD(x + i) - vm;
+        vf g = GRAD_AT(dy, mask, o, i), e = LD(x + i) - vm;
         d0a += g, d1a += g * e;
+        if (gout) ST(gout + i, g);
         if (dx)
             ST(dx + i, BN_DX_FROZEN(g, va));
         else
@@ -111,9 +125,10 @@ BN_INLINE void run_backward(const float *x, const float *dy, float *dx, size_t l
     }
     if (i < len && len >= VL) {
         vi keep = LANE_INDEX >= (int)(VL - (len - i));
-        vf g = LD(dy + len - VL), e = LD(x + len - VL) - vm;
+        vf g = GRAD_AT(dy, mask, o, len - VL), e = LD(x + len - VL) - vm;
         d0b += (vf)((vi)g & keep);
         d1b += (vf)((vi)(g * e) & keep);
+        if (gout) ST(gout + len - VL, g); /* the lanes already written get the same values */
         if (!dx) d2b += (vf)((vi)e & keep);
         for (; dx && i < len; i++)
             dx[i] = BN_DX_FROZEN(dy[i], a);
@@ -125,9 +140,11 @@ BN_INLINE void run_backward(const float *x, const float *dy, float *dx, size_t l
     LANE_SUM(d1a, t1);
     if (!dx) LANE_SUM(d2a, t2);
     for (; i < len; i++) {
-        t0 += (double)dy[i], t1 += (double)(dy[i] * (x[i] - mean));
+        float g = grad1_at(dy, mask, o, i);
+        t0 += (double)g, t1 += (double)(g * (x[i] - mean));
+        if (gout) gout[i] = g;
         if (dx)
-            dx[i] = BN_DX_FROZEN(dy[i], a);
+            dx[i] = BN_DX_FROZEN(g, a);
         else
             t2 += (double)(x[i] - mean);
     }
@@ -152,18 +169,16 @@ BN_INLINE void plane_chunk_stats(const bn_view *v, const float *x, size_t f,
     bn_chunk_moments(center, s1, s2, count, mean, m2);
 }
 
-/* Backward sums of one PLANES chunk, and dx = a * dy when frozen. */
-BN_INLINE void plane_chunk_backward(const bn_view *v, const float *x, const float *dy, float *dx,
+/* Backward sums of one PLANES chunk (run_backward's, g from gr). */
+BN_INLINE void plane_chunk_backward(const bn_view *v, const float *x, const bn_grad *gr, float *dx,
                                     size_t f, const bn_plane_chunk *c, float mean, float a,
                                     double *s0, double *s1, double *s2) {
     const size_t len = c->s1 - c->s0;
     *s0 = 0.0, *s1 = 0.0, *s2 = 0.0;
     for (size_t n = c->n0; n < c->n1; n++) {
         size_t o = plane_offset(v, n, f) + c->s0;
-        if (dx)
-            run_backward(x + o, dy + o, dx + o, len, mean, a, s0, s1, s2);
-        else
-            run_backward(x + o, dy + o, NULL, len, mean, 0.0f, s0, s1, s2);
+        run_backward(x + o, gr->dy + o, gr->mask, o, gr->g_out ? gr->g_out + o : NULL,
+                     dx ? dx + o : NULL, len, mean, a, s0, s1, s2);
     }
 }
 
@@ -225,11 +240,25 @@ BN_DISPATCH void bn_planes_stats(const bn_view *v, const float *x, bn_workspace 
     });
 }
 
-BN_DISPATCH void bn_planes_backward(const bn_view *v, const float *x, const float *dy,
+BN_DISPATCH void bn_planes_backward(const bn_view *v, const float *x, const bn_grad *gr,
                                     float *frozen_dx, bn_workspace *ws, size_t t0, size_t t1) {
+    if (!gr->mask && !gr->g_out) {
+        /* The plain backward: g is dy, nothing else to write. */
+        const bn_grad plain = {gr->dy, NULL, NULL};
+        FOR_PLANE_ITEMS(v, t0, t1, {
+            size_t i = bn_part_index(v, f, j);
+            if (frozen_dx)
+                plane_chunk_backward(v, x, &plain, frozen_dx, f, &c, ws->mean[f], ws->dy_scale[f],
+                                     &ws->part0[i], &ws->part1[i], &ws->part2[i]);
+            else
+                plane_chunk_backward(v, x, &plain, NULL, f, &c, ws->mean[f], 0.0f, &ws->part0[i],
+                                     &ws->part1[i], &ws->part2[i]);
+        });
+        return;
+    }
     FOR_PLANE_ITEMS(v, t0, t1, {
         size_t i = bn_part_index(v, f, j);
-        plane_chunk_backward(v, x, dy, frozen_dx, f, &c, ws->mean[f],
+        plane_chunk_backward(v, x, gr, frozen_dx, f, &c, ws->mean[f],
                              frozen_dx ? ws->dy_scale[f] : 0.0f, &ws->part0[i], &ws->part1[i],
                              &ws->part2[i]);
     });
@@ -250,17 +279,27 @@ BN_DISPATCH void bn_planes_normalize(const bn_view *v, const float *x, const bn_
     }
 }
 
-BN_DISPATCH void bn_planes_dx(const bn_view *v, const float *x, const float *dy,
+BN_DISPATCH void bn_planes_dx(const bn_view *v, const float *x, const bn_grad *gr,
                               const bn_workspace *ws, float *dx, size_t p0, size_t p1, int stream) {
     const size_t F = v->features, S = v->s;
+    const uint8_t *mask = gr->mask;
     for (size_t p = p0, f = p0 % F; p < p1; p++) {
-        const float *xp = x + p * S, *dyp = dy + p * S;
-        float *dxp = dx + p * S;
+        const size_t o = p * S;
+        const float *xp = x + o, *dyp = gr->dy + o;
+        float *dxp = dx + o;
         const float mean = ws->mean[f], dy_scale = ws->dy_scale[f], xc_scale = ws->xc_scale[f],
                     dx_offset = ws->dx_offset[f];
-#define DX_AT(L, i) BN_DX(L(xp, i), L(dyp, i), mean, dy_scale, xc_scale, dx_offset)
-        ELEMENTWISE(dxp, S, stream, DX_AT);
+        if (mask) {
+#define G_AT(L, i)  L##_MASKED(dyp, mask, o, i)
+#define DX_AT(L, i) BN_DX(L(xp, i), G_AT(L, i), mean, dy_scale, xc_scale, dx_offset)
+            ELEMENTWISE(dxp, S, stream, DX_AT);
 #undef DX_AT
+#undef G_AT
+        } else {
+#define DX_AT(L, i) BN_DX(L(xp, i), L(dyp, i), mean, dy_scale, xc_scale, dx_offset)
+            ELEMENTWISE(dxp, S, stream, DX_AT);
+#undef DX_AT
+        }
         if (++f == F) f = 0;
     }
 }

@@ -38,15 +38,22 @@ static void ref_normalize(const bn_view *v, const float *x, bn_workspace *ws, fl
     if (ep) bn_epilogue_apply(ep, y, 0, v->total);
 }
 
-static void ref_backward_sums(const bn_view *v, const float *x, const float *dy, bn_workspace *ws,
+/* g at offset o: dy, or 0 where the fused ReLU's mask bit is clear. */
+static float grad(const bn_grad *g, size_t o) {
+    return !g->mask || (g->mask[o / 8] >> (o % 8)) & 1u ? g->dy[o] : 0.0f;
+}
+
+static void ref_backward_sums(const bn_view *v, const float *x, const bn_grad *g, bn_workspace *ws,
                               float *frozen_dx, int threads) {
     (void)threads;
     for (size_t f = 0; f < v->features; f++) {
         double s0 = 0.0, s1 = 0.0, s2 = 0.0;
         for (size_t i = 0; i < v->m; i++) {
             size_t o = offset(v, f, i);
-            s0 += dy[o];
-            s1 += (double)dy[o] * ((double)x[o] - ws->mean[f]);
+            float dy = grad(g, o);
+            if (g->g_out) g->g_out[o] = dy;
+            s0 += dy;
+            s1 += (double)dy * ((double)x[o] - ws->mean[f]);
             s2 += (double)x[o] - ws->mean[f];
         }
         ws->sum_dy[f] = s0;
@@ -55,19 +62,19 @@ static void ref_backward_sums(const bn_view *v, const float *x, const float *dy,
         if (frozen_dx)
             for (size_t i = 0; i < v->m; i++) {
                 size_t o = offset(v, f, i);
-                frozen_dx[o] = BN_DX_FROZEN(dy[o], ws->dy_scale[f]);
+                frozen_dx[o] = BN_DX_FROZEN(grad(g, o), ws->dy_scale[f]);
             }
     }
 }
 
-static void ref_backward_dx(const bn_view *v, const float *x, const float *dy,
+static void ref_backward_dx(const bn_view *v, const float *x, const bn_grad *g,
                             const bn_workspace *ws, float *dx, int threads) {
     (void)threads;
     for (size_t f = 0; f < v->features; f++)
         for (size_t i = 0; i < v->m; i++) {
             size_t o = offset(v, f, i);
-            dx[o] =
-                BN_DX(x[o], dy[o], ws->mean[f], ws->dy_scale[f], ws->xc_scale[f], ws->dx_offset[f]);
+            dx[o] = BN_DX(x[o], grad(g, o), ws->mean[f], ws->dy_scale[f], ws->xc_scale[f],
+                          ws->dx_offset[f]);
         }
 }
 

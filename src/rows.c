@@ -113,11 +113,27 @@ BN_INLINE void strip_stats(const float *base, size_t R, size_t F, size_t w, doub
  * in whole rows, not strips), wider rows in tiles of BN_FEATURE_BLOCK. */
 #define ROW_GROUPS 8 /* 128 features: the widest whose sums and means fit in registers */
 
-/* Backward sums of ng groups of features over R rows: sum(dy),
- * sum(dy * (x - mean)) and sum(x - mean); with dx (frozen statistics),
- * dx = a * dy in the same pass instead of the third sum. */
-BN_INLINE void tile_backward_groups(const float *x, const float *dy, float *dx, size_t R, size_t F,
-                                    int ng, const float *mean, const float *a, double *s0,
+/* Where a tile's gradient comes from: g = dy, or, with the fused ReLU's
+ * mask, dy where the bit of the value's offset in the tensor (o + the
+ * value's offset from dy) is set and +0 elsewhere; g is written to gout
+ * when given. dy and gout point at the tile's first value. */
+typedef struct {
+    const float *dy;
+    const uint8_t *mask;
+    size_t o;
+    float *gout;
+} tile_grad;
+
+static inline tile_grad tile_grad_at(const tile_grad *tg, size_t j) {
+    tile_grad t = {tg->dy + j, tg->mask, tg->o + j, tg->gout ? tg->gout + j : NULL};
+    return t;
+}
+
+/* Backward sums of ng groups of features over R rows: sum(g),
+ * sum(g * (x - mean)) and sum(x - mean); with dx (frozen statistics),
+ * dx = BN_DX_FROZEN in the same pass instead of the third sum. */
+BN_INLINE void tile_backward_groups(const float *x, const tile_grad *tg, float *dx, size_t R,
+                                    size_t F, int ng, const float *mean, const float *a, double *s0,
                                     double *s1, double *s2) {
     vf vm[ROW_GROUPS], va[ROW_GROUPS], d0[ROW_GROUPS], d1[ROW_GROUPS], d2[ROW_GROUPS];
     for (int q = 0; q < ng; q++) {
@@ -127,7 +143,9 @@ BN_INLINE void tile_backward_groups(const float *x, const float *dy, float *dx, 
     for (size_t r = 0; r < R; r++)
         for (int q = 0; q < ng; q++) {
             size_t o = r * F + q * VL;
-            vf g = LD(dy + o), e = LD(x + o) - vm[q];
+            vf g = LD(tg->dy + o), e = LD(x + o) - vm[q];
+            if (tg->mask) g = KEEP_LANES(g, mask_bits16(tg->mask, tg->o + o));
+            if (tg->gout) ST(tg->gout + o, g);
             d0[q] += g, d1[q] += g * e;
             if (dx)
                 ST(dx + o, BN_DX_FROZEN(g, va[q]));
@@ -144,11 +162,13 @@ BN_INLINE void tile_backward_groups(const float *x, const float *dy, float *dx, 
     }
 }
 
-static void tile_backward_column(const float *x, const float *dy, float *dx, size_t R, size_t F,
+static void tile_backward_column(const float *x, const tile_grad *tg, float *dx, size_t R, size_t F,
                                  float mean, float a, double *s0, double *s1, double *s2) {
     float d0 = 0.0f, d1 = 0.0f, d2 = 0.0f;
     for (size_t r = 0; r < R; r++) {
-        float g = dy[r * F], e = x[r * F] - mean;
+        float g = tg->dy[r * F], e = x[r * F] - mean;
+        if (tg->mask && !MASK_BIT(tg->mask, tg->o + r * F)) g = 0.0f;
+        if (tg->gout) tg->gout[r * F] = g;
         d0 += g, d1 += g * e;
         if (dx)
             dx[r * F] = BN_DX_FROZEN(g, a);
@@ -158,25 +178,30 @@ static void tile_backward_column(const float *x, const float *dy, float *dx, siz
     *s0 = d0, *s1 = d1, *s2 = d2;
 }
 
-BN_INLINE void tile_backward(const float *x, const float *dy, float *dx, size_t R, size_t F,
+BN_INLINE void tile_backward(const float *x, const tile_grad *tg, float *dx, size_t R, size_t F,
                              size_t w, const float *mean, const float *a, double *s0, double *s1,
                              double *s2) {
     size_t j = 0;
+#define GROUPS(ng)                                                                                 \
+    do {                                                                                           \
+        tile_grad t = tile_grad_at(tg, j);                                                         \
+        tile_backward_groups(x + j, &t, dx ? dx + j : NULL, R, F, ng, mean + j, a + j, s0 + j,     \
+                             s1 + j, s2 + j);                                                      \
+    } while (0)
     for (; j + ROW_GROUPS * VL <= w; j += ROW_GROUPS * VL)
-        tile_backward_groups(x + j, dy + j, dx ? dx + j : NULL, R, F, ROW_GROUPS, mean + j, a + j,
-                             s0 + j, s1 + j, s2 + j);
+        GROUPS(ROW_GROUPS);
     for (; j + BN_FEATURE_BLOCK <= w; j += BN_FEATURE_BLOCK)
-        tile_backward_groups(x + j, dy + j, dx ? dx + j : NULL, R, F, TILE_GROUPS, mean + j, a + j,
-                             s0 + j, s1 + j, s2 + j);
+        GROUPS(TILE_GROUPS);
     for (; j + 2 * VL <= w; j += 2 * VL)
-        tile_backward_groups(x + j, dy + j, dx ? dx + j : NULL, R, F, 2, mean + j, a + j, s0 + j,
-                             s1 + j, s2 + j);
+        GROUPS(2);
     for (; j + VL <= w; j += VL)
-        tile_backward_groups(x + j, dy + j, dx ? dx + j : NULL, R, F, 1, mean + j, a + j, s0 + j,
-                             s1 + j, s2 + j);
-    for (; j < w; j++)
-        tile_backward_column(x + j, dy + j, dx ? dx + j : NULL, R, F, mean[j], a[j], s0 + j, s1 + j,
+        GROUPS(1);
+#undef GROUPS
+    for (; j < w; j++) {
+        tile_grad t = tile_grad_at(tg, j);
+        tile_backward_column(x + j, &t, dx ? dx + j : NULL, R, F, mean[j], a[j], s0 + j, s1 + j,
                              s2 + j);
+    }
 }
 
 /* One switch case per group count, so that each call has a constant one. */
@@ -206,9 +231,10 @@ BN_INLINE void rows_normalize_hoisted(const float *x, float *y, size_t R, int ng
         }
 }
 
-BN_INLINE void rows_dx_hoisted(const float *x, const float *dy, float *dx, size_t R, int ng,
-                               const float *mean, const float *a, const float *b, const float *c,
-                               int stream) {
+/* dx with g = dy, or dy masked by the bits of mask from tensor offset o. */
+BN_INLINE void rows_dx_hoisted(const float *x, const float *dy, const uint8_t *mask, size_t o,
+                               float *dx, size_t R, int ng, const float *mean, const float *a,
+                               const float *b, const float *c, int stream) {
     vf vm[ROW_GROUPS / 2], va[ROW_GROUPS / 2], vb[ROW_GROUPS / 2], vc[ROW_GROUPS / 2];
     const size_t F = (size_t)ng * VL;
     for (int q = 0; q < ng; q++)
@@ -216,12 +242,13 @@ BN_INLINE void rows_dx_hoisted(const float *x, const float *dy, float *dx, size_
         vc[q] = LD(c + q * VL);
     for (size_t r = 0; r < R; r++)
         for (int q = 0; q < ng; q++) {
-            size_t o = r * F + q * VL;
-            vf out = BN_DX(LD(x + o), LD(dy + o), vm[q], va[q], vb[q], vc[q]);
+            size_t k = r * F + q * VL;
+            vf g = mask ? LD_AT_MASKED(dy, mask, o, k) : LD(dy + k);
+            vf out = BN_DX(LD(x + k), g, vm[q], va[q], vb[q], vc[q]);
             if (stream)
-                ST_STREAM(dx + o, out);
+                ST_STREAM(dx + k, out);
             else
-                ST(dx + o, out);
+                ST(dx + k, out);
         }
 }
 
@@ -235,15 +262,25 @@ size_t bn_rows_backward_width(size_t F) {
     return F <= ROW_GROUPS * VL ? ROW_GROUPS * VL : BN_FEATURE_BLOCK;
 }
 
-BN_DISPATCH void bn_rows_backward(const bn_view *v, const float *x, const float *dy,
+BN_DISPATCH void bn_rows_backward(const bn_view *v, const float *x, const bn_grad *gr,
                                   float *frozen_dx, bn_workspace *ws, const bn_rows_tile *tl) {
     const size_t F = v->features, o = tl->r0 * F + tl->f0, p = tl->rb * F + tl->f0;
-    if (frozen_dx)
-        tile_backward(x + o, dy + o, frozen_dx + o, tl->rows, F, tl->w, ws->mean + tl->f0,
-                      ws->dy_scale + tl->f0, ws->part0 + p, ws->part1 + p, ws->part2 + p);
-    else
-        tile_backward(x + o, dy + o, NULL, tl->rows, F, tl->w, ws->mean + tl->f0, ws->mean + tl->f0,
-                      ws->part0 + p, ws->part1 + p, ws->part2 + p);
+    const float *mean = ws->mean + tl->f0;
+    if (!gr->mask && !gr->g_out) {
+        /* The plain backward: g is dy, nothing else to write. */
+        const tile_grad tg = {gr->dy + o, NULL, o, NULL};
+        if (frozen_dx)
+            tile_backward(x + o, &tg, frozen_dx + o, tl->rows, F, tl->w, mean,
+                          ws->dy_scale + tl->f0, ws->part0 + p, ws->part1 + p, ws->part2 + p);
+        else
+            tile_backward(x + o, &tg, NULL, tl->rows, F, tl->w, mean, mean, ws->part0 + p,
+                          ws->part1 + p, ws->part2 + p);
+        return;
+    }
+    const tile_grad tg = {gr->dy + o, gr->mask, o, gr->g_out ? gr->g_out + o : NULL};
+    tile_backward(x + o, &tg, frozen_dx ? frozen_dx + o : NULL, tl->rows, F, tl->w, mean,
+                  frozen_dx ? ws->dy_scale + tl->f0 : mean, ws->part0 + p, ws->part1 + p,
+                  ws->part2 + p);
 }
 
 BN_DISPATCH void bn_rows_normalize(const bn_view *v, const float *x, const bn_workspace *ws,
@@ -272,20 +309,34 @@ BN_DISPATCH void bn_rows_normalize(const bn_view *v, const float *x, const bn_wo
     }
 }
 
-BN_DISPATCH void bn_rows_dx(const bn_view *v, const float *x, const float *dy,
+BN_DISPATCH void bn_rows_dx(const bn_view *v, const float *x, const bn_grad *gr,
                             const bn_workspace *ws, float *dx, size_t r0, size_t r1, int stream) {
     const size_t F = v->features;
+    const float *dy = gr->dy;
+    const uint8_t *mask = gr->mask;
     const float *mean = ws->mean, *dy_scale = ws->dy_scale, *xc_scale = ws->xc_scale,
                 *dx_offset = ws->dx_offset;
     if (F % VL == 0 && F / VL <= ROW_GROUPS / 2 && (!stream || STREAM_ALIGNED(dx))) {
         const size_t o = r0 * F, R = r1 - r0;
-        switch ((F / VL) * 2 + (stream != 0)) {
+        /* The plain case with a NULL mask of its own, so that its copies
+         * have no test of the mask. */
+        switch ((F / VL) * 4 + (mask != NULL) * 2 + (stream != 0)) {
 #define DX_CASE(ng)                                                                                \
-    case 2 * ng:                                                                                   \
-        rows_dx_hoisted(x + o, dy + o, dx + o, R, ng, mean, dy_scale, xc_scale, dx_offset, 0);     \
+    case 4 * ng:                                                                                   \
+        rows_dx_hoisted(x + o, dy + o, NULL, 0, dx + o, R, ng, mean, dy_scale, xc_scale,           \
+                        dx_offset, 0);                                                             \
         break;                                                                                     \
-    case 2 * ng + 1:                                                                               \
-        rows_dx_hoisted(x + o, dy + o, dx + o, R, ng, mean, dy_scale, xc_scale, dx_offset, 1);     \
+    case 4 * ng + 1:                                                                               \
+        rows_dx_hoisted(x + o, dy + o, NULL, 0, dx + o, R, ng, mean, dy_scale, xc_scale,           \
+                        dx_offset, 1);                                                             \
+        break;                                                                                     \
+    case 4 * ng + 2:                                                                               \
+        rows_dx_hoisted(x + o, dy + o, mask, o, dx + o, R, ng, mean, dy_scale, xc_scale,           \
+                        dx_offset, 0);                                                             \
+        break;                                                                                     \
+    case 4 * ng + 3:                                                                               \
+        rows_dx_hoisted(x + o, dy + o, mask, o, dx + o, R, ng, mean, dy_scale, xc_scale,           \
+                        dx_offset, 1);                                                             \
         break;
             GROUP_COUNTS_1_TO_4(DX_CASE)
 #undef DX_CASE
@@ -293,11 +344,20 @@ BN_DISPATCH void bn_rows_dx(const bn_view *v, const float *x, const float *dy,
         return;
     }
     for (size_t r = r0; r < r1; r++) {
-        const float *xr = x + r * F, *dyr = dy + r * F;
-        float *dxr = dx + r * F;
+        const size_t o = r * F;
+        const float *xr = x + o, *dyr = dy + o;
+        float *dxr = dx + o;
+        if (mask) {
+#define DX_AT(L, j)                                                                                \
+    BN_DX(L(xr, j), L##_MASKED(dyr, mask, o, j), L(mean, j), L(dy_scale, j), L(xc_scale, j),       \
+          L(dx_offset, j))
+            ELEMENTWISE(dxr, F, stream, DX_AT);
+#undef DX_AT
+        } else {
 #define DX_AT(L, j)                                                                                \
     BN_DX(L(xr, j), L(dyr, j), L(mean, j), L(dy_scale, j), L(xc_scale, j), L(dx_offset, j))
-        ELEMENTWISE(dxr, F, stream, DX_AT);
+            ELEMENTWISE(dxr, F, stream, DX_AT);
 #undef DX_AT
+        }
     }
 }

@@ -174,7 +174,8 @@ bnorm_status bnorm_backward_local_sums(const bnorm_shape *shape, const bnorm_par
     for (size_t f = 0; f < F; f++)
         ws.mean[f] = (float)global_mean(global, f), ws.mean_lo[f] = 0.0f;
     int threads;
-    bn_passes_for(params, &v, &threads)->backward_sums(&v, x, dy, &ws, NULL, threads);
+    const bn_grad g = {dy, NULL, NULL};
+    bn_passes_for(params, &v, &threads)->backward_sums(&v, x, &g, &ws, NULL, threads);
     for (size_t f = 0; f < F; f++) {
         /* About the global mean in double: its float rounding is known. */
         double delta = global_mean(global, f) - (double)ws.mean[f];
@@ -241,6 +242,7 @@ bnorm_status bnorm_backward_apply(const bnorm_shape *shape, const bnorm_params *
     if (empty) return BNORM_OK;
     if ((const void *)dx == (const void *)dy) v.cached_outputs = 1;
     int threads;
-    bn_passes_for(params, &v, &threads)->backward_dx(&v, x, dy, &ws, dx, threads);
+    const bn_grad g = {dy, NULL, NULL};
+    bn_passes_for(params, &v, &threads)->backward_dx(&v, x, &g, &ws, dx, threads);
     return BNORM_OK;
 }

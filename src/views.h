@@ -10,14 +10,15 @@
 /* PLANES: work items are (feature, chunk) pairs, bn_plane_item's order. */
 /* part0 = chunk mean, part1 = chunk M2 of items [t0, t1). */
 void bn_planes_stats(const bn_view *v, const float *x, bn_workspace *ws, size_t t0, size_t t1);
-/* part0..2 = the chunk's sum(dy), sum(dy * (x - mean)), sum(x - mean); with
- * frozen_dx, dx = BN_DX_FROZEN in the same pass instead of part2. */
-void bn_planes_backward(const bn_view *v, const float *x, const float *dy, float *frozen_dx,
+/* part0..2 = the chunk's sum(g), sum(g * (x - mean)), sum(x - mean), and g
+ * to gr->g_out; with frozen_dx, dx = BN_DX_FROZEN in the same pass instead
+ * of part2. */
+void bn_planes_backward(const bn_view *v, const float *x, const bn_grad *gr, float *frozen_dx,
                         bn_workspace *ws, size_t t0, size_t t1);
 /* y, or dx, for planes [p0, p1) (plane p is n * features + f). */
 void bn_planes_normalize(const bn_view *v, const float *x, const bn_workspace *ws, float *y,
                          size_t p0, size_t p1, int stream);
-void bn_planes_dx(const bn_view *v, const float *x, const float *dy, const bn_workspace *ws,
+void bn_planes_dx(const bn_view *v, const float *x, const bn_grad *gr, const bn_workspace *ws,
                   float *dx, size_t p0, size_t p1, int stream);
 
 /* ROWS: work items are tiles (bn_rows_tile_at). */
@@ -29,12 +30,12 @@ size_t bn_rows_backward_width(size_t F);
 void bn_rows_stats(const bn_view *v, const float *x, bn_workspace *ws, const bn_rows_tile *tl);
 /* Backward sums of tile tl (bn_rows_backward_width wide); with frozen_dx,
  * dx = BN_DX_FROZEN in the same pass instead of the third sum. */
-void bn_rows_backward(const bn_view *v, const float *x, const float *dy, float *frozen_dx,
+void bn_rows_backward(const bn_view *v, const float *x, const bn_grad *gr, float *frozen_dx,
                       bn_workspace *ws, const bn_rows_tile *tl);
 /* y, or dx, for rows [r0, r1). normalize takes ws->shift_folded. */
 void bn_rows_normalize(const bn_view *v, const float *x, const bn_workspace *ws, float *y,
                        size_t r0, size_t r1, int stream);
-void bn_rows_dx(const bn_view *v, const float *x, const float *dy, const bn_workspace *ws,
+void bn_rows_dx(const bn_view *v, const float *x, const bn_grad *gr, const bn_workspace *ws,
                 float *dx, size_t r0, size_t r1, int stream);
 
 #endif

@@ -54,14 +54,16 @@ static uint64_t digest_case(const bnorm_shape *shape, const bnorm_params *p, dou
     size_t T = (size_t)shape->n * (size_t)shape->c;
     for (int i = 0; i < shape->spatial_rank; i++)
         T *= (size_t)shape->spatial[i];
-    float *x = malloc(T * 4), *dy = malloc(T * 4), *z = malloc(T * 4), *y = malloc(T * 4);
-    float *dx = malloc(T * 4), *dz = malloc(T * 4), *g = malloc(T * 4);
-    float *pf = malloc(F * 4 * 10);
+    /* Zeroed: without BNORM_USE_SCALE a call leaves dgamma alone, and the
+     * digest must not read memory that nothing wrote. */
+    float *x = calloc(T, 4), *dy = calloc(T, 4), *z = calloc(T, 4), *y = calloc(T, 4);
+    float *dx = calloc(T, 4), *dz = calloc(T, 4), *g = calloc(T, 4);
+    float *pf = calloc(F * 10, 4);
     float *gamma = pf, *beta = pf + F, *sm = pf + 2 * F, *si = pf + 3 * F, *rm = pf + 4 * F;
     float *rv = pf + 5 * F, *dg = pf + 6 * F, *db = pf + 7 * F;
-    double *rec = malloc((2 * F + 1) * sizeof(double)), *sums = malloc(2 * F * sizeof(double));
-    unsigned char *mask = malloc(M);
-    void *ws = malloc(W);
+    double *rec = calloc(2 * F + 1, sizeof(double)), *sums = calloc(2 * F, sizeof(double));
+    unsigned char *mask = calloc(M, 1);
+    void *ws = calloc(W, 1);
     fill(x, T, center, 3.0);
     fill(dy, T, 0.0, 1.0);
     fill(z, T, 0.0, 2.0);

@@ -150,6 +150,34 @@ static void check_case(const bnorm_shape *s, bnorm_mode mode, unsigned ops, test
     bnorm_forward_inference(s, &p, x, gamma, beta, one.rm, one.rv, yu, ws, wsz);
     CHECK(same_as_unfused(yu, z, ops, one.yi, T),
           "layout %d mode %d ops %u: fused inference differs from unfused", s->layout, mode, ops);
+    /* The fused backward, which reads dy through the mask in its kernels,
+     * is the unfused backward of the masked gradient bit for bit, and dz is
+     * that gradient; on both paths, and in place (dx = dy). */
+    float *gm = malloc(T * 4), *dxu = malloc(T * 4), *dgu = malloc(F * 4), *dbu = malloc(F * 4);
+    float *dxi = malloc(T * 4), *dzi = malloc(T * 4), *dgi = malloc(F * 4), *dbi = malloc(F * 4);
+    for (size_t i = 0; i < T; i++)
+        gm[i] = !relu || bit(one.mask, i) ? dy[i] : 0.0f;
+    bnorm_fusion fu = {ops, BNORM_DTYPE_F32};
+    for (int path = 0; path < 2; path++) {
+        bnorm_params q = p;
+        q.flags |= path ? BNORM_FORCE_REFERENCE : 0u;
+        const outputs *o = path ? &ref : &one;
+        bnorm_backward_training(s, &q, x, gm, gamma, o->sm, o->si, dxu, dgu, dbu, ws, wsz);
+        CHECK(same_bits(dxu, o->dx, T * 4) && same_bits(dgu, o->dg, F * 4) &&
+                  same_bits(dbu, o->db, F * 4) &&
+                  (!(ops & BNORM_FUSE_ADD) || same_bits(gm, o->dz, T * 4)),
+              "%s, layout %d mode %d ops %u: fused backward differs from the unfused backward "
+              "of the masked gradient",
+              path ? "reference" : "fast", s->layout, mode, ops);
+        memcpy(dxi, dy, T * 4);
+        bnorm_status st = bnorm_fused_backward_training(s, &q, &fu, x, dxi, o->mask, gamma, o->sm,
+                                                        o->si, dxi, dzi, dgi, dbi, ws, wsz);
+        CHECK(st == BNORM_OK && same_bits(dxi, o->dx, T * 4) && same_bits(dgi, o->dg, F * 4) &&
+                  (!(ops & BNORM_FUSE_ADD) || same_bits(dzi, o->dz, T * 4)),
+              "%s, layout %d mode %d ops %u: the fused backward in place differs",
+              path ? "reference" : "fast", s->layout, mode, ops);
+    }
+    free(gm), free(dxu), free(dgu), free(dbu), free(dxi), free(dzi), free(dgi), free(dbi);
     free(ws), free(yu), free(sm), free(si);
     free_outputs(&ref), free_outputs(&one), free_outputs(&three);
     free(x), free(z), free(dy), free(gamma), free(beta), free(xd), free(zd), free(pre), free(g);
@@ -227,7 +255,7 @@ int main(void) {
         bnorm_shape_nc(37, 1),          bnorm_shape_nc(29, 133),
         bnorm_shape_nchw(3, 5, 13, 13), bnorm_shape_nchw(2, 17, 8, 9),
         bnorm_shape_nhwc(3, 7, 5, 19),  bnorm_shape_nhwc(2, 4, 4, 64),
-        bnorm_shape_nchw(1, 3, 70, 70),
+        bnorm_shape_nchw(1, 3, 70, 70), bnorm_shape_nchw(2, 3, 65, 67),
     };
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
         for (int mode = 0; mode < 2; mode++)
