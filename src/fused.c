@@ -1,7 +1,9 @@
 /* The element-wise steps that fuse a ReLU and a residual add with batch
  * norm (bnorm.h, "FUSED RELU AND RESIDUAL ADD"). The forward applies them
  * to each block of y right after the block is normalized, while it is in
- * L1; the backward masks dy once, into the buffer it then differentiates. */
+ * L1. The backward's kernels read dy through the mask themselves
+ * (planes.c, rows.c); the masking pass here serves the split-phase fused
+ * backward, whose first phase hands the masked gradient to the caller. */
 #include <stdint.h>
 #include <string.h>
 
