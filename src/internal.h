@@ -93,27 +93,7 @@ bn_workspace bn_workspace_carve(const bn_view *v, void *base);
 #define BN_MIN_PLANE      64   /* shorter planes are grouped: per-chunk overhead dominates */
 
 bn_chunking bn_chunking_for(const bn_view *v);
-/* Values in chunk j of any feature. */
-double bn_chunk_count(const bn_view *v, size_t j);
-/* Where chunk j of feature f keeps its partial results. */
-size_t bn_part_index(const bn_view *v, size_t f, size_t j);
-/* Chunk j of a feature in the PLANES view: planes [n0, n1), values [s0,
- * s1) of each. */
-typedef struct {
-    size_t n0, n1, s0, s1;
-} bn_plane_chunk;
-bn_plane_chunk bn_plane_chunk_at(const bn_view *v, size_t j);
-/* Work item t of the PLANES view as (feature f, chunk j): numbered in
- * memory order when a chunk is a plane or part of one, so that each thread
- * streams through a contiguous range. */
-void bn_plane_item(const bn_view *v, size_t t, size_t *f, size_t *j);
-/* Tile t of the ROWS view in tiles `width` features wide: rows [r0, r0 +
- * rows) of row block rb, features [f0, f0 + w). */
-typedef struct {
-    size_t rb, r0, rows, f0, w;
-} bn_rows_tile;
-bn_rows_tile bn_rows_tile_at(const bn_view *v, size_t width, size_t t);
-size_t bn_rows_tile_count(const bn_view *v, size_t width);
+/* Where chunks, work items and tiles lie: chunks.h. */
 
 /* The API layer's helpers (api.c), shared by every file of entry points. */
 /* Validates shape and params and maps them onto one of the two views. */

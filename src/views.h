@@ -5,7 +5,7 @@
 #ifndef BN_VIEWS_H
 #define BN_VIEWS_H
 
-#include "internal.h"
+#include "chunks.h"
 
 /* PLANES: work items are (feature, chunk) pairs, bn_plane_item's order. */
 /* part0 = chunk mean, part1 = chunk M2 of items [t0, t1). */
