@@ -39,19 +39,37 @@ static int cmp(const void *a, const void *b) {
 
 /* Statistics then normalization of channels [c0, c0 + g) over rows [r0, r1)
  * of x[rows][C]; the statistics pass's sums stay in a small array. */
-static void stats_cols(const float *x, size_t r0, size_t r1, size_t C, size_t c0, size_t g,
-                       float *sum, float *sq) {
-    for (size_t j = 0; j < g; j++)
+/* Whole rows: every channel's sums in a small array (L1), row by row. */
+static void stats_rows(const float *restrict x, size_t r0, size_t r1, size_t C, float *restrict sum,
+                       float *restrict sq) {
+    for (size_t j = 0; j < C; j++)
         sum[j] = 0.0f, sq[j] = 0.0f;
     for (size_t r = r0; r < r1; r++) {
-        const float *p = x + r * C + c0;
-        for (size_t j = 0; j < g; j++)
+        const float *p = x + r * C;
+        for (size_t j = 0; j < C; j++)
             sum[j] += p[j], sq[j] += p[j] * p[j];
     }
 }
 
-static void normalize_cols(const float *x, float *y, size_t r0, size_t r1, size_t C, size_t c0,
-                           size_t g, const float *a, const float *b) {
+/* A group, 16 channels at a time with their sums in registers (a group is
+ * a multiple of 16 wide). */
+static void stats_cols(const float *restrict x, size_t r0, size_t r1, size_t C, size_t c0, size_t g,
+                       float *restrict sum, float *restrict sq) {
+    for (size_t j0 = 0; j0 < g; j0 += 16) {
+        float s[16] = {0}, q[16] = {0};
+        for (size_t r = r0; r < r1; r++) {
+            const float *p = x + r * C + c0 + j0;
+            for (size_t j = 0; j < 16; j++)
+                s[j] += p[j], q[j] += p[j] * p[j];
+        }
+        for (size_t j = 0; j < 16; j++)
+            sum[j0 + j] = s[j], sq[j0 + j] = q[j];
+    }
+}
+
+static void normalize_cols(const float *restrict x, float *restrict y, size_t r0, size_t r1,
+                           size_t C, size_t c0, size_t g, const float *restrict a,
+                           const float *restrict b) {
     for (size_t r = r0; r < r1; r++) {
         const float *p = x + r * C + c0;
         float *q = y + r * C + c0;
@@ -71,8 +89,9 @@ static void coefficients(const float *sum, const float *sq, size_t g, double m, 
 int main(int argc, char **argv) {
     size_t N = 64, H = 56, W = 56, C = 128;
     int threads = 1;
-    if (argc >= 5) N = (size_t)atol(argv[1]), H = (size_t)atol(argv[2]), W = (size_t)atol(argv[3]),
-                   C = (size_t)atol(argv[4]);
+    if (argc >= 5)
+        N = (size_t)atol(argv[1]), H = (size_t)atol(argv[2]), W = (size_t)atol(argv[3]),
+        C = (size_t)atol(argv[4]);
     if (argc >= 6) threads = atoi(argv[5]);
     if (!N || !H || !W || !C || C > 4096 || threads < 1) {
         fprintf(stderr, "usage: channel_groups [N H W C] [threads]\n");
@@ -106,8 +125,9 @@ int main(int argc, char **argv) {
 #ifdef _OPENMP
                     tid = omp_get_thread_num(), nt = omp_get_num_threads();
 #endif
-                    size_t r0 = rows * (size_t)tid / (size_t)nt, r1 = rows * (size_t)(tid + 1) / (size_t)nt;
-                    stats_cols(x, r0, r1, C, 0, C, part + (size_t)tid * 2 * C,
+                    size_t r0 = rows * (size_t)tid / (size_t)nt,
+                           r1 = rows * (size_t)(tid + 1) / (size_t)nt;
+                    stats_rows(x, r0, r1, C, part + (size_t)tid * 2 * C,
                                part + (size_t)tid * 2 * C + C);
 #pragma omp barrier
 #pragma omp single
