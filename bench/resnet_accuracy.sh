@@ -8,19 +8,28 @@
 # final test accuracy and time, and the mean of the seeds.
 #
 #   bash bench/resnet_accuracy.sh [--epochs N] [--seeds "1 2 3"] [--skip-torch] [--skip-plain]
+#   bash bench/resnet_accuracy.sh --speed ROUNDS
+#
+# --speed ROUNDS: the speed of the same protocol, side by side: ROUNDS
+# rounds of one epoch on the first 12,800 training images (200 steps) and
+# 1,000 test images, bnorm and PyTorch taking turns; each round's bnorm /
+# PyTorch time, and their median (the machine's speed drifts by 1.5x over
+# minutes: only ratios taken in the same minutes compare).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 epochs=20
 seeds="1 2 3"
 skip_torch=
 skip_plain=
+speed=
 while [ $# -gt 0 ]; do
     case $1 in
+    --speed) speed=$2; shift 2 ;;
     --epochs) epochs=$2; shift 2 ;;
     --seeds) seeds=$2; shift 2 ;;
     --skip-torch) skip_torch=1; shift ;;
     --skip-plain) skip_plain=1; shift ;;
-    *) echo "usage: bash bench/resnet_accuracy.sh [--epochs N] [--seeds \"1 2 3\"] [--skip-torch] [--skip-plain]" >&2; exit 2 ;;
+    *) echo "usage: bash bench/resnet_accuracy.sh [--epochs N] [--seeds \"1 2 3\"] [--skip-torch] [--skip-plain] | --speed ROUNDS" >&2; exit 2 ;;
     esac
 done
 bash scripts/install-deps.sh python3-torch
@@ -31,6 +40,23 @@ trap 'rm -rf "$work"' EXIT
 export OPENBLAS_NUM_THREADS=1
 protocol=(--model resnet --epochs "$epochs" --batch 64 --lr 0.05 --momentum 0.9 --weight-decay 5e-4
           --lr-schedule cosine --warmup 1 --crop-pad 2 --flip --threads 2)
+if [ -n "$speed" ]; then
+    ratios=()
+    for r in $(seq "$speed"); do
+        t0=$(date +%s.%N)
+        build/tools/bnorm train "${protocol[@]}" --epochs 1 --train-limit 12800 --test-limit 1000 >/dev/null
+        t1=$(date +%s.%N)
+        MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=4294967296 /usr/bin/python3 bench/torch_resnet.py \
+            --epochs 1 --train-limit 12800 --test-limit 1000 >/dev/null
+        t2=$(date +%s.%N)
+        ratio=$(awk -v a="$t0" -v b="$t1" -v c="$t2" 'BEGIN { printf "%.3f", (b - a) / (c - b) }')
+        awk -v r="$r" -v a="$t0" -v b="$t1" -v c="$t2" -v q="$ratio" \
+            'BEGIN { printf "round %d: bnorm %.1f s, PyTorch %.1f s, bnorm / PyTorch %s\n", r, b - a, c - b, q }'
+        ratios+=("$ratio")
+    done
+    printf "%s\n" "${ratios[@]}" | sort -n | awk '{ v[NR] = $1 } END { printf "median bnorm / PyTorch over %d rounds: %s\n", NR, v[int((NR + 1) / 2)] }'
+    exit 0
+fi
 results=()
 run_bnorm() { # label, extra options...
     local label=$1; shift

@@ -32,6 +32,8 @@ def main():
     ap.add_argument("--crop-pad", type=int, default=2)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--train-limit", type=int, default=0, help="first N training images (0: all)")
+    ap.add_argument("--test-limit", type=int, default=0, help="first N test images (0: all)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
@@ -39,6 +41,10 @@ def main():
     ys = read_idx(find(a.data, "train-labels-idx1-ubyte")).astype(np.int64)
     xt = read_idx(find(a.data, "t10k-images-idx3-ubyte")).astype(np.float32) / 255.0
     yt = read_idx(find(a.data, "t10k-labels-idx1-ubyte")).astype(np.int64)
+    if a.train_limit:
+        xs, ys = xs[:a.train_limit], ys[:a.train_limit]
+    if a.test_limit:
+        xt, yt = xt[:a.test_limit], yt[:a.test_limit]
     mean, std = xs.mean(), xs.std()
     x = torch.from_numpy((xs - mean) / std).reshape(-1, 1, 28, 28)
     y = torch.from_numpy(ys)
