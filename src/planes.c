@@ -208,8 +208,8 @@ BN_INLINE void plane_chunk_backward(const bn_view *v, const float *x, const bn_g
  * 3-50 KiB (docs/PERFORMANCE.md, "Why the kernels are cut as they are"). */
 #define PLANE_PREFETCH_BYTES 12288
 
-BN_DISPATCH void bn_planes_stats(const bn_view *v, const float *x, bn_workspace *ws, size_t t0,
-                                 size_t t1) {
+BN_DISPATCH static void planes_stats(const bn_view *v, const float *x, bn_workspace *ws, size_t t0,
+                                     size_t t1) {
     if (v->ch.planes_per_chunk == 1 && v->ch.segments == 1 && t0 < t1) {
         /* Whole planes, consecutive in memory: the next plane's first pass
          * is issued before this plane's second, so that its reduction runs
@@ -240,8 +240,8 @@ BN_DISPATCH void bn_planes_stats(const bn_view *v, const float *x, bn_workspace 
     });
 }
 
-BN_DISPATCH void bn_planes_backward(const bn_view *v, const float *x, const bn_grad *gr,
-                                    float *frozen_dx, bn_workspace *ws, size_t t0, size_t t1) {
+BN_DISPATCH static void planes_backward(const bn_view *v, const float *x, const bn_grad *gr,
+                                        float *frozen_dx, bn_workspace *ws, size_t t0, size_t t1) {
     if (!gr->mask && !gr->g_out) {
         /* The plain backward: g is dy, nothing else to write. */
         const bn_grad plain = {gr->dy, NULL, NULL};
@@ -264,8 +264,8 @@ BN_DISPATCH void bn_planes_backward(const bn_view *v, const float *x, const bn_g
     });
 }
 
-BN_DISPATCH void bn_planes_normalize(const bn_view *v, const float *x, const bn_workspace *ws,
-                                     float *y, size_t p0, size_t p1, int stream) {
+BN_DISPATCH static void planes_normalize(const bn_view *v, const float *x, const bn_workspace *ws,
+                                         float *y, size_t p0, size_t p1, int stream) {
     const size_t F = v->features, S = v->s;
     for (size_t p = p0, f = p0 % F; p < p1; p++) {
         const float *xp = x + p * S;
@@ -279,8 +279,9 @@ BN_DISPATCH void bn_planes_normalize(const bn_view *v, const float *x, const bn_
     }
 }
 
-BN_DISPATCH void bn_planes_dx(const bn_view *v, const float *x, const bn_grad *gr,
-                              const bn_workspace *ws, float *dx, size_t p0, size_t p1, int stream) {
+BN_DISPATCH static void planes_dx(const bn_view *v, const float *x, const bn_grad *gr,
+                                  const bn_workspace *ws, float *dx, size_t p0, size_t p1,
+                                  int stream) {
     const size_t F = v->features, S = v->s;
     const uint8_t *mask = gr->mask;
     for (size_t p = p0, f = p0 % F; p < p1; p++) {
@@ -302,4 +303,26 @@ BN_DISPATCH void bn_planes_dx(const bn_view *v, const float *x, const bn_grad *g
         }
         if (++f == F) f = 0;
     }
+}
+
+/* The entry points, plain functions around the file's dispatched ones: a
+ * dispatched function that other files of the shared library call did not
+ * link under clang. */
+void bn_planes_stats(const bn_view *v, const float *x, bn_workspace *ws, size_t t0, size_t t1) {
+    planes_stats(v, x, ws, t0, t1);
+}
+
+void bn_planes_backward(const bn_view *v, const float *x, const bn_grad *gr, float *frozen_dx,
+                        bn_workspace *ws, size_t t0, size_t t1) {
+    planes_backward(v, x, gr, frozen_dx, ws, t0, t1);
+}
+
+void bn_planes_normalize(const bn_view *v, const float *x, const bn_workspace *ws, float *y,
+                         size_t p0, size_t p1, int stream) {
+    planes_normalize(v, x, ws, y, p0, p1, stream);
+}
+
+void bn_planes_dx(const bn_view *v, const float *x, const bn_grad *gr, const bn_workspace *ws,
+                  float *dx, size_t p0, size_t p1, int stream) {
+    planes_dx(v, x, gr, ws, dx, p0, p1, stream);
 }

@@ -252,8 +252,8 @@ BN_INLINE void rows_dx_hoisted(const float *x, const float *dy, const uint8_t *m
         }
 }
 
-BN_DISPATCH void bn_rows_stats(const bn_view *v, const float *x, bn_workspace *ws,
-                               const bn_rows_tile *tl) {
+BN_DISPATCH static void rows_stats(const bn_view *v, const float *x, bn_workspace *ws,
+                                   const bn_rows_tile *tl) {
     const size_t F = v->features, p = tl->rb * F + tl->f0;
     strip_stats(x + tl->r0 * F + tl->f0, tl->rows, F, tl->w, ws->part0 + p, ws->part1 + p);
 }
@@ -262,8 +262,8 @@ size_t bn_rows_backward_width(size_t F) {
     return F <= ROW_GROUPS * VL ? ROW_GROUPS * VL : BN_FEATURE_BLOCK;
 }
 
-BN_DISPATCH void bn_rows_backward(const bn_view *v, const float *x, const bn_grad *gr,
-                                  float *frozen_dx, bn_workspace *ws, const bn_rows_tile *tl) {
+BN_DISPATCH static void rows_backward(const bn_view *v, const float *x, const bn_grad *gr,
+                                      float *frozen_dx, bn_workspace *ws, const bn_rows_tile *tl) {
     const size_t F = v->features, o = tl->r0 * F + tl->f0, p = tl->rb * F + tl->f0;
     const float *mean = ws->mean + tl->f0;
     if (!gr->mask && !gr->g_out) {
@@ -283,8 +283,8 @@ BN_DISPATCH void bn_rows_backward(const bn_view *v, const float *x, const bn_gra
                   ws->part2 + p);
 }
 
-BN_DISPATCH void bn_rows_normalize(const bn_view *v, const float *x, const bn_workspace *ws,
-                                   float *y, size_t r0, size_t r1, int stream) {
+BN_DISPATCH static void rows_normalize(const bn_view *v, const float *x, const bn_workspace *ws,
+                                       float *y, size_t r0, size_t r1, int stream) {
     const size_t F = v->features;
     const float *mean = ws->mean, *scale = ws->scale, *shift_folded = ws->shift_folded;
     if (F % VL == 0 && F / VL <= ROW_GROUPS && (!stream || STREAM_ALIGNED(y))) {
@@ -309,8 +309,9 @@ BN_DISPATCH void bn_rows_normalize(const bn_view *v, const float *x, const bn_wo
     }
 }
 
-BN_DISPATCH void bn_rows_dx(const bn_view *v, const float *x, const bn_grad *gr,
-                            const bn_workspace *ws, float *dx, size_t r0, size_t r1, int stream) {
+BN_DISPATCH static void rows_dx(const bn_view *v, const float *x, const bn_grad *gr,
+                                const bn_workspace *ws, float *dx, size_t r0, size_t r1,
+                                int stream) {
     const size_t F = v->features;
     const float *dy = gr->dy;
     const uint8_t *mask = gr->mask;
@@ -360,4 +361,26 @@ BN_DISPATCH void bn_rows_dx(const bn_view *v, const float *x, const bn_grad *gr,
 #undef DX_AT
         }
     }
+}
+
+/* The entry points, plain functions around the file's dispatched ones: a
+ * dispatched function that other files of the shared library call did not
+ * link under clang. */
+void bn_rows_stats(const bn_view *v, const float *x, bn_workspace *ws, const bn_rows_tile *tl) {
+    rows_stats(v, x, ws, tl);
+}
+
+void bn_rows_backward(const bn_view *v, const float *x, const bn_grad *gr, float *frozen_dx,
+                      bn_workspace *ws, const bn_rows_tile *tl) {
+    rows_backward(v, x, gr, frozen_dx, ws, tl);
+}
+
+void bn_rows_normalize(const bn_view *v, const float *x, const bn_workspace *ws, float *y,
+                       size_t r0, size_t r1, int stream) {
+    rows_normalize(v, x, ws, y, r0, r1, stream);
+}
+
+void bn_rows_dx(const bn_view *v, const float *x, const bn_grad *gr, const bn_workspace *ws,
+                float *dx, size_t r0, size_t r1, int stream) {
+    rows_dx(v, x, gr, ws, dx, r0, r1, stream);
 }
