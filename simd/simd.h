@@ -38,6 +38,11 @@ typedef int32_t vi __attribute__((vector_size(64), aligned(4), __may_alias__));
 #define SPLAT(s)         ((vf){0} + (s))
 #define TO_LANES(dst, v) memcpy((dst), &(v), sizeof(vf))
 #define LANE_INDEX       ((vi){0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15})
+/* All ones in the last `rem` lanes (j >= VL - rem), zeros before: the
+ * sign of j - (VL - rem), spread. (The comparison LANE_INDEX >= VL - rem
+ * gives the same bits, but crashed GCC 12 under -fsanitize in one inlining
+ * context.) */
+#define LAST_LANES(rem) (~((LANE_INDEX - (int32_t)(VL - (rem))) >> 31))
 /* Lane j's bit, 1 << j: a lane mask to and from 16 bits. */
 #define LANE_BIT ((vi){1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768})
 

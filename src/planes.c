@@ -19,7 +19,7 @@ static size_t plane_offset(const bn_view *v, size_t n, size_t f) {
 
 /* A run's ragged end (rem < VL values, in a run of at least VL) joins the
  * vector sums as the vector that ends the run, with the lanes already
- * counted masked off (LANE_INDEX >= VL - rem keeps the last rem): a scalar
+ * counted masked off (LAST_LANES keeps the last rem): a scalar
  * loop's double adds would sit on the critical path of every short plane. */
 
 /* sum(p[i] - k) over one run, in float: it only places the center that the
@@ -40,7 +40,7 @@ BN_INLINE double run_sum_shifted(const float *p, size_t len, float k) {
     for (; i + VL <= len; i += VL)
         a0 += LD(p + i);
     if (i < len && len >= VL) {
-        vi keep = LANE_INDEX >= (int)(VL - (len - i));
+        vi keep = LAST_LANES(len - i);
         a1 += (vf)((vi)LD(p + len - VL) & keep);
         i = len;
     }
@@ -67,7 +67,7 @@ BN_INLINE void run_sums_centered(const float *p, size_t len, float k, double *s1
         e1a += e, e2a += e * e;
     }
     if (i < len && len >= VL) {
-        vi keep = LANE_INDEX >= (int)(VL - (len - i));
+        vi keep = LAST_LANES(len - i);
         vf e = (vf)((vi)(LD(p + len - VL) - vk) & keep);
         e1b += e, e2b += e * e;
         i = len;
@@ -124,7 +124,7 @@ BN_INLINE void run_backward(const float *x, const float *dy, const uint8_t *mask
             d2a += e;
     }
     if (i < len && len >= VL) {
-        vi keep = LANE_INDEX >= (int)(VL - (len - i));
+        vi keep = LAST_LANES(len - i);
         vf g = GRAD_AT(dy, mask, o, len - VL), e = LD(x + len - VL) - vm;
         d0b += (vf)((vi)g & keep);
         d1b += (vf)((vi)(g * e) & keep);
