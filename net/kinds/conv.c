@@ -1,10 +1,11 @@
 /* conv: a size x size convolution (3 or 1) with stride 1 or 2 and same
- * padding, by im2col and sgemm; weights [size][size][in_c][out_c], one row
- * of the GEMM's B per im2col column. A 1x1 convolution of stride 1 needs no
- * im2col: its input already is the GEMM's A. */
-#include <cblas.h>
+ * padding, by im2col and a matrix product (gemm.h); weights
+ * [size][size][in_c][out_c], one row of the product's B per im2col column.
+ * A 1x1 convolution of stride 1 needs no im2col: its input already is the
+ * product's A. */
 #include <string.h>
 
+#include "gemm.h"
 #include "kind.h"
 #include "ops.h"
 
@@ -30,8 +31,14 @@ static int chunk(const nn_net *net, const nn_layer *l) {
     return (int)(net->conv_chunk_bytes / per_sample);
 }
 
+/* A thread's scratch: the im2col chunk, then room for the weights'
+ * transpose (the input gradient's B) or the weight gradient's transpose. */
+static size_t col_floats(const nn_net *net, const nn_layer *l) {
+    return direct(l) ? 0 : (size_t)chunk(net, l) * pixels(l) * taps(l);
+}
+
 static void plan(const nn_net *net, const nn_layer *l, nn_plan *need) {
-    if (!direct(l)) need->thread_floats = (size_t)chunk(net, l) * pixels(l) * taps(l);
+    need->thread_floats = col_floats(net, l) + (size_t)taps(l) * l->out.c;
     /* Each slice but the first sums its samples' weight gradient apart. */
     if (net->threads > 1)
         need->work_bytes = (size_t)(net->threads - 1) * l->weight->size * sizeof(float);
@@ -96,8 +103,8 @@ static void forward(const nn_pass *p, int s, int b0, int b1) {
     for (int c0 = b0; c0 < b1; c0 += step) {
         int m = b1 - c0 < step ? b1 - c0 : step;
         const float *a = columns(l, col, p->in[0] + (size_t)c0 * l->in_size, m);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(m * pix), oc, K, 1.0f, a, K,
-                    l->weight->value, oc, 0.0f, l->act + (size_t)c0 * l->out_size, oc);
+        nn_gemm((int)(m * pix), oc, K, a, K, 0, l->weight->value, oc, 0.0f,
+                l->act + (size_t)c0 * l->out_size, oc);
     }
     if (l->bias)
         nn_add_bias(l->act + (size_t)b0 * l->out_size, l->bias->value, (size_t)(b1 - b0) * pix, oc);
@@ -113,26 +120,27 @@ static void backward(const nn_pass *p, int s, int b0, int b1, int phase) {
     int K = taps(l), oc = l->out.c, step = chunk(p->net, l);
     size_t pix = pixels(l), wsize = (size_t)K * oc;
     float *partial = p->net->work, *col = nn_thread_scratch(p->net, s);
+    float *wt = col + col_floats(p->net, l);
     if (phase == 0) {
         float *dst = s == 0 ? p->dw : partial + (size_t)(s - 1) * wsize;
         for (int c0 = b0; c0 < b1; c0 += step) {
             int m = b1 - c0 < step ? b1 - c0 : step;
             float keep = c0 > b0 ? 1.0f : s == 0 ? p->dw_beta : 0.0f;
             const float *a = columns(l, col, p->in[0] + (size_t)c0 * l->in_size, m);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, oc, (int)(m * pix), 1.0f, a, K,
-                        p->g + (size_t)c0 * pix * oc, oc, keep, dst, oc);
+            nn_gemm_at_b(K, oc, (int)(m * pix), a, K, p->g + (size_t)c0 * pix * oc, oc, keep, dst,
+                         oc, wt);
         }
         return;
     }
     size_t r0 = (size_t)nn_slice_begin(K, p->T, s), r1 = (size_t)nn_slice_begin(K, p->T, s + 1);
     for (int t = 1; t < p->T; t++)
         nn_add_rows(p->dw + r0 * oc, partial + (size_t)(t - 1) * wsize + r0 * oc, (r1 - r0) * oc);
+    if (p->din[0]) nn_transpose(K, oc, l->weight->value, oc, wt);
     for (int c0 = b0; p->din[0] && c0 < b1; c0 += step) {
         int m = b1 - c0 < step ? b1 - c0 : step;
         float *din = p->din[0] + (size_t)c0 * l->in_size;
         float *dst = direct(l) ? din : col;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(m * pix), K, oc, 1.0f,
-                    p->g + (size_t)c0 * pix * oc, oc, l->weight->value, oc, 0.0f, dst, K);
+        nn_gemm((int)(m * pix), K, oc, p->g + (size_t)c0 * pix * oc, oc, 0, wt, K, 0.0f, dst, K);
         if (direct(l)) continue;
         if (l->spec.size == 3 && l->spec.stride == 1)
             nn_col2im3x3(din, col, m, l->in.h, l->in.w, l->in.c);

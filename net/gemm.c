@@ -1,0 +1,159 @@
+/* The convolutions' matrix products (gemm.h): register tiles of C, each
+ * summed over all of k in one sweep. */
+#include "gemm.h"
+
+#include <cblas.h>
+#include <string.h>
+
+#include "simd.h"
+
+/* Tiles of MR rows by NV vectors of C: 24 accumulators, as many as leave
+ * room in AVX-512's 32 registers for B's row and the broadcast of A. Each
+ * step of the sum loads NV vectors of B and MR floats of A for MR x NV fused
+ * multiply-adds; the widest tile loads least per multiply-add, so a row of
+ * C is cut into 64-wide tiles first. */
+#define TILE(MR, NV)                                                                               \
+    BN_INLINE void tile_##MR##x##NV(int k, const float *a, size_t a_row, size_t a_col,             \
+                                    const float *b, size_t ldb, float beta, float *c,              \
+                                    size_t ldc) {                                                  \
+        vf acc[MR][NV];                                                                            \
+        for (int r = 0; r < MR; r++)                                                               \
+            for (int v = 0; v < NV; v++)                                                           \
+                acc[r][v] = (vf){0};                                                               \
+        for (int p = 0; p < k; p++) {                                                              \
+            const float *bp = b + (size_t)p * ldb, *ap = a + (size_t)p * a_col;                    \
+            vf bv[NV];                                                                             \
+            for (int v = 0; v < NV; v++)                                                           \
+                bv[v] = LD(bp + VL * v);                                                           \
+            for (int r = 0; r < MR; r++) {                                                         \
+                vf ar = SPLAT(ap[(size_t)r * a_row]);                                              \
+                for (int v = 0; v < NV; v++)                                                       \
+                    acc[r][v] += ar * bv[v];                                                       \
+            }                                                                                      \
+        }                                                                                          \
+        for (int r = 0; r < MR; r++)                                                               \
+            for (int v = 0; v < NV; v++) {                                                         \
+                float *cr = c + (size_t)r * ldc + VL * v;                                          \
+                vf out = acc[r][v];                                                                \
+                if (beta != 0.0f) out += beta * LD(cr);                                            \
+                ST(cr, out);                                                                       \
+            }                                                                                      \
+    }
+
+TILE(6, 4)
+TILE(12, 2)
+TILE(24, 1)
+TILE(4, 4)
+TILE(4, 2)
+TILE(4, 1)
+TILE(2, 4)
+TILE(2, 2)
+TILE(2, 1)
+TILE(1, 4)
+TILE(1, 2)
+TILE(1, 1)
+
+/* The last n % 16 columns: B's edge copied, a block of rows at a time, into
+ * whole vectors whose lanes past n are zero (a vector load of B's own rows
+ * could read past its end); each block's sums are added into C. */
+#define EDGE_ROWS 128
+BN_INLINE void edge_columns(int m, int w, int k, const float *a, size_t a_row, size_t a_col,
+                            const float *b, size_t ldb, float beta, float *c, size_t ldc) {
+    float pad[EDGE_ROWS][VL];
+    for (int p0 = 0; p0 == 0 || p0 < k; p0 += EDGE_ROWS) {
+        int rows = k - p0 < EDGE_ROWS ? k - p0 : EDGE_ROWS;
+        for (int p = 0; p < rows; p++) {
+            memset(pad[p], 0, sizeof pad[p]);
+            memcpy(pad[p], b + (size_t)(p0 + p) * ldb, (size_t)w * sizeof(float));
+        }
+        for (int i = 0; i < m; i++) {
+            const float *ai = a + (size_t)i * a_row + (size_t)p0 * a_col;
+            vf acc = {0};
+            for (int p = 0; p < rows; p++)
+                acc += ai[(size_t)p * a_col] * LD(pad[p]);
+            float out[VL], *ci = c + (size_t)i * ldc;
+            TO_LANES(out, acc);
+            for (int j = 0; j < w; j++)
+                ci[j] = p0 > 0 ? ci[j] + out[j] : beta == 0.0f ? out[j] : out[j] + beta * ci[j];
+        }
+    }
+}
+
+/* All rows of C against one block of NV vectors of columns: the block of
+ * B (k x 16 NV) stays in cache while A's rows stream past it. The rows
+ * left over after the last whole tile go one at a time. */
+#define COLUMN_BLOCK(MR, NV)                                                                       \
+    BN_INLINE void block_##NV(int m, int k, const float *a, size_t a_row, size_t a_col,            \
+                              const float *b, size_t ldb, float beta, float *c, size_t ldc) {      \
+        int i = 0;                                                                                 \
+        for (; i + MR <= m; i += MR)                                                               \
+            tile_##MR##x##NV(k, a + (size_t)i * a_row, a_row, a_col, b, ldb, beta,                 \
+                             c + (size_t)i * ldc, ldc);                                            \
+        for (; i + 4 <= m; i += 4)                                                                 \
+            tile_4x##NV(k, a + (size_t)i * a_row, a_row, a_col, b, ldb, beta, c + (size_t)i * ldc, \
+                        ldc);                                                                      \
+        for (; i + 2 <= m; i += 2)                                                                 \
+            tile_2x##NV(k, a + (size_t)i * a_row, a_row, a_col, b, ldb, beta, c + (size_t)i * ldc, \
+                        ldc);                                                                      \
+        for (; i < m; i++)                                                                         \
+            tile_1x##NV(k, a + (size_t)i * a_row, a_row, a_col, b, ldb, beta, c + (size_t)i * ldc, \
+                        ldc);                                                                      \
+    }
+
+COLUMN_BLOCK(6, 4)
+COLUMN_BLOCK(12, 2)
+COLUMN_BLOCK(24, 1)
+
+BN_DISPATCH static void gemm(int m, int n, int k, const float *a, size_t a_row, size_t a_col,
+                             const float *b, size_t ldb, float beta, float *c, size_t ldc) {
+    int j = 0;
+    for (; j + 4 * VL <= n; j += 4 * VL)
+        block_4(m, k, a, a_row, a_col, b + j, ldb, beta, c + j, ldc);
+    if (j + 2 * VL <= n) {
+        block_2(m, k, a, a_row, a_col, b + j, ldb, beta, c + j, ldc);
+        j += 2 * VL;
+    }
+    if (j + VL <= n) {
+        block_1(m, k, a, a_row, a_col, b + j, ldb, beta, c + j, ldc);
+        j += VL;
+    }
+    if (j < n) edge_columns(m, n - j, k, a, a_row, a_col, b + j, ldb, beta, c + j, ldc);
+}
+
+void nn_gemm(int m, int n, int k, const float *a, size_t lda, int a_transposed, const float *b,
+             size_t ldb, float beta, float *c, size_t ldc) {
+    if (m <= 0 || n <= 0) return;
+    /* Narrower than a vector, every column is an edge column: OpenBLAS's
+     * small kernels do better there. */
+    if (n < VL) {
+        cblas_sgemm(CblasRowMajor, a_transposed ? CblasTrans : CblasNoTrans, CblasNoTrans, m, n, k,
+                    1.0f, a, (int)lda, b, (int)ldb, beta, c, (int)ldc);
+        return;
+    }
+    if (a_transposed)
+        gemm(m, n, k, a, 1, lda, b, ldb, beta, c, ldc);
+    else
+        gemm(m, n, k, a, lda, 1, b, ldb, beta, c, ldc);
+}
+
+void nn_gemm_at_b(int m, int n, int k, const float *a, size_t lda, const float *b, size_t ldb,
+                  float beta, float *c, size_t ldc, float *work) {
+    if (n >= 4 * VL || m < VL) {
+        nn_gemm(m, n, k, a, lda, 1, b, ldb, beta, c, ldc);
+        return;
+    }
+    /* C's transpose, B^T A: its rows are C's few columns and its vectors run
+     * along A's rows, which are contiguous. */
+    if (n > 0) gemm(n, m, k, b, 1, ldb, a, lda, 0.0f, work, (size_t)m);
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) {
+            float *cij = c + (size_t)i * ldc + j;
+            *cij = beta == 0.0f ? work[(size_t)j * m + i] : work[(size_t)j * m + i] + beta * *cij;
+        }
+}
+
+void nn_transpose(int k, int n, const float *b, size_t ldb, float *bt) {
+    for (int p = 0; p < k; p++)
+        for (int j = 0; j < n; j++)
+            bt[(size_t)j * k + p] = b[(size_t)p * ldb + j];
+}

@@ -1,0 +1,37 @@
+/*
+ * gemm.h - the matrix products of the convolutions: C = A B (+ beta C) with
+ * A as stored or transposed, B row-major. The convolutions' products are
+ * long and thin (a batch's pixels by 9 x 16..64 taps by 16..64 channels);
+ * a BLAS packs both operands into its own panels for every call, which for
+ * such shapes costs as much as a third of the product. These kernels read
+ * A and B where they lie, holding a tile of C in registers for the whole
+ * sum.
+ *
+ * Multiplies and adds are fused, and each element of C is summed in
+ * increasing p: on one machine the result is the same for every call,
+ * whatever the tile it fell in.
+ */
+#ifndef NN_GEMM_H
+#define NN_GEMM_H
+
+#include <stddef.h>
+
+/* C = A B + beta C: c[i * ldc + j] = sum over p < k of A(i, p) * b[p * ldb + j]
+ * + beta * c[i * ldc + j], for i < m, j < n, where A(i, p) is a[i * lda + p],
+ * or a[p * lda + i] when a_transposed (A stored as [k][m]). beta 0 does not
+ * read c. */
+void nn_gemm(int m, int n, int k, const float *a, size_t lda, int a_transposed, const float *b,
+             size_t ldb, float beta, float *c, size_t ldc);
+
+/* The same product with A transposed (A stored as [k][m]), for the weight
+ * gradients: a long sum into a small C. work holds m * n floats: a C of
+ * fewer than 64 columns is computed as its transpose, whose vectors then run
+ * along the rows of A, and added into c from there. */
+void nn_gemm_at_b(int m, int n, int k, const float *a, size_t lda, const float *b, size_t ldb,
+                  float beta, float *c, size_t ldc, float *work);
+
+/* bt[j * k + p] = b[p * ldb + j]: B [k][n] transposed into [n][k], so that a
+ * product with B's transpose is an nn_gemm with bt. */
+void nn_transpose(int k, int n, const float *b, size_t ldb, float *bt);
+
+#endif

@@ -1,0 +1,123 @@
+/* The convolutions' matrix products (net/gemm.c) against a double sum over
+ * ragged shapes: tiles of every width and height with rows and columns left
+ * over, A as stored and transposed, strides wider than the rows, beta 0
+ * (c not read: it holds NaN), 1 and 0.9, an empty sum, and the weight
+ * gradient's product in both orientations. Each element must lie within the
+ * error bound of its sum, |c - ref| <= (k + 2) 2^-24 (sum |a b| + |beta c|);
+ * a term from a wrong row or column misses by far more. The columns past n
+ * must stay untouched. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gemm.h"
+
+#ifdef NN_TEST_NEEDS_AVX2
+#define NEEDS_AVX2 1
+#else
+#define NEEDS_AVX2 0
+#endif
+
+#define GUARD 7 /* columns past n in each row of c */
+
+static int failures, checked;
+
+static unsigned rng_state = 2024u;
+static float draw(void) {
+    rng_state = rng_state * 1664525u + 1013904223u;
+    return (float)((int)(rng_state >> 8) % 2001 - 1000) / 997.0f;
+}
+
+static float *alloc(size_t count) {
+    float *v = malloc((count ? count : 1) * sizeof(float));
+    if (!v) {
+        fprintf(stderr, "test_gemm: out of memory\n");
+        exit(1);
+    }
+    for (size_t i = 0; i < count; i++)
+        v[i] = draw();
+    return v;
+}
+
+/* One product: at_b selects nn_gemm_at_b (A stored [k][m]); otherwise
+ * a_transposed picks A's storage for nn_gemm. */
+static void one_case(int m, int n, int k, int a_transposed, int at_b, float beta) {
+    if (at_b) a_transposed = 1;
+    size_t lda = (size_t)(a_transposed ? m : k) + 3, ldb = (size_t)n + 5, ldc = (size_t)n + GUARD;
+    size_t a_rows = (size_t)(a_transposed ? k : m);
+    float *a = alloc(a_rows * lda), *b = alloc((size_t)k * ldb), *c = alloc((size_t)m * ldc);
+    float *c0 = alloc((size_t)m * ldc), *work = alloc((size_t)m * n);
+    for (size_t i = 0; i < (size_t)m * ldc; i++) {
+        if (beta == 0.0f && i % ldc < (size_t)n) c[i] = NAN;
+        c0[i] = c[i];
+    }
+    if (at_b)
+        nn_gemm_at_b(m, n, k, a, lda, b, ldb, beta, c, ldc, work);
+    else
+        nn_gemm(m, n, k, a, lda, a_transposed, b, ldb, beta, c, ldc);
+    int bad = 0;
+    for (int i = 0; i < m && !bad; i++) {
+        for (int j = 0; j < n && !bad; j++) {
+            double ref = 0.0, mag = 0.0;
+            for (int p = 0; p < k; p++) {
+                double aip = a_transposed ? a[(size_t)p * lda + i] : a[(size_t)i * lda + p];
+                double t = aip * b[(size_t)p * ldb + j];
+                ref += t, mag += fabs(t);
+            }
+            if (beta != 0.0f) {
+                double t = (double)beta * c0[(size_t)i * ldc + j];
+                ref += t, mag += fabs(t);
+            }
+            double got = c[(size_t)i * ldc + j], bound = (k + 2) * ldexp(1.0, -24) * mag;
+            if (!(fabs(got - ref) <= bound)) {
+                fprintf(stderr,
+                        "FAIL gemm m=%d n=%d k=%d %s beta=%g: c[%d][%d] = %.9g, want %.9g\n", m, n,
+                        k,
+                        at_b           ? "at_b"
+                        : a_transposed ? "A^T"
+                                       : "A",
+                        beta, i, j, got, ref);
+                bad = 1;
+            }
+        }
+        for (int j = n; j < (int)ldc && !bad; j++)
+            if (memcmp(&c[(size_t)i * ldc + j], &c0[(size_t)i * ldc + j], sizeof(float))) {
+                fprintf(stderr, "FAIL gemm m=%d n=%d k=%d: column %d past n written\n", m, n, k, j);
+                bad = 1;
+            }
+    }
+    failures += bad;
+    checked++;
+    free(a), free(b), free(c), free(c0), free(work);
+}
+
+int main(void) {
+    if (NEEDS_AVX2 && (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma"))) {
+        printf("test_gemm: this CPU has no AVX2, skipped\n");
+        return 77;
+    }
+    const int ms[] = {1, 2, 3, 5, 6, 7, 12, 13, 24, 25, 31, 50};
+    const int ns[] = {1, 5, 15, 16, 17, 31, 32, 33, 48, 63, 64, 65, 80, 130, 144};
+    const int ks[] = {0, 1, 2, 9, 17, 144, 300};
+    const float betas[] = {0.0f, 1.0f, 0.9f};
+    for (size_t i = 0; i < sizeof ms / sizeof *ms; i++)
+        for (size_t j = 0; j < sizeof ns / sizeof *ns; j++)
+            for (size_t p = 0; p < sizeof ks / sizeof *ks; p++) {
+                float beta = betas[(i + j + p) % 3];
+                one_case(ms[i], ns[j], ks[p], 0, 0, beta);
+                one_case(ms[i], ns[j], ks[p], 1, 0, beta);
+                one_case(ms[i], ns[j], ks[p], 1, 1, beta);
+            }
+    /* The convolutions' own shapes: forward, input gradient, weight gradient. */
+    one_case(784, 16, 144, 0, 0, 0.0f);
+    one_case(196, 144, 32, 0, 0, 0.0f);
+    one_case(144, 16, 784, 1, 1, 0.9f);
+    one_case(576, 64, 98, 1, 1, 1.0f);
+    if (failures) {
+        fprintf(stderr, "test_gemm: %d of %d products wrong\n", failures, checked);
+        return 1;
+    }
+    printf("test_gemm: %d products within the bound of their sums\n", checked);
+    return 0;
+}
