@@ -45,6 +45,10 @@ struct nn_kind {
     /* Forward on samples [b0, b1), slice s; or on the whole batch. */
     void (*forward)(const nn_pass *p, int s, int b0, int b1);
     int (*forward_batch)(const nn_pass *p);
+    /* Optional, for a batch of fewer samples than threads (one sample in
+     * test mode): the forward of part s of `parts`, split inside the
+     * samples, so that every thread has work. */
+    void (*forward_part)(const nn_pass *p, int s, int parts);
     /* Backward: `phases` rounds over the slices, each round after every
      * slice finished the one before; or on the whole batch. */
     int phases;

@@ -373,6 +373,13 @@ const float *nn_forward(nn_net *net, const float *x, int n, int training) {
             if (l->kind->forward_batch(&p)) return NULL;
             continue;
         }
+        if (p.T < net->threads && l->kind->forward_part) {
+            int parts = net->threads;
+#pragma omp parallel for num_threads(parts) schedule(static)
+            for (int s = 0; s < parts; s++)
+                l->kind->forward_part(&p, s, parts);
+            continue;
+        }
 #pragma omp parallel for num_threads(p.T) schedule(static) if (p.T > 1)
         for (int s = 0; s < p.T; s++)
             l->kind->forward(&p, s, nn_slice_begin(n, p.T, s), nn_slice_begin(n, p.T, s + 1));

@@ -87,13 +87,14 @@ BN_DISPATCH static void maxpool_backward(float *restrict din, const float *restr
 
 /* Inlined into each caller so that c = 1 (the first convolution) is a
  * constant there and its three-float copies need no loop. */
-static inline __attribute__((always_inline)) void
-im2col_body(float *restrict col, const float *restrict in, int n, int h, int w, int c) {
+static inline __attribute__((always_inline)) void im2col_body(float *restrict col,
+                                                              const float *restrict in, int n,
+                                                              int h, int w, int c, int y0, int y1) {
     size_t taps = (size_t)3 * c; /* one kernel row: three neighbours, contiguous in the input */
     for (int b = 0; b < n; b++)
-        for (int y = 0; y < h; y++)
+        for (int y = y0; y < y1; y++)
             for (int x = 0; x < w; x++) {
-                float *dst = col + (((size_t)b * h + y) * w + x) * 9 * c;
+                float *dst = col + (((size_t)b * (y1 - y0) + y - y0) * w + x) * 9 * c;
                 for (int ky = 0; ky < 3; ky++, dst += taps) {
                     int sy = y + ky - 1;
                     if (sy < 0 || sy >= h) {
@@ -125,11 +126,11 @@ im2col_body(float *restrict col, const float *restrict in, int n, int h, int w, 
 }
 
 BN_DISPATCH static void im2col3x3(float *restrict col, const float *restrict in, int n, int h,
-                                  int w, int c) {
+                                  int w, int c, int y0, int y1) {
     if (c == 1)
-        im2col_body(col, in, n, h, w, 1);
+        im2col_body(col, in, n, h, w, 1, y0, y1);
     else
-        im2col_body(col, in, n, h, w, c);
+        im2col_body(col, in, n, h, w, c, y0, y1);
 }
 
 /* Each input pixel gathers the columns that read it, taps in descending
@@ -199,7 +200,10 @@ void nn_maxpool_backward(float *din, const float *g, const uint8_t *argmax, int 
     maxpool_backward(din, g, argmax, n, h, w, c);
 }
 void nn_im2col3x3(float *col, const float *in, int n, int h, int w, int c) {
-    im2col3x3(col, in, n, h, w, c);
+    im2col3x3(col, in, n, h, w, c, 0, h);
+}
+void nn_im2col3x3_rows(float *col, const float *in, int h, int w, int c, int y0, int y1) {
+    im2col3x3(col, in, 1, h, w, c, y0, y1);
 }
 void nn_col2im3x3(float *din, const float *col, int n, int h, int w, int c) {
     col2im3x3(din, col, n, h, w, c);

@@ -30,6 +30,9 @@ void nn_maxpool_backward(float *din, const float *g, const uint8_t *argmax, int 
 
 /* col[(b*h + y)*w + x][(ky*3 + kx)*c + k] = in[b][y+ky-1][x+kx-1][k], zero outside. */
 void nn_im2col3x3(float *col, const float *in, int n, int h, int w, int c);
+/* The same for one image's output rows [y0, y1): col's rows are the pixels
+ * of those rows only. */
+void nn_im2col3x3_rows(float *col, const float *in, int h, int w, int c, int y0, int y1);
 /* The adjoint of nn_im2col3x3: din[b][y][x][k] = the sum of the columns that
  * read it, summed in the order a scatter over output pixels would. */
 void nn_col2im3x3(float *din, const float *col, int n, int h, int w, int c);

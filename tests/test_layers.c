@@ -225,6 +225,52 @@ static void check_fold(const char *model, test_rng *rng) {
     nn_free(&net), nn_free(&folded);
 }
 
+/* One sample in test mode, its convolutions split by rows over the threads
+ * (forward_part), against the same samples in a batch, split by samples:
+ * every convolution's output bit for bit (each output is the same sum in the
+ * same order either way; the channel counts are multiples of 16). Three
+ * threads on 8x8 images leave a thread without rows in the last stage. */
+static void check_parts(const char *model, int threads, test_rng *rng) {
+    static nn_spec spec;
+    nn_net net;
+    char err[512];
+    float x[BATCH * 64];
+    uint8_t y[BATCH];
+    /* A model name, or a description (with a 1x1 convolution of stride 1,
+     * which reads its input rows in place). */
+    if (strchr(model, '\n'))
+        CHECK(nn_spec_parse(model, strlen(model), "test", &spec, err, sizeof err) == 0, "%s", err);
+    else
+        CHECK(nn_spec_for_model(model, &spec, err, sizeof err) == 0, "%s", err);
+    CHECK(nn_build(&net, &spec, 8, 8, 1, 10, 1, BATCH, threads, err, sizeof err) == 0, "%s", err);
+    init(&net, rng);
+    random_batch(x, y, 64, rng);
+    nn_forward(&net, x, BATCH, 0);
+    float *saved[NN_MAX_LAYERS] = {0};
+    for (int i = 0; i < net.n_layers; i++)
+        if (net.layers[i].spec.kind == NN_KIND_CONV) {
+            size_t bytes = (size_t)BATCH * net.layers[i].out_size * sizeof(float);
+            saved[i] = malloc(bytes);
+            if (saved[i]) memcpy(saved[i], net.layers[i].act, bytes);
+        }
+    int convs = 0, differ = 0;
+    for (int b = 0; b < BATCH; b++) {
+        CHECK(nn_forward(&net, x + b * 64, 1, 0) != NULL, "%s: single sample failed", model);
+        for (int i = 0; i < net.n_layers; i++) {
+            if (!saved[i]) continue;
+            size_t n = net.layers[i].out_size;
+            convs += b == 0;
+            differ += memcmp(net.layers[i].act, saved[i] + b * n, n * sizeof(float)) != 0;
+        }
+    }
+    CHECK(convs > 0 && differ == 0,
+          "%s, %d threads: %d of %d single-sample convolution outputs differ from the batch's",
+          model, threads, differ, convs * BATCH);
+    for (int i = 0; i < net.n_layers; i++)
+        free(saved[i]);
+    nn_free(&net);
+}
+
 /* A model file as the version before descriptions wrote it (architecture
  * "mlp", BN before ReLU, tensors layers.K.*), loaded and run against a
  * float64 forward pass computed here. */
@@ -319,6 +365,13 @@ int main(void) {
         check_fused_same("resnet", threads, &rng);
         check_fused_same("cnn", threads, &rng);
         check_fused_same("mlp", threads, &rng);
+    }
+    for (int threads = 2; threads <= 3; threads++) {
+        check_parts("resnet", threads, &rng);
+        check_parts("cnn", threads, &rng);
+        check_parts("conv channels=16\nbn\nrelu\nconv channels=32 size=1 bias=yes\nbn\nrelu\n"
+                    "avgpool\ndense units=10\nsoftmax\n",
+                    threads, &rng);
     }
     check_fold("mlp", &rng);
     check_fold("cnn", &rng);

@@ -48,16 +48,16 @@ static void init(nn_layer *l, nn_rng *rng) { nn_init_he(l->weight, l->out.c, rng
 
 /* col[(b*oh + oy)*ow + ox][(ky*k + kx)*c + ch] = in[b][oy*s + ky - p][ox*s + kx - p][ch],
  * zero outside; for the shapes nn_im2col3x3 does not take. */
-static void im2col(const nn_layer *l, float *col, const float *in, int m) {
+static void im2col(const nn_layer *l, float *col, const float *in, int m, int y0, int y1) {
     int k = l->spec.size, st = l->spec.stride, pad = k / 2, c = l->in.c;
-    int h = l->in.h, w = l->in.w, oh = l->out.h, ow = l->out.w;
+    int h = l->in.h, w = l->in.w, ow = l->out.w;
     for (int b = 0; b < m; b++)
-        for (int oy = 0; oy < oh; oy++)
+        for (int oy = y0; oy < y1; oy++)
             for (int ox = 0; ox < ow; ox++)
                 for (int ky = 0; ky < k; ky++)
                     for (int kx = 0; kx < k; kx++) {
                         int iy = oy * st + ky - pad, ix = ox * st + kx - pad;
-                        float *dst = col + (((size_t)b * oh + oy) * ow + ox) * taps(l) +
+                        float *dst = col + (((size_t)b * (y1 - y0) + oy - y0) * ow + ox) * taps(l) +
                                      (size_t)(ky * k + kx) * c;
                         if (iy < 0 || iy >= h || ix < 0 || ix >= w)
                             memset(dst, 0, (size_t)c * sizeof(float));
@@ -91,7 +91,7 @@ static const float *columns(const nn_layer *l, float *col, const float *in, int 
     if (l->spec.size == 3 && l->spec.stride == 1)
         nn_im2col3x3(col, in, m, l->in.h, l->in.w, l->in.c);
     else
-        im2col(l, col, in, m);
+        im2col(l, col, in, m, 0, l->out.h);
     return col;
 }
 
@@ -108,6 +108,29 @@ static void forward(const nn_pass *p, int s, int b0, int b1) {
     }
     if (l->bias)
         nn_add_bias(l->act + (size_t)b0 * l->out_size, l->bias->value, (size_t)(b1 - b0) * pix, oc);
+}
+
+/* Part s of `parts` of a batch smaller than the thread count: a band of
+ * each sample's output rows, with the im2col of that band only. */
+static void forward_part(const nn_pass *p, int s, int parts) {
+    const nn_layer *l = p->l;
+    int y0 = nn_slice_begin(l->out.h, parts, s), y1 = nn_slice_begin(l->out.h, parts, s + 1);
+    int K = taps(l), oc = l->out.c, ow = l->out.w;
+    if (y0 == y1) return;
+    size_t rows = (size_t)(y1 - y0) * ow;
+    float *col = nn_thread_scratch(p->net, s);
+    for (int b = 0; b < p->n; b++) {
+        const float *in = p->in[0] + (size_t)b * l->in_size, *a = col;
+        float *out = l->act + (size_t)b * l->out_size + (size_t)y0 * ow * oc;
+        if (direct(l))
+            a = in + (size_t)y0 * ow * l->in.c;
+        else if (l->spec.size == 3 && l->spec.stride == 1)
+            nn_im2col3x3_rows(col, in, l->in.h, l->in.w, l->in.c, y0, y1);
+        else
+            im2col(l, col, in, 1, y0, y1);
+        nn_gemm((int)rows, oc, K, a, K, 0, l->weight->value, oc, 0.0f, out, oc);
+        if (l->bias) nn_add_bias(out, l->bias->value, rows, oc);
+    }
 }
 
 /* Phase 0: the weight gradient sums over every pixel of the batch, which is
@@ -154,6 +177,7 @@ const nn_kind nn_kind_conv = {.setup = setup,
                               .plan = plan,
                               .init = init,
                               .forward = forward,
+                              .forward_part = forward_part,
                               .phases = 2,
                               .backward = backward,
                               .foldable = 1};
