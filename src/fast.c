@@ -114,21 +114,33 @@ static run_blocks run_blocks_of(const bn_view *v) {
     return b;
 }
 
+/* A fused epilogue's block is normalized into a staging buffer in L1, and
+ * the epilogue writes y from there: y can then stream to memory, instead of
+ * being read in for its write and back for the epilogue. Blocks of longer
+ * runs (planes of more than 4096 values) normalize in place first. */
+#define STAGE_VALUES RUN_BLOCK_VALUES
+
 static void fast_normalize(const bn_view *v, const float *x, bn_workspace *ws, float *y,
                            const bn_epilogue *ep, int threads) {
     const run_blocks rb = run_blocks_of(v);
-    /* A fused epilogue reads the block back at once: it must stay in cache. */
-    const int stream = ep ? 0 : stream_outputs(v);
+    const int stream = stream_outputs(v);
+    const int staged = ep && rb.per_block * rb.len <= STAGE_VALUES;
     if (v->kind == BN_VIEW_ROWS) bn_fold_mean_lo(v->features, ws);
     PARALLEL_RANGES(rb.blocks, lo, hi, {
+        _Alignas(64) float stage[STAGE_VALUES];
         for (long b = lo; b < hi; b++) {
             size_t r0 = (size_t)b * rb.per_block;
             size_t r1 = r0 + rb.per_block < rb.runs ? r0 + rb.per_block : rb.runs;
+            float *out = staged ? stage : y + r0 * rb.len;
+            int stream_out = ep ? 0 : stream;
             if (v->kind == BN_VIEW_ROWS)
-                bn_rows_normalize(v, x, ws, y, r0, r1, stream);
+                bn_rows_normalize(v, x, ws, out, r0, r1, stream_out);
             else
-                bn_planes_normalize(v, x, ws, y, r0, r1, stream);
-            if (ep) bn_epilogue_apply(ep, y, r0 * rb.len, r1 * rb.len);
+                bn_planes_normalize(v, x, ws, out, r0, r1, stream_out);
+            if (staged)
+                bn_epilogue_from(ep, stage, y, r0 * rb.len, r1 * rb.len, stream);
+            else if (ep)
+                bn_epilogue_apply(ep, y, r0 * rb.len, r1 * rb.len);
         }
         if (stream) STREAM_FENCE();
     });

@@ -27,12 +27,12 @@ static void put_bits(uint8_t *byte, unsigned b0, unsigned b1, unsigned bits) {
     __atomic_fetch_or(byte, (uint8_t)(bits & own), __ATOMIC_RELAXED);
 }
 
-/* The ReLU epilogue on elements [k0, k1) of y, all within one mask byte;
- * their bits go in with put_bits. */
-static void partial_byte(const bn_epilogue *ep, float *y, size_t k0, size_t k1) {
+/* The ReLU epilogue on elements [k0, k1) of y, all within one mask byte,
+ * from src (src[k - k0] for element k); their bits go in with put_bits. */
+static void partial_byte(const bn_epilogue *ep, const float *src, float *y, size_t k0, size_t k1) {
     unsigned bits = 0;
     for (size_t k = k0; k < k1; k++) {
-        float v = ep->z ? y[k] + ep->z[k] : y[k];
+        float v = ep->z ? src[k - k0] + ep->z[k] : src[k - k0];
         bits |= (unsigned)(v > 0.0f) << (k % 8);
         y[k] = relu(v);
     }
@@ -40,22 +40,36 @@ static void partial_byte(const bn_epilogue *ep, float *y, size_t k0, size_t k1) 
         put_bits(ep->mask + k0 / 8, (unsigned)(k0 % 8), (unsigned)((k1 - 1) % 8 + 1), bits);
 }
 
-/* Elements [o0, o1) of y: y = relu(y + z) or y + z or relu(y); with a mask,
- * bit o of it = (y + z > 0). Whole mask bytes are plain stores. */
-BN_DISPATCH static void epilogue_range(const bn_epilogue *ep, float *restrict y, size_t o0,
-                                       size_t o1) {
+/* Eight lanes out to y + o: non-temporal where stream (y + o is then
+ * 16-byte aligned). */
+BN_INLINE void store8(float *y, size_t o, v8f v, int stream) {
+    if (!stream) {
+        ST8(y + o, v);
+        return;
+    }
+    float t[8];
+    memcpy(t, &v, sizeof t);
+    ST_STREAM4(y + o, t);
+    ST_STREAM4(y + o + 4, t + 4);
+}
+
+/* Elements [o0, o1) of y from src (src[o - o0] for element o; src may be
+ * y + o0): y = relu(src + z) or src + z or relu(src); with a mask, bit o
+ * of it = (src + z > 0). Whole mask bytes are plain stores. */
+BN_DISPATCH static void epilogue_range(const bn_epilogue *ep, const float *src, float *y, size_t o0,
+                                       size_t o1, int stream) {
     const float *restrict z = ep->z;
     uint8_t *mask = ep->mask;
     if (!ep->relu) {
         for (size_t o = o0; o < o1; o++)
-            y[o] += z[o];
+            y[o] = src[o - o0] + z[o];
         return;
     }
     size_t o = o0;
     /* The head: up to the first byte boundary. */
     if (o % 8 != 0) {
         size_t end = (o / 8 + 1) * 8 < o1 ? (o / 8 + 1) * 8 : o1;
-        partial_byte(ep, y, o, end);
+        partial_byte(ep, src, y, o, end);
         o = end;
     }
     /* Whole bytes, 8 values (one byte) at a time, in 8-lane vectors: every
@@ -64,12 +78,13 @@ BN_DISPATCH static void epilogue_range(const bn_epilogue *ep, float *restrict y,
      * where float ones (which may trap on NaN) do not: v > 0 is
      * 0 < bits <= the bits of +inf. The byte is a horizontal OR of the
      * lanes' masks weighted 1 << j. */
+    stream = stream && STREAM_ALIGNED(y + o);
     for (; o + 8 <= o1; o += 8) {
-        v8f v = LD8(y + o);
+        v8f v = LD8(src + (o - o0));
         if (z) v += LD8(z + o);
         v8i iv = (v8i)v, mag = iv & 0x7fffffff;
         v8i pos = (iv > 0) & (iv <= 0x7f800000), nan = mag > 0x7f800000;
-        ST8(y + o, (v8f)(iv & (pos | nan))); /* relu: v, NaN kept, else +0 */
+        store8(y, o, (v8f)(iv & (pos | nan)), stream); /* relu: v, NaN kept, else +0 */
         if (mask) {
             v8i w = pos & (v8i){1, 2, 4, 8, 16, 32, 64, 128};
             v4i h = __builtin_shufflevector(w, w, 0, 1, 2, 3) |
@@ -77,11 +92,16 @@ BN_DISPATCH static void epilogue_range(const bn_epilogue *ep, float *restrict y,
             mask[o / 8] = (uint8_t)(h[0] | h[1] | h[2] | h[3]);
         }
     }
-    if (o < o1) partial_byte(ep, y, o, o1); /* the tail */
+    if (o < o1) partial_byte(ep, src + (o - o0), y, o, o1); /* the tail */
 }
 
 void bn_epilogue_apply(const bn_epilogue *ep, float *y, size_t o0, size_t o1) {
-    epilogue_range(ep, y, o0, o1);
+    epilogue_range(ep, y + o0, y, o0, o1, 0);
+}
+
+void bn_epilogue_from(const bn_epilogue *ep, const float *src, float *y, size_t o0, size_t o1,
+                      int stream) {
+    epilogue_range(ep, src, y, o0, o1, stream);
 }
 
 /* out[o] = dy[o] where bit o of mask is set, else 0, for o in [o0, o1)

@@ -116,6 +116,10 @@ bnorm_status bn_check_fusion(const bnorm_fusion *fusion);
  * byte that another range shares are written atomically, so ranges may be
  * done by different threads. */
 void bn_epilogue_apply(const bn_epilogue *ep, float *y, size_t o0, size_t o1);
+/* The same with the normalized values of [o0, o1) read from src[0, o1 - o0)
+ * instead of y, and y written with non-temporal stores where stream. */
+void bn_epilogue_from(const bn_epilogue *ep, const float *src, float *y, size_t o0, size_t o1,
+                      int stream);
 /* out = dy where the mask bit is set, 0 elsewhere, over total elements; out
  * may be dy. */
 void bn_mask_gradient(const float *dy, const uint8_t *mask, float *out, size_t total, int threads);

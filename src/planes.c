@@ -269,7 +269,7 @@ BN_DISPATCH static void planes_normalize(const bn_view *v, const float *x, const
     const size_t F = v->features, S = v->s;
     for (size_t p = p0, f = p0 % F; p < p1; p++) {
         const float *xp = x + p * S;
-        float *yp = y + p * S;
+        float *yp = y + (p - p0) * S;
         const float mean = ws->mean[f], lo = ws->mean_lo[f], scale = ws->scale[f],
                     shift = ws->shift[f];
 #define Y_AT(L, i) BN_NORMALIZE(L(xp, i), mean, lo, scale, shift)

@@ -289,7 +289,7 @@ BN_DISPATCH static void rows_normalize(const bn_view *v, const float *x, const b
     const float *mean = ws->mean, *scale = ws->scale, *shift_folded = ws->shift_folded;
     if (F % VL == 0 && F / VL <= ROW_GROUPS && (!stream || STREAM_ALIGNED(y))) {
         const float *xb = x + r0 * F;
-        float *yb = y + r0 * F;
+        float *yb = y;
         const size_t R = r1 - r0;
         switch ((F / VL) * 2 + (stream != 0)) {
 #define NORMALIZE_CASE(ng)                                                                         \
@@ -302,7 +302,7 @@ BN_DISPATCH static void rows_normalize(const bn_view *v, const float *x, const b
     }
     for (size_t r = r0; r < r1; r++) {
         const float *xr = x + r * F;
-        float *yr = y + r * F;
+        float *yr = y + (r - r0) * F;
 #define Y_AT(L, j) BN_NORMALIZE_FOLDED(L(xr, j), L(mean, j), L(scale, j), L(shift_folded, j))
         ELEMENTWISE(yr, F, stream, Y_AT);
 #undef Y_AT

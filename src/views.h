@@ -15,7 +15,9 @@ void bn_planes_stats(const bn_view *v, const float *x, bn_workspace *ws, size_t 
  * of part2. */
 void bn_planes_backward(const bn_view *v, const float *x, const bn_grad *gr, float *frozen_dx,
                         bn_workspace *ws, size_t t0, size_t t1);
-/* y, or dx, for planes [p0, p1) (plane p is n * features + f). */
+/* y, or dx, for planes [p0, p1) (plane p is n * features + f). normalize
+ * writes plane p0 at y[0] (the caller offsets y), so that it can also fill
+ * a staging buffer. */
 void bn_planes_normalize(const bn_view *v, const float *x, const bn_workspace *ws, float *y,
                          size_t p0, size_t p1, int stream);
 void bn_planes_dx(const bn_view *v, const float *x, const bn_grad *gr, const bn_workspace *ws,
@@ -32,7 +34,8 @@ void bn_rows_stats(const bn_view *v, const float *x, bn_workspace *ws, const bn_
  * dx = BN_DX_FROZEN in the same pass instead of the third sum. */
 void bn_rows_backward(const bn_view *v, const float *x, const bn_grad *gr, float *frozen_dx,
                       bn_workspace *ws, const bn_rows_tile *tl);
-/* y, or dx, for rows [r0, r1). normalize takes ws->shift_folded. */
+/* y, or dx, for rows [r0, r1). normalize takes ws->shift_folded and writes
+ * row r0 at y[0] (the caller offsets y). */
 void bn_rows_normalize(const bn_view *v, const float *x, const bn_workspace *ws, float *y,
                        size_t r0, size_t r1, int stream);
 void bn_rows_dx(const bn_view *v, const float *x, const bn_grad *gr, const bn_workspace *ws,

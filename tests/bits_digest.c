@@ -166,10 +166,12 @@ int main(void) {
                     all = fnv(all, &h, sizeof h);
                 }
         }
-    /* One tensor past the non-temporal store threshold, in each layout. */
-    for (int layout = 1; layout < 3; layout++) {
-        bnorm_shape shape =
-            layout == 1 ? bnorm_shape_nchw(8, 64, 96, 96) : bnorm_shape_nhwc(8, 96, 96, 64);
+    /* Tensors past the non-temporal store threshold: each layout, and
+     * planes short enough for the fused forward's staging buffer. */
+    for (int layout = 1; layout < 4; layout++) {
+        bnorm_shape shape = layout == 1   ? bnorm_shape_nchw(8, 64, 96, 96)
+                            : layout == 2 ? bnorm_shape_nhwc(8, 96, 96, 64)
+                                          : bnorm_shape_nchw(32, 64, 48, 48);
         bnorm_params p = bnorm_params_default();
         p.threads = 2;
         p.flags |= BNORM_EXACT_THREADS;

@@ -1,0 +1,129 @@
+/* The convolutions' matrix products (net/gemm.c) against OpenBLAS's SGEMM on
+ * the residual CNN's shapes, one thread, the two taking turns in each
+ * repetition. For each shape and each of the three products of a
+ * convolution (forward A W, weight gradient A^T G, input gradient G W^T)
+ * it prints GFLOP/s of both and the median of the per-repetition ratios
+ * ours / OpenBLAS (below 1: ours is faster), and the largest difference
+ * between the two results.
+ *
+ *   bench_gemm [REPETITIONS]
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "gemm.h"
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static float *filled(size_t count, unsigned *state) {
+    float *v = malloc(count * sizeof(float));
+    if (!v) {
+        fprintf(stderr, "bench_gemm: out of memory\n");
+        exit(1);
+    }
+    for (size_t i = 0; i < count; i++) {
+        *state = *state * 1664525u + 1013904223u;
+        v[i] = (float)(*state >> 8) / 16777216.0f - 0.5f;
+    }
+    return v;
+}
+
+static int by_value(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double worst_difference(const float *x, const float *y, size_t count) {
+    double worst = 0.0;
+    for (size_t i = 0; i < count; i++)
+        worst = fmax(worst, fabs((double)x[i] - y[i]));
+    return worst;
+}
+
+enum { FORWARD, WEIGHT_GRAD, INPUT_GRAD, PRODUCTS };
+static const char *const product_name[PRODUCTS] = {"forward A W", "weight grad A^T G",
+                                                   "input grad G W^T"};
+
+/* One repetition of one product on both sides; returns the two times. */
+static void run(int which, int M, int K, int N, const float *A, const float *W, const float *G,
+                float *ours, float *theirs, float *work, double t[2]) {
+    double t0 = now();
+    if (which == FORWARD)
+        nn_gemm(M, N, K, A, (size_t)K, 0, W, (size_t)N, 0.0f, ours, (size_t)N);
+    else if (which == WEIGHT_GRAD)
+        nn_gemm_at_b(K, N, M, A, (size_t)K, G, (size_t)N, 0.0f, ours, (size_t)N, work);
+    else {
+        nn_transpose(K, N, W, (size_t)N, work);
+        nn_gemm(M, K, N, G, (size_t)N, 0, work, (size_t)K, 0.0f, ours, (size_t)K);
+    }
+    double t1 = now();
+    if (which == FORWARD)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, A, K, W, N, 0.0f,
+                    theirs, N);
+    else if (which == WEIGHT_GRAD)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, N, M, 1.0f, A, K, G, N, 0.0f,
+                    theirs, N);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, K, N, 1.0f, G, N, W, N, 0.0f,
+                    theirs, K);
+    t[0] = t1 - t0, t[1] = now() - t1;
+}
+
+int main(int argc, char **argv) {
+    int reps = argc > 1 ? atoi(argv[1]) : 15;
+    if (reps < 1 || reps > 10000) {
+        fprintf(stderr, "usage: bench_gemm [REPETITIONS (1-10000)]\n");
+        return 2;
+    }
+    openblas_set_num_threads(1);
+    /* M (pixels of the GEMM's samples), K (taps), N (channels): the residual
+     * CNN's convolutions as its training runs them (im2col chunks of 256 KiB
+     * or a whole slice), by stage. */
+    static const int shapes[][3] = {{1568, 9, 16},   {784, 144, 16},  {3136, 144, 16},
+                                    {1568, 144, 32}, {1568, 288, 32}, {784, 288, 64},
+                                    {784, 576, 64},  {1568, 16, 32}};
+    printf("%-18s %-18s %9s %9s %7s %9s\n", "M x K x N", "product", "ours GF/s", "BLAS GF/s",
+           "ratio", "max diff");
+    unsigned state = 1;
+    for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+        int M = shapes[s][0], K = shapes[s][1], N = shapes[s][2];
+        size_t big = (size_t)M * (K > N ? K : N);
+        float *A = filled((size_t)M * K, &state), *W = filled((size_t)K * N, &state);
+        float *G = filled((size_t)M * N, &state), *ours = filled(big, &state);
+        float *theirs = filled(big, &state), *work = filled((size_t)K * N, &state);
+        double *ratio = malloc((size_t)reps * sizeof(double));
+        if (!ratio) return 1;
+        for (int which = 0; which < PRODUCTS; which++) {
+            double best[2] = {1e30, 1e30}, t[2];
+            run(which, M, K, N, A, W, G, ours, theirs, work, t); /* warm-up */
+            for (int r = 0; r < reps; r++) {
+                run(which, M, K, N, A, W, G, ours, theirs, work, t);
+                best[0] = fmin(best[0], t[0]), best[1] = fmin(best[1], t[1]);
+                ratio[r] = t[0] / t[1];
+            }
+            qsort(ratio, (size_t)reps, sizeof *ratio, by_value);
+            size_t out = which == INPUT_GRAD ? (size_t)M * K
+                         : which == FORWARD  ? (size_t)M * N
+                                             : (size_t)K * N;
+            double flop = 2.0 * M * K * N;
+            char label[32];
+            snprintf(label, sizeof label, "%d x %d x %d", M, K, N);
+            printf("%-18s %-18s %9.1f %9.1f %7.2f %9.2g\n", label, product_name[which],
+                   1e-9 * flop / best[0], 1e-9 * flop / best[1], ratio[reps / 2],
+                   worst_difference(ours, theirs, out));
+        }
+        free(A), free(W), free(G), free(ours), free(theirs), free(work), free(ratio);
+    }
+    printf("(GF/s: best of %d; ratio: median of the per-repetition ratios ours / OpenBLAS "
+           "(%s), one thread)\n",
+           reps, openblas_get_corename());
+    return 0;
+}
