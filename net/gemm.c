@@ -32,7 +32,7 @@
                 bv[v] = LD(bp + VL * v);                                                           \
             for (int r = 0; r < MR; r++) {                                                         \
                 const float ar_s = ap[(size_t)r * a_row];                                          \
-                vf ar = BCAST(ar_s);                                              \
+                vf ar = BCAST(ar_s);                                                               \
                 for (int v = 0; v < NV; v++)                                                       \
                     acc[r][v] += ar * bv[v];                                                       \
             }                                                                                      \
@@ -46,18 +46,55 @@
             }                                                                                      \
     }
 
+/* One vector of columns (a C 16 wide, or the last 16 columns of a wider
+ * one): with a single B vector per step, each multiply-add needs its own
+ * broadcast of A, and 24 rows a step ran at about half the rate of the
+ * wider tiles. Two steps at a time, 14 rows, even and odd p in two sets of
+ * accumulators added at the end, run 1.5x faster. Every tile of this width
+ * sums that way, so a row's result does not depend on its tile. */
+#define TILE_PAIRS(MR)                                                                             \
+    BN_INLINE void tile_##MR##x1(int k, const float *a, size_t a_row, size_t a_col,                \
+                                 const float *b, size_t ldb, float beta, float *c, size_t ldc) {   \
+        vf even[MR], odd[MR];                                                                      \
+        for (int r = 0; r < MR; r++)                                                               \
+            even[r] = (vf){0}, odd[r] = (vf){0};                                                   \
+        int p = 0;                                                                                 \
+        for (; p + 1 < k; p += 2) {                                                                \
+            const float *ap = a + (size_t)p * a_col;                                               \
+            vf b0 = LD(b + (size_t)p * ldb), b1 = LD(b + (size_t)(p + 1) * ldb);                   \
+            for (int r = 0; r < MR; r++) {                                                         \
+                const float a0 = ap[(size_t)r * a_row], a1 = ap[(size_t)r * a_row + a_col];        \
+                even[r] += BCAST(a0) * b0;                                                         \
+                odd[r] += BCAST(a1) * b1;                                                          \
+            }                                                                                      \
+        }                                                                                          \
+        if (p < k) {                                                                               \
+            vf b0 = LD(b + (size_t)p * ldb);                                                       \
+            for (int r = 0; r < MR; r++) {                                                         \
+                const float a0 = a[(size_t)p * a_col + (size_t)r * a_row];                         \
+                even[r] += BCAST(a0) * b0;                                                         \
+            }                                                                                      \
+        }                                                                                          \
+        for (int r = 0; r < MR; r++) {                                                             \
+            float *cr = c + (size_t)r * ldc;                                                       \
+            vf out = even[r] + odd[r];                                                             \
+            if (beta != 0.0f) out += beta * LD(cr);                                                \
+            ST(cr, out);                                                                           \
+        }                                                                                          \
+    }
+
 TILE(6, 4)
 TILE(12, 2)
-TILE(24, 1)
+TILE_PAIRS(14)
 TILE(4, 4)
 TILE(4, 2)
-TILE(4, 1)
+TILE_PAIRS(4)
 TILE(2, 4)
 TILE(2, 2)
-TILE(2, 1)
+TILE_PAIRS(2)
 TILE(1, 4)
 TILE(1, 2)
-TILE(1, 1)
+TILE_PAIRS(1)
 
 /* The last n % 16 columns: B's edge copied, a block of rows at a time, into
  * whole vectors whose lanes past n are zero (a vector load of B's own rows
@@ -108,7 +145,7 @@ BN_INLINE void edge_columns(int m, int w, int k, const float *a, size_t a_row, s
 
 COLUMN_BLOCK(6, 4)
 COLUMN_BLOCK(12, 2)
-COLUMN_BLOCK(24, 1)
+COLUMN_BLOCK(14, 1)
 
 BN_DISPATCH static void gemm(int m, int n, int k, const float *a, size_t a_row, size_t a_col,
                              const float *b, size_t ldb, float beta, float *c, size_t ldc) {

@@ -7,9 +7,11 @@
  * A and B where they lie, holding a tile of C in registers for the whole
  * sum.
  *
- * Multiplies and adds are fused, and each element of C is summed in
- * increasing p: on one machine the result is the same for every call,
- * whatever the tile it fell in.
+ * Multiplies and adds are fused. Each element of C is summed in increasing
+ * p, in one chain, or, in the last 16 columns when they are not part of a
+ * 32- or 64-wide block, in two (even and odd p) added at the end: how an
+ * element is summed depends on n and its column only, never on m or its
+ * row, so that a pixel's output has the same bits in any split of the rows.
  */
 #ifndef NN_GEMM_H
 #define NN_GEMM_H
