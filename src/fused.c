@@ -40,19 +40,6 @@ static void partial_byte(const bn_epilogue *ep, const float *src, float *y, size
         put_bits(ep->mask + k0 / 8, (unsigned)(k0 % 8), (unsigned)((k1 - 1) % 8 + 1), bits);
 }
 
-/* Eight lanes out to y + o: non-temporal where stream (y + o is then
- * 16-byte aligned). */
-BN_INLINE void store8(float *y, size_t o, v8f v, int stream) {
-    if (!stream) {
-        ST8(y + o, v);
-        return;
-    }
-    float t[8];
-    memcpy(t, &v, sizeof t);
-    ST_STREAM4(y + o, t);
-    ST_STREAM4(y + o + 4, t + 4);
-}
-
 /* Elements [o0, o1) of y from src (src[o - o0] for element o; src may be
  * y + o0): y = relu(src + z) or src + z or relu(src); with a mask, bit o
  * of it = (src + z > 0). Whole mask bytes are plain stores. */
@@ -84,7 +71,18 @@ BN_DISPATCH static void epilogue_range(const bn_epilogue *ep, const float *src, 
         if (z) v += LD8(z + o);
         v8i iv = (v8i)v, mag = iv & 0x7fffffff;
         v8i pos = (iv > 0) & (iv <= 0x7f800000), nan = mag > 0x7f800000;
-        store8(y, o, (v8f)(iv & (pos | nan)), stream); /* relu: v, NaN kept, else +0 */
+        v8f r = (v8f)(iv & (pos | nan)); /* relu: v, NaN kept, else +0 */
+        if (stream) {
+            /* Non-temporal (y + o is 16-byte aligned): no function takes a
+             * vector by value, since the baseline level's ABI has no
+             * 8-lane registers. */
+            float t[8];
+            memcpy(t, &r, sizeof t);
+            ST_STREAM4(y + o, t);
+            ST_STREAM4(y + o + 4, t + 4);
+        } else {
+            ST8(y + o, r);
+        }
         if (mask) {
             v8i w = pos & (v8i){1, 2, 4, 8, 16, 32, 64, 128};
             v4i h = __builtin_shufflevector(w, w, 0, 1, 2, 3) |
