@@ -85,34 +85,39 @@ BN_DISPATCH static void maxpool_backward(float *restrict din, const float *restr
             }
 }
 
-/* Inlined into each caller so that c = 1 (the first convolution) is a
- * constant there and its three-float copies need no loop. */
+/* Inlined into each caller so that the first convolution's shape (3x3,
+ * stride 1, c = 1) is constant there and its three-float copies need no
+ * loop. A kernel row's taps are neighbours in the input at either stride,
+ * so away from the image's edges each is one contiguous copy. */
 static inline __attribute__((always_inline)) void im2col_body(float *restrict col,
                                                               const float *restrict in, int n,
-                                                              int h, int w, int c, int y0, int y1) {
-    size_t taps = (size_t)3 * c; /* one kernel row: three neighbours, contiguous in the input */
+                                                              int h, int w, int c, int size, int s,
+                                                              int y0, int y1) {
+    const int ow = (w + s - 1) / s, pad = size / 2;
+    const size_t row_taps = (size_t)size * c, taps = row_taps * size;
     for (int b = 0; b < n; b++)
-        for (int y = y0; y < y1; y++)
-            for (int x = 0; x < w; x++) {
-                float *dst = col + (((size_t)b * (y1 - y0) + y - y0) * w + x) * 9 * c;
-                for (int ky = 0; ky < 3; ky++, dst += taps) {
-                    int sy = y + ky - 1;
+        for (int oy = y0; oy < y1; oy++)
+            for (int ox = 0; ox < ow; ox++) {
+                float *dst = col + (((size_t)b * (y1 - y0) + oy - y0) * ow + ox) * taps;
+                for (int ky = 0; ky < size; ky++, dst += row_taps) {
+                    int sy = oy * s + ky - pad;
                     if (sy < 0 || sy >= h) {
-                        for (size_t k = 0; k < taps; k++)
+                        for (size_t k = 0; k < row_taps; k++)
                             dst[k] = 0.0f;
                         continue;
                     }
                     /* Offsets from the row's start, never a pointer before it: at
-                     * x = 0 the left neighbour would lie outside the buffer. */
+                     * ox = 0 the left neighbour would lie outside the buffer. */
                     const float *row = in + ((size_t)b * h + sy) * w * c;
-                    if (x > 0 && x < w - 1) {
-                        const float *src = row + (size_t)(x - 1) * c;
-                        for (size_t k = 0; k < taps; k++)
+                    int sx0 = ox * s - pad;
+                    if (sx0 >= 0 && sx0 + size <= w) {
+                        const float *src = row + (size_t)sx0 * c;
+                        for (size_t k = 0; k < row_taps; k++)
                             dst[k] = src[k];
                         continue;
                     }
-                    for (int kx = 0; kx < 3; kx++) {
-                        int sx = x + kx - 1;
+                    for (int kx = 0; kx < size; kx++) {
+                        int sx = sx0 + kx;
                         if (sx >= 0 && sx < w) {
                             for (int k = 0; k < c; k++)
                                 dst[kx * c + k] = row[(size_t)sx * c + k];
@@ -125,12 +130,14 @@ static inline __attribute__((always_inline)) void im2col_body(float *restrict co
             }
 }
 
-BN_DISPATCH static void im2col3x3(float *restrict col, const float *restrict in, int n, int h,
-                                  int w, int c, int y0, int y1) {
-    if (c == 1)
-        im2col_body(col, in, n, h, w, 1, y0, y1);
+BN_DISPATCH static void im2col(float *restrict col, const float *restrict in, int n, int h, int w,
+                               int c, int size, int s, int y0, int y1) {
+    if (size == 3 && s == 1 && c == 1)
+        im2col_body(col, in, n, h, w, 1, 3, 1, y0, y1);
+    else if (size == 3)
+        im2col_body(col, in, n, h, w, c, 3, s, y0, y1);
     else
-        im2col_body(col, in, n, h, w, c, y0, y1);
+        im2col_body(col, in, n, h, w, c, 1, s, y0, y1);
 }
 
 /* Each input pixel gathers the columns that read it, taps in descending
@@ -163,6 +170,29 @@ BN_DISPATCH static void col2im3x3(float *restrict din, const float *restrict col
                         acc += src[t][k];
                     dst[k] = acc;
                 }
+            }
+}
+
+/* The adjoint of a strided (or 1x1) im2col as the scatter itself: over
+ * output pixels in memory order, taps in order, each column added into the
+ * input pixel it read. */
+BN_DISPATCH static void col2im_scatter(float *restrict din, const float *restrict col, int n, int h,
+                                       int w, int c, int size, int s) {
+    const int oh = (h + s - 1) / s, ow = (w + s - 1) / s, pad = size / 2;
+    const size_t taps = (size_t)size * size * c;
+    memset(din, 0, (size_t)n * h * w * c * sizeof(float));
+    for (int b = 0; b < n; b++)
+        for (int oy = 0; oy < oh; oy++)
+            for (int ox = 0; ox < ow; ox++) {
+                const float *src = col + (((size_t)b * oh + oy) * ow + ox) * taps;
+                for (int ky = 0; ky < size; ky++)
+                    for (int kx = 0; kx < size; kx++, src += c) {
+                        int sy = oy * s + ky - pad, sx = ox * s + kx - pad;
+                        if (sy < 0 || sy >= h || sx < 0 || sx >= w) continue;
+                        float *dst = din + (((size_t)b * h + sy) * w + sx) * c;
+                        for (int k = 0; k < c; k++)
+                            dst[k] += src[k];
+                    }
             }
 }
 
@@ -199,14 +229,15 @@ void nn_maxpool_backward(float *din, const float *g, const uint8_t *argmax, int 
                          int c) {
     maxpool_backward(din, g, argmax, n, h, w, c);
 }
-void nn_im2col3x3(float *col, const float *in, int n, int h, int w, int c) {
-    im2col3x3(col, in, n, h, w, c, 0, h);
+void nn_im2col(float *col, const float *in, int n, int h, int w, int c, int size, int stride,
+               int y0, int y1) {
+    im2col(col, in, n, h, w, c, size, stride, y0, y1);
 }
-void nn_im2col3x3_rows(float *col, const float *in, int h, int w, int c, int y0, int y1) {
-    im2col3x3(col, in, 1, h, w, c, y0, y1);
-}
-void nn_col2im3x3(float *din, const float *col, int n, int h, int w, int c) {
-    col2im3x3(din, col, n, h, w, c);
+void nn_col2im(float *din, const float *col, int n, int h, int w, int c, int size, int stride) {
+    if (size == 3 && stride == 1)
+        col2im3x3(din, col, n, h, w, c);
+    else
+        col2im_scatter(din, col, n, h, w, c, size, stride);
 }
 void nn_add_rows(float *dst, const float *src, size_t count) { add_rows(dst, src, count); }
 void nn_add_bias(float *out, const float *bias, size_t rows, int c) {

@@ -1,7 +1,8 @@
 /*
  * ops.h - the network's element-wise and data-movement layers on raw
- * channels-last buffers: ReLU, 2x2 max-pool, im2col / col2im for 3x3 same
- * convolutions, bias add and bias gradient, and the sum of two buffers.
+ * channels-last buffers: ReLU, 2x2 max-pool, im2col / col2im for the
+ * convolutions (3x3 and 1x1, stride 1 and 2, same padding), bias add and bias gradient, and the sum
+ * of two buffers.
  *
  * Each is compiled once per instruction set (AVX-512, AVX2, baseline) and
  * picked when the program loads, like libbnorm's kernels. None of them
@@ -28,14 +29,17 @@ void nn_maxpool_forward(float *out, uint8_t *argmax, const float *in, int n, int
 void nn_maxpool_backward(float *din, const float *g, const uint8_t *argmax, int n, int h, int w,
                          int c);
 
-/* col[(b*h + y)*w + x][(ky*3 + kx)*c + k] = in[b][y+ky-1][x+kx-1][k], zero outside. */
-void nn_im2col3x3(float *col, const float *in, int n, int h, int w, int c);
-/* The same for one image's output rows [y0, y1): col's rows are the pixels
- * of those rows only. */
-void nn_im2col3x3_rows(float *col, const float *in, int h, int w, int c, int y0, int y1);
-/* The adjoint of nn_im2col3x3: din[b][y][x][k] = the sum of the columns that
- * read it, summed in the order a scatter over output pixels would. */
-void nn_col2im3x3(float *din, const float *col, int n, int h, int w, int c);
+/* The rows of a size x size convolution's product (size 1 or 3, stride 1
+ * or 2, same padding: output sides oh = ceil(h / stride), ow likewise), for
+ * output rows [y0, y1) of each of n images:
+ * col[(b*(y1-y0) + oy-y0)*ow + ox][(ky*size + kx)*c + k] =
+ *     in[b][oy*stride + ky - size/2][ox*stride + kx - size/2][k], zero outside. */
+void nn_im2col(float *col, const float *in, int n, int h, int w, int c, int size, int stride,
+               int y0, int y1);
+/* The adjoint of nn_im2col over all output rows: din[b][y][x][k] = the sum
+ * of the columns that read it, summed in the order a scatter over output
+ * pixels in memory order, taps in order, would add them. */
+void nn_col2im(float *din, const float *col, int n, int h, int w, int c, int size, int stride);
 
 /* dst[k] += src[k] for k < count. */
 void nn_add_rows(float *dst, const float *src, size_t count);

@@ -69,32 +69,71 @@ static void ref_maxpool_backward(float *din, const float *g, const uint8_t *arg,
                 }
 }
 
-static void ref_im2col(float *col, const float *in, int n, int h, int w, int c) {
+/* Output side of a same-padded convolution of stride s. */
+static int out_side(int side, int s) { return (side + s - 1) / s; }
+
+static void ref_im2col(float *col, const float *in, int n, int h, int w, int c, int size, int s,
+                       int y0, int y1) {
+    int ow = out_side(w, s), pad = size / 2, T = size * size;
     for (int b = 0; b < n; b++)
-        for (int y = 0; y < h; y++)
-            for (int x = 0; x < w; x++)
-                for (int t = 0; t < 9; t++)
+        for (int y = y0; y < y1; y++)
+            for (int x = 0; x < ow; x++)
+                for (int t = 0; t < T; t++)
                     for (int k = 0; k < c; k++) {
-                        int sy = y + t / 3 - 1, sx = x + t % 3 - 1;
+                        int sy = y * s + t / size - pad, sx = x * s + t % size - pad;
                         int inside = sy >= 0 && sy < h && sx >= 0 && sx < w;
-                        col[(((size_t)b * h + y) * w + x) * 9 * c + (size_t)t * c + k] =
-                            inside ? in[(((size_t)b * h + sy) * w + sx) * c + k] : 0.0f;
+                        col[(((size_t)b * (y1 - y0) + y - y0) * ow + x) * T * c + (size_t)t * c +
+                            k] = inside ? in[(((size_t)b * h + sy) * w + sx) * c + k] : 0.0f;
                     }
 }
 
 /* The adjoint as a scatter over output pixels in memory order. */
-static void ref_col2im(float *din, const float *col, int n, int h, int w, int c) {
+static void ref_col2im(float *din, const float *col, int n, int h, int w, int c, int size, int s) {
+    int oh = out_side(h, s), ow = out_side(w, s), pad = size / 2, T = size * size;
     memset(din, 0, (size_t)n * h * w * c * sizeof(float));
     for (int b = 0; b < n; b++)
-        for (int y = 0; y < h; y++)
-            for (int x = 0; x < w; x++)
-                for (int t = 0; t < 9; t++) {
-                    int sy = y + t / 3 - 1, sx = x + t % 3 - 1;
+        for (int y = 0; y < oh; y++)
+            for (int x = 0; x < ow; x++)
+                for (int t = 0; t < T; t++) {
+                    int sy = y * s + t / size - pad, sx = x * s + t % size - pad;
                     if (sy < 0 || sy >= h || sx < 0 || sx >= w) continue;
                     for (int k = 0; k < c; k++)
                         din[(((size_t)b * h + sy) * w + sx) * c + k] +=
-                            col[(((size_t)b * h + y) * w + x) * 9 * c + (size_t)t * c + k];
+                            col[(((size_t)b * oh + y) * ow + x) * T * c + (size_t)t * c + k];
                 }
+}
+
+/* im2col and col2im for every kernel size and stride the network has, over
+ * whole images and over a band of output rows (the single-sample split). */
+static void check_im2col(const float *in, int n, int h, int w, int c, float *a, float *b) {
+    static const int shapes[4][2] = {{3, 1}, {3, 2}, {1, 2}, {1, 1}};
+    for (int i = 0; i < 4; i++) {
+        int size = shapes[i][0], s = shapes[i][1], oh = out_side(h, s), ow = out_side(w, s);
+        size_t cols = (size_t)n * oh * ow * size * size * c, img = (size_t)n * h * w * c;
+        char what[64];
+        snprintf(what, sizeof what, "im2col %dx%d stride %d", size, size, s);
+        memset(a, 0x7f, cols * sizeof(float));
+        nn_im2col(a, in, n, h, w, c, size, s, 0, oh);
+        ref_im2col(b, in, n, h, w, c, size, s, 0, oh);
+        check_same(what, a, b, cols * sizeof(float), n, h, w, c);
+        if (oh > 2) {
+            int y0 = 1, y1 = oh - 1;
+            size_t band = (size_t)(y1 - y0) * ow * size * size * c;
+            nn_im2col(a, in, 1, h, w, c, size, s, y0, y1);
+            ref_im2col(b, in, 1, h, w, c, size, s, y0, y1);
+            snprintf(what, sizeof what, "im2col %dx%d stride %d rows", size, size, s);
+            check_same(what, a, b, band * sizeof(float), 1, h, w, c);
+        }
+        float *col = malloc(cols * sizeof(float));
+        fill_fine(col, cols);
+        col[0] = -0.0f; /* a signed zero must come out as the scatter's +0 */
+        memset(a, 0x7f, img * sizeof(float));
+        nn_col2im(a, col, n, h, w, c, size, s);
+        ref_col2im(b, col, n, h, w, c, size, s);
+        snprintf(what, sizeof what, "col2im %dx%d stride %d", size, size, s);
+        check_same(what, a, b, img * sizeof(float), n, h, w, c);
+        free(col);
+    }
 }
 
 static void one_shape(int n, int h, int w, int c) {
@@ -128,17 +167,7 @@ static void one_shape(int n, int h, int w, int c) {
         check_same("maxpool_backward", a, b, img * sizeof(float), n, h, w, c);
     }
 
-    memset(a, 0x7f, cols * sizeof(float));
-    nn_im2col3x3(a, in, n, h, w, c);
-    ref_im2col(b, in, n, h, w, c);
-    check_same("im2col3x3", a, b, cols * sizeof(float), n, h, w, c);
-
-    float *col = malloc(cols * sizeof(float));
-    fill_fine(col, cols);
-    col[0] = -0.0f; /* a signed zero must come out as the scatter's +0 */
-    nn_col2im3x3(a, col, n, h, w, c);
-    ref_col2im(b, col, n, h, w, c);
-    check_same("col2im3x3", a, b, img * sizeof(float), n, h, w, c);
+    check_im2col(in, n, h, w, c, a, b);
 
     memcpy(a, in, img * sizeof(float)), memcpy(b, in, img * sizeof(float));
     nn_add_bias(a, bias, img / (size_t)c, c);
@@ -162,7 +191,7 @@ static void one_shape(int n, int h, int w, int c) {
     }
     check_same("bias_grad", a, b, (size_t)c * sizeof(float), n, h, w, c);
 
-    free(in), free(g), free(a), free(b), free(arg_a), free(arg_b), free(bias), free(col);
+    free(in), free(g), free(a), free(b), free(arg_a), free(arg_b), free(bias);
 }
 
 /* The single-sample GEMV (net/gemv.c) fuses multiply-adds, so it is held to

@@ -3,7 +3,6 @@
  * [size][size][in_c][out_c], one row of the product's B per im2col column.
  * A 1x1 convolution of stride 1 needs no im2col: its input already is the
  * product's A. */
-#include <string.h>
 
 #include "gemm.h"
 #include "kind.h"
@@ -46,52 +45,10 @@ static void plan(const nn_net *net, const nn_layer *l, nn_plan *need) {
 
 static void init(nn_layer *l, nn_rng *rng) { nn_init_he(l->weight, l->out.c, rng); }
 
-/* col[(b*oh + oy)*ow + ox][(ky*k + kx)*c + ch] = in[b][oy*s + ky - p][ox*s + kx - p][ch],
- * zero outside; for the shapes nn_im2col3x3 does not take. */
-static void im2col(const nn_layer *l, float *col, const float *in, int m, int y0, int y1) {
-    int k = l->spec.size, st = l->spec.stride, pad = k / 2, c = l->in.c;
-    int h = l->in.h, w = l->in.w, ow = l->out.w;
-    for (int b = 0; b < m; b++)
-        for (int oy = y0; oy < y1; oy++)
-            for (int ox = 0; ox < ow; ox++)
-                for (int ky = 0; ky < k; ky++)
-                    for (int kx = 0; kx < k; kx++) {
-                        int iy = oy * st + ky - pad, ix = ox * st + kx - pad;
-                        float *dst = col + (((size_t)b * (y1 - y0) + oy - y0) * ow + ox) * taps(l) +
-                                     (size_t)(ky * k + kx) * c;
-                        if (iy < 0 || iy >= h || ix < 0 || ix >= w)
-                            memset(dst, 0, (size_t)c * sizeof(float));
-                        else
-                            memcpy(dst, in + (((size_t)b * h + iy) * w + ix) * c,
-                                   (size_t)c * sizeof(float));
-                    }
-}
-
-/* The adjoint of im2col: din = the sum of the columns that read it. */
-static void col2im(const nn_layer *l, float *din, const float *col, int m) {
-    int k = l->spec.size, st = l->spec.stride, pad = k / 2, c = l->in.c;
-    int h = l->in.h, w = l->in.w, oh = l->out.h, ow = l->out.w;
-    memset(din, 0, (size_t)m * l->in_size * sizeof(float));
-    for (int b = 0; b < m; b++)
-        for (int oy = 0; oy < oh; oy++)
-            for (int ox = 0; ox < ow; ox++)
-                for (int ky = 0; ky < k; ky++)
-                    for (int kx = 0; kx < k; kx++) {
-                        int iy = oy * st + ky - pad, ix = ox * st + kx - pad;
-                        if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue;
-                        const float *src = col + (((size_t)b * oh + oy) * ow + ox) * taps(l) +
-                                           (size_t)(ky * k + kx) * c;
-                        nn_add_rows(din + (((size_t)b * h + iy) * w + ix) * c, src, (size_t)c);
-                    }
-}
-
 /* The GEMM's A for m samples from in: the input itself, or its im2col in col. */
 static const float *columns(const nn_layer *l, float *col, const float *in, int m) {
     if (direct(l)) return in;
-    if (l->spec.size == 3 && l->spec.stride == 1)
-        nn_im2col3x3(col, in, m, l->in.h, l->in.w, l->in.c);
-    else
-        im2col(l, col, in, m, 0, l->out.h);
+    nn_im2col(col, in, m, l->in.h, l->in.w, l->in.c, l->spec.size, l->spec.stride, 0, l->out.h);
     return col;
 }
 
@@ -124,10 +81,8 @@ static void forward_part(const nn_pass *p, int s, int parts) {
         float *out = l->act + (size_t)b * l->out_size + (size_t)y0 * ow * oc;
         if (direct(l))
             a = in + (size_t)y0 * ow * l->in.c;
-        else if (l->spec.size == 3 && l->spec.stride == 1)
-            nn_im2col3x3_rows(col, in, l->in.h, l->in.w, l->in.c, y0, y1);
         else
-            im2col(l, col, in, 1, y0, y1);
+            nn_im2col(col, in, 1, l->in.h, l->in.w, l->in.c, l->spec.size, l->spec.stride, y0, y1);
         nn_gemm((int)rows, oc, K, a, K, 0, l->weight->value, oc, 0.0f, out, oc);
         if (l->bias) nn_add_bias(out, l->bias->value, rows, oc);
     }
@@ -165,10 +120,7 @@ static void backward(const nn_pass *p, int s, int b0, int b1, int phase) {
         float *dst = direct(l) ? din : col;
         nn_gemm((int)(m * pix), K, oc, p->g + (size_t)c0 * pix * oc, oc, 0, wt, K, 0.0f, dst, K);
         if (direct(l)) continue;
-        if (l->spec.size == 3 && l->spec.stride == 1)
-            nn_col2im3x3(din, col, m, l->in.h, l->in.w, l->in.c);
-        else
-            col2im(l, din, col, m);
+        nn_col2im(din, col, m, l->in.h, l->in.w, l->in.c, l->spec.size, l->spec.stride);
     }
     if (s == 0 && l->bias) nn_bias_grad(l->bias->grad, p->g, (size_t)p->n * pix, oc);
 }
