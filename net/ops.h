@@ -1,8 +1,8 @@
 /*
  * ops.h - the network's element-wise and data-movement layers on raw
  * channels-last buffers: ReLU, 2x2 max-pool, im2col / col2im for the
- * convolutions (3x3 and 1x1, stride 1 and 2, same padding), bias add and bias gradient, and the sum
- * of two buffers.
+ * convolutions (3x3 and 1x1, stride 1 and 2, same padding), bias add and
+ * bias gradient, and the sum of two buffers.
  *
  * Each is compiled once per instruction set (AVX-512, AVX2, baseline) and
  * picked when the program loads, like libbnorm's kernels. None of them
