@@ -47,8 +47,12 @@ struct nn_kind {
     int (*forward_batch)(const nn_pass *p);
     /* Optional, for a batch of fewer samples than threads (one sample in
      * test mode): the forward of part s of `parts`, split inside the
-     * samples, so that every thread has work. */
+     * samples, so that every thread has work: part s writes the band of
+     * output rows nn_band (every sample's). band_local: part s reads only
+     * the same band of inputs of its own shape, which part s of the layers
+     * before wrote, so the executor needs no barrier before it. */
     void (*forward_part)(const nn_pass *p, int s, int parts);
+    int band_local;
     /* Backward: `phases` rounds over the slices, each round after every
      * slice finished the one before; or on the whole batch. */
     int phases;
@@ -85,6 +89,14 @@ extern const nn_kind *const nn_kinds[NN_KIND_COUNT];
 float *nn_thread_scratch(const nn_net *net, int s);
 /* The first sample of slice s of T over n. */
 static inline int nn_slice_begin(int n, int T, int s) { return (int)((int64_t)n * s / T); }
+
+/* Part s of `parts` of a layer's output rows: the values [*begin, *end)
+ * of each sample's output ([h][w][c], so a band of whole rows). */
+static inline void nn_band(const nn_layer *l, int s, int parts, size_t *begin, size_t *end) {
+    size_t row = (size_t)l->out.w * l->out.c;
+    *begin = (size_t)nn_slice_begin(l->out.h, parts, s) * row;
+    *end = (size_t)nn_slice_begin(l->out.h, parts, s + 1) * row;
+}
 
 /* setup of a kind whose output has its input's shape and which has no
  * parameters (ReLU, sigmoid). */

@@ -364,8 +364,74 @@ const float *nn_logits(const nn_net *net) {
     return net->layers[loss->spec.in[0]].act;
 }
 
+/* Part s of `parts` of layer i in test mode on n samples: its band of rows
+ * (forward_part), or, for other kinds, sample slice s where there is one,
+ * the whole batch's call on part 0. Returns -1 when the layer refused. */
+static int forward_layer_part(nn_net *net, const float *x, int n, int i, int s, int parts) {
+    nn_layer *l = &net->layers[i];
+    nn_pass p = make_pass(net, l, x, n, 0);
+    if (l->kind->forward_part)
+        l->kind->forward_part(&p, s, parts);
+    else if (l->kind->forward_batch)
+        return s == 0 ? l->kind->forward_batch(&p) : 0;
+    else if (s < p.T)
+        l->kind->forward(&p, s, nn_slice_begin(n, p.T, s), nn_slice_begin(n, p.T, s + 1));
+    return 0;
+}
+
+/* Test mode on fewer samples than threads (one sample through a CNN): one
+ * parallel region for the whole network instead of one per layer, since
+ * opening a region costs about as much as a small layer. Kinds with
+ * forward_part run on every thread, each on its band of output rows; the
+ * others on the threads of their sample slices. A barrier goes before a
+ * layer only where it may read what another thread wrote: before every
+ * layer but a band-local one, and before a band-local one that reads a
+ * tensor not written band by band with its own rows. The numbers are
+ * those of the layer-by-layer forward. */
+static const float *forward_in_parts(nn_net *net, const float *x, int n) {
+    const int parts = net->threads;
+    unsigned char barrier[NN_MAX_LAYERS];
+    int banded[NN_MAX_LAYERS]; /* rows of the bands a layer's output was written in, or 0 */
+    for (int i = 0; i < net->n_layers; i++) {
+        const nn_layer *l = &net->layers[i];
+        banded[i] = l->kind->forward_part ? l->out.h : 0;
+        barrier[i] = 0;
+        for (int k = 0; k < l->spec.n_in; k++) {
+            int j = l->spec.in[k];
+            if (j >= 0 && !(l->kind->band_local && banded[j] == l->out.h)) barrier[i] = 1;
+        }
+    }
+    int failed = 0;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(parts)
+    {
+        const int s = omp_get_thread_num();
+        for (int i = 0; i < net->n_layers; i++) {
+            if (barrier[i]) {
+                int stop;
+#pragma omp barrier
+#pragma omp atomic read
+                stop = failed;
+                if (stop) break;
+            }
+            if (forward_layer_part(net, x, n, i, s, parts)) {
+#pragma omp atomic write
+                failed = 1;
+            }
+        }
+    }
+#else
+    (void)barrier;
+    for (int i = 0; i < net->n_layers && !failed; i++)
+        for (int s = 0; s < parts; s++)
+            failed |= forward_layer_part(net, x, n, i, s, parts) != 0;
+#endif
+    return failed ? NULL : nn_logits(net);
+}
+
 const float *nn_forward(nn_net *net, const float *x, int n, int training) {
     if (n == 1 && !training && net->one) return nn_one_forward(net, x);
+    if (n < net->threads && !training) return forward_in_parts(net, x, n);
     for (int i = 0; i < net->n_layers; i++) {
         nn_layer *l = &net->layers[i];
         nn_pass p = make_pass(net, l, x, n, training);

@@ -225,14 +225,39 @@ static void check_fold(const char *model, test_rng *rng) {
     nn_free(&net), nn_free(&folded);
 }
 
-/* One sample in test mode, its convolutions split by rows over the threads
- * (forward_part), against the same samples in a batch, split by samples:
- * every convolution's output bit for bit (each output is the same sum in the
- * same order either way; the channel counts are multiples of 16). Three
+/* Every layer's output before the first dense layer for batches of m
+ * samples, against `saved`, the outputs of the whole batch; returns how
+ * many layer outputs of how many (*layers) differ in any bit. (A dense
+ * layer is one OpenBLAS call over the batch, whose kernel, and so its
+ * rounding, depends on the number of rows.) */
+static int parts_differ(nn_net *net, const float *x, int m, float **saved, int *layers) {
+    int differ = 0;
+    for (int b = 0; b + m <= BATCH; b += m) {
+        if (!nn_forward(net, x + b * 64, m, 0)) return -1;
+        for (int i = 0; i < net->n_layers - 1; i++) {
+            if (net->layers[i].spec.kind == NN_KIND_DENSE) break;
+            size_t n = (size_t)m * net->layers[i].out_size;
+            *layers += 1;
+            differ += memcmp(net->layers[i].act, saved[i] + b * net->layers[i].out_size,
+                             n * sizeof(float)) != 0;
+        }
+    }
+    return differ;
+}
+
+/* Fewer samples than threads in test mode run as one parallel region, the
+ * convolutions, ReLUs and adds split by output rows over the threads
+ * (forward_part), the other layers on one thread, with barriers only where
+ * a thread reads what another wrote: every layer's output, for one sample
+ * and for threads - 1 samples, bit for bit against the same samples in a
+ * batch, split by samples (each output is the same sum in the same order
+ * either way; the channel counts are multiples of 16), in the network as
+ * trained (fused BN, one thread) and folded (no BN: a chain of convolutions,
+ * ReLUs and adds with no barrier between a convolution and its ReLU). Three
  * threads on 8x8 images leave a thread without rows in the last stage. */
 static void check_parts(const char *model, int threads, test_rng *rng) {
     static nn_spec spec;
-    nn_net net;
+    nn_net net, folded;
     char err[512];
     float x[BATCH * 64];
     uint8_t y[BATCH];
@@ -245,30 +270,31 @@ static void check_parts(const char *model, int threads, test_rng *rng) {
     CHECK(nn_build(&net, &spec, 8, 8, 1, 10, 1, BATCH, threads, err, sizeof err) == 0, "%s", err);
     init(&net, rng);
     random_batch(x, y, 64, rng);
-    nn_forward(&net, x, BATCH, 0);
-    float *saved[NN_MAX_LAYERS] = {0};
-    for (int i = 0; i < net.n_layers; i++)
-        if (net.layers[i].spec.kind == NN_KIND_CONV) {
-            size_t bytes = (size_t)BATCH * net.layers[i].out_size * sizeof(float);
+    CHECK(nn_fold(&net, &folded, BATCH, threads, err, sizeof err) == 0, "%s", err);
+    nn_net *nets[2] = {&net, &folded};
+    for (int k = 0; k < 2; k++) {
+        nn_net *nk = nets[k];
+        nn_forward(nk, x, BATCH, 0);
+        float *saved[NN_MAX_LAYERS] = {0};
+        int ok = 1;
+        for (int i = 0; i < nk->n_layers - 1; i++) {
+            size_t bytes = (size_t)BATCH * nk->layers[i].out_size * sizeof(float);
             saved[i] = malloc(bytes);
-            if (saved[i]) memcpy(saved[i], net.layers[i].act, bytes);
+            if (saved[i]) memcpy(saved[i], nk->layers[i].act, bytes);
+            ok &= saved[i] != NULL;
         }
-    int convs = 0, differ = 0;
-    for (int b = 0; b < BATCH; b++) {
-        CHECK(nn_forward(&net, x + b * 64, 1, 0) != NULL, "%s: single sample failed", model);
-        for (int i = 0; i < net.n_layers; i++) {
-            if (!saved[i]) continue;
-            size_t n = net.layers[i].out_size;
-            convs += b == 0;
-            differ += memcmp(net.layers[i].act, saved[i] + b * n, n * sizeof(float)) != 0;
+        CHECK(ok, "out of memory");
+        for (int m = 1; ok && m < threads; m++) {
+            int layers = 0, differ = parts_differ(nk, x, m, saved, &layers);
+            CHECK(layers > 0 && differ == 0,
+                  "%s%s, %d threads, %d samples at a time: %d of %d layer outputs differ from the "
+                  "batch's",
+                  model, k ? " folded" : "", threads, m, differ, layers);
         }
+        for (int i = 0; i < nk->n_layers - 1; i++)
+            free(saved[i]);
     }
-    CHECK(convs > 0 && differ == 0,
-          "%s, %d threads: %d of %d single-sample convolution outputs differ from the batch's",
-          model, threads, differ, convs * BATCH);
-    for (int i = 0; i < net.n_layers; i++)
-        free(saved[i]);
-    nn_free(&net);
+    nn_free(&net), nn_free(&folded);
 }
 
 /* A model file as the version before descriptions wrote it (architecture

@@ -9,6 +9,14 @@ static void forward(const nn_pass *p, int s, int b0, int b1) {
                     (size_t)(b1 - b0) * size);
 }
 
+static void forward_part(const nn_pass *p, int s, int parts) {
+    size_t size = p->l->out_size, k0, k1;
+    nn_band(p->l, s, parts, &k0, &k1);
+    for (int b = 0; b < p->n; b++)
+        nn_relu_forward(p->l->act + (size_t)b * size + k0, p->in[0] + (size_t)b * size + k0,
+                        k1 - k0);
+}
+
 static void backward(const nn_pass *p, int s, int b0, int b1, int phase) {
     (void)s, (void)phase;
     size_t size = p->l->out_size;
@@ -27,6 +35,8 @@ static int one_units(const nn_layer *l, const float *in, float *out, int c0, int
 
 const nn_kind nn_kind_relu = {.setup = nn_same_shape,
                               .forward = forward,
+                              .forward_part = forward_part,
+                              .band_local = 1,
                               .phases = 1,
                               .backward = backward,
                               .one_units = one_units};
