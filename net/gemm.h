@@ -25,6 +25,16 @@
 void nn_gemm(int m, int n, int k, const float *a, size_t lda, int a_transposed, const float *b,
              size_t ldb, float beta, float *c, size_t ldc);
 
+/* C = A B where A is not stored but read from its source (a convolution's
+ * padded input): row i of A is `runs` runs of run_len consecutive floats,
+ * run s at a + i * a_row + s * run_stride, and B has runs * run_len rows in
+ * the same order. Summed as nn_gemm sums the same A stored row by row
+ * (each element's chain over the k = runs * run_len terms in order), so
+ * the same bits, where run_len is even or runs is 1, and n is a multiple of
+ * 16 or runs is 1. */
+void nn_gemm_runs(int m, int n, int runs, int run_len, const float *a, size_t a_row,
+                  size_t run_stride, const float *b, size_t ldb, float *c, size_t ldc);
+
 /* The same product with A transposed (A stored as [k][m]), for the weight
  * gradients: a long sum into a small C. work holds m * n floats: a C of
  * fewer than 64 columns is computed as its transpose, whose vectors then run
