@@ -244,3 +244,18 @@ void nn_add_bias(float *out, const float *bias, size_t rows, int c) {
     add_bias(out, bias, rows, c);
 }
 void nn_bias_grad(float *db, const float *g, size_t rows, int c) { bias_grad(db, g, rows, c); }
+
+/* A copy and three clears a row: nothing to vectorize by hand. */
+void nn_pad_rows(float *pad, const float *in, int h, int w, int c, int py0, int py1) {
+    const size_t row = (size_t)(w + 2) * c;
+    for (int py = py0; py < py1; py++) {
+        float *dst = pad + (size_t)py * row;
+        if (py == 0 || py == h + 1) {
+            memset(dst, 0, row * sizeof(float));
+            continue;
+        }
+        memset(dst, 0, (size_t)c * sizeof(float));
+        memcpy(dst + c, in + (size_t)(py - 1) * w * c, (size_t)w * c * sizeof(float));
+        memset(dst + row - c, 0, (size_t)c * sizeof(float));
+    }
+}

@@ -41,6 +41,11 @@ void nn_im2col(float *col, const float *in, int n, int h, int w, int c, int size
  * pixels in memory order, taps in order, would add them. */
 void nn_col2im(float *din, const float *col, int n, int h, int w, int c, int size, int stride);
 
+/* Rows [py0, py1) of one image in [h][w][c] padded by one zero pixel on
+ * every side: pad[(h + 2)][(w + 2)][c], pad[py][px] = in[py - 1][px - 1]
+ * inside, 0 on the border. */
+void nn_pad_rows(float *pad, const float *in, int h, int w, int c, int py0, int py1);
+
 /* dst[k] += src[k] for k < count. */
 void nn_add_rows(float *dst, const float *src, size_t count);
 /* out[r][k] += bias[k] for r < rows, k < c. */

@@ -5,7 +5,8 @@
  * gradient's product in both orientations. Each element must lie within the
  * error bound of its sum, |c - ref| <= (k + 2) 2^-24 (sum |a b| + |beta c|);
  * a term from a wrong row or column misses by far more. The columns past n
- * must stay untouched. */
+ * must stay untouched. The products that read A in place (nn_gemm_runs)
+ * must give the bits of the same A gathered. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,6 +93,33 @@ static void one_case(int m, int n, int k, int a_transposed, int at_b, float beta
     free(a), free(b), free(c), free(c0), free(work);
 }
 
+/* A read in place (nn_gemm_runs): rows a_row apart in a source buffer, each
+ * `runs` runs of len floats run_stride apart, against nn_gemm of the same
+ * A gathered into an ordinary matrix: bit for bit, as gemm.h promises
+ * (even len, or one run; n a multiple of 16, or one run). A run read from
+ * the wrong place, or terms summed in another order, would show. */
+static void runs_case(int m, int n, int runs, int len) {
+    const size_t a_row = (size_t)len + 3, run_stride = (size_t)m * a_row + 5;
+    const int k = runs * len;
+    const size_t ldb = (size_t)n + 5, ldc = (size_t)n + GUARD;
+    float *src = alloc(run_stride * (size_t)runs + 1), *b = alloc((size_t)k * ldb);
+    float *a = alloc((size_t)m * k), *c = alloc((size_t)m * ldc), *want = alloc((size_t)m * ldc);
+    for (int i = 0; i < m; i++)
+        for (int s = 0; s < runs; s++)
+            memcpy(a + (size_t)i * k + (size_t)s * len, src + i * a_row + s * run_stride,
+                   (size_t)len * sizeof(float));
+    memcpy(want, c, (size_t)m * ldc * sizeof(float));
+    nn_gemm(m, n, k, a, (size_t)k, 0, b, ldb, 0.0f, want, ldc);
+    nn_gemm_runs(m, n, runs, len, src, a_row, run_stride, b, ldb, c, ldc);
+    checked++;
+    if (memcmp(c, want, (size_t)m * ldc * sizeof(float)) != 0) {
+        fprintf(stderr, "FAIL runs m=%d n=%d runs=%d len=%d: not the bits of the gathered A\n", m,
+                n, runs, len);
+        failures++;
+    }
+    free(src), free(b), free(a), free(c), free(want);
+}
+
 int main(void) {
     if (NEEDS_AVX2 && (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma"))) {
         printf("test_gemm: this CPU has no AVX2, skipped\n");
@@ -114,6 +142,16 @@ int main(void) {
     one_case(196, 144, 32, 0, 0, 0.0f);
     one_case(144, 16, 784, 1, 1, 0.9f);
     one_case(576, 64, 98, 1, 1, 1.0f);
+    /* Rows of 3x3 convolutions (3 runs of 3 x channels) and of 1x1 ones. */
+    const int run_ms[] = {1, 2, 5, 6, 7, 13, 14, 15, 28, 29};
+    const int run_ns[] = {16, 32, 48, 64, 80, 128};
+    for (size_t i = 0; i < sizeof run_ms / sizeof *run_ms; i++)
+        for (size_t j = 0; j < sizeof run_ns / sizeof *run_ns; j++) {
+            runs_case(run_ms[i], run_ns[j], 3, 6);
+            runs_case(run_ms[i], run_ns[j], 3, 48);
+            runs_case(run_ms[i], run_ns[j], 1, 16);
+            runs_case(run_ms[i], run_ns[j] + 3, 1, 9); /* one run: any n, any length */
+        }
     if (failures) {
         fprintf(stderr, "test_gemm: %d of %d products wrong\n", failures, checked);
         return 1;

@@ -1,8 +1,12 @@
 /* conv: a size x size convolution (3 or 1) with stride 1 or 2 and same
- * padding, by im2col and a matrix product (gemm.h); weights
- * [size][size][in_c][out_c], one row of the product's B per im2col column.
- * A 1x1 convolution of stride 1 needs no im2col: its input already is the
- * product's A. */
+ * padding, as a matrix product (gemm.h) of the im2col of its input and its
+ * weights [size][size][in_c][out_c], one row of the product's B per im2col
+ * column. A 1x1 convolution of stride 1 needs no im2col: its input already
+ * is the product's A. The forward of the others reads A in place where
+ * the product allows it (nn_gemm_runs, one output row at a time): a row of
+ * a 3x3 convolution's im2col is three runs of 3 x in_c floats of the input
+ * padded by a pixel, a 1x1 one of stride 2 one run of in_c of the input;
+ * the weight gradient still builds the im2col, which it reads as A^T. */
 
 #include "gemm.h"
 #include "kind.h"
@@ -30,10 +34,46 @@ static int chunk(const nn_net *net, const nn_layer *l) {
     return (int)(net->conv_chunk_bytes / per_sample);
 }
 
-/* A thread's scratch: the im2col chunk, then room for the weights'
- * transpose (the input gradient's B) or the weight gradient's transpose. */
+/* Whether the forward reads A in place: every convolution but a 1x1 of
+ * stride 1 (which is its input), where the runs keep nn_gemm's sums (runs
+ * of even length: 16-wide tiles pair the terms; output channels a multiple
+ * of 16: the narrow edge takes one run). */
+static int in_place(const nn_layer *l) {
+    if (direct(l)) return 0;
+    if (l->spec.size == 1) return 1;
+    return l->in.c % 2 == 0 && l->out.c % 16 == 0;
+}
+
+static size_t pad_floats(const nn_layer *l) {
+    return l->spec.size == 3 ? (size_t)(l->in.h + 2) * (l->in.w + 2) * l->in.c : 0;
+}
+
+/* A thread's scratch: the im2col chunk (or one padded input, if larger),
+ * then room for the weights' transpose (the input gradient's B) or the
+ * weight gradient's transpose. */
 static size_t col_floats(const nn_net *net, const nn_layer *l) {
-    return direct(l) ? 0 : (size_t)chunk(net, l) * pixels(l) * taps(l);
+    size_t col = direct(l) ? 0 : (size_t)chunk(net, l) * pixels(l) * taps(l);
+    return col > pad_floats(l) ? col : pad_floats(l);
+}
+
+/* Output rows [y0, y1) of one sample read in place: from the input padded
+ * by a pixel into pad (3x3; its rows that these output rows read), or from
+ * the input itself (1x1 of stride 2). */
+static void forward_rows(const nn_layer *l, const float *in, float *pad, int y0, int y1,
+                         float *out) {
+    const int st = l->spec.stride, c = l->in.c, oc = l->out.c, ow = l->out.w;
+    const float *w = l->weight->value;
+    if (l->spec.size == 1) {
+        for (int oy = y0; oy < y1; oy++)
+            nn_gemm_runs(ow, oc, 1, c, in + (size_t)oy * st * l->in.w * c, (size_t)st * c, 0, w, oc,
+                         out + (size_t)(oy - y0) * ow * oc, oc);
+        return;
+    }
+    const size_t pad_row = (size_t)(l->in.w + 2) * c;
+    nn_pad_rows(pad, in, l->in.h, l->in.w, c, y0 * st, (y1 - 1) * st + 3);
+    for (int oy = y0; oy < y1; oy++)
+        nn_gemm_runs(ow, oc, 3, 3 * c, pad + (size_t)oy * st * pad_row, (size_t)st * c, pad_row, w,
+                     oc, out + (size_t)(oy - y0) * ow * oc, oc);
 }
 
 static void plan(const nn_net *net, const nn_layer *l, nn_plan *need) {
@@ -57,7 +97,10 @@ static void forward(const nn_pass *p, int s, int b0, int b1) {
     int K = taps(l), oc = l->out.c, step = chunk(p->net, l);
     size_t pix = pixels(l);
     float *col = nn_thread_scratch(p->net, s);
-    for (int c0 = b0; c0 < b1; c0 += step) {
+    for (int b = b0; in_place(l) && b < b1; b++)
+        forward_rows(l, p->in[0] + (size_t)b * l->in_size, col, 0, l->out.h,
+                     l->act + (size_t)b * l->out_size);
+    for (int c0 = b0; !in_place(l) && c0 < b1; c0 += step) {
         int m = b1 - c0 < step ? b1 - c0 : step;
         const float *a = columns(l, col, p->in[0] + (size_t)c0 * l->in_size, m);
         nn_gemm((int)(m * pix), oc, K, a, K, 0, l->weight->value, oc, 0.0f,
@@ -79,6 +122,11 @@ static void forward_part(const nn_pass *p, int s, int parts) {
     for (int b = 0; b < p->n; b++) {
         const float *in = p->in[0] + (size_t)b * l->in_size, *a = col;
         float *out = l->act + (size_t)b * l->out_size + (size_t)y0 * ow * oc;
+        if (in_place(l)) {
+            forward_rows(l, in, col, y0, y1, out);
+            if (l->bias) nn_add_bias(out, l->bias->value, rows, oc);
+            continue;
+        }
         if (direct(l))
             a = in + (size_t)y0 * ow * l->in.c;
         else
