@@ -101,6 +101,7 @@ typedef struct {
 
 TILE(6, 4)
 TILE(12, 2)
+TILE(7, 2)
 TILE_PAIRS(14)
 TILE(4, 4)
 TILE(4, 2)
@@ -138,12 +139,26 @@ BN_INLINE void edge_columns(int m, int w, int k, const float *a, size_t a_row, s
     }
 }
 
+/* Whether m rows go in tiles of 7 rows by 2 vectors instead of MR-row
+ * tiles: where m is a multiple of 7 and the MR-row tiles would leave 1-3
+ * rows (or 5-7) to tiles of 1-2 rows, whose few chains cannot keep the
+ * multiply-adds busy: a row of a convolution's 7 x 7 or 14 x 14 output.
+ * Each element is still one chain in increasing p. */
+BN_INLINE int sevens(int m, int mr) { return m % 7 == 0 && m % mr != 0 && m % mr % 4 != 0; }
+
 /* All rows of C against one block of NV vectors of columns: the block of
  * B (k x 16 NV) stays in cache while A's rows stream past it. The rows
  * left over after the last whole tile go one at a time. */
 #define COLUMN_BLOCK(MR, NV)                                                                       \
     BN_INLINE void block_##NV(int m, a_runs ar, const float *a, size_t a_row, const float *b,      \
                               size_t ldb, float beta, float *c, size_t ldc) {                      \
+        if (NV > 1 && sevens(m, MR)) {                                                             \
+            for (int i = 0; i < m; i += 7)                                                         \
+                for (int v = 0; v < NV; v += 2)                                                    \
+                    tile_7x2(ar, a + (size_t)i * a_row, a_row, b + VL * v, ldb, beta,              \
+                             c + (size_t)i * ldc + VL * v, ldc);                                   \
+            return;                                                                                \
+        }                                                                                          \
         int i = 0;                                                                                 \
         for (; i + MR <= m; i += MR)                                                               \
             tile_##MR##x##NV(ar, a + (size_t)i * a_row, a_row, b, ldb, beta, c + (size_t)i * ldc,  \
