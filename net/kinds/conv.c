@@ -44,8 +44,20 @@ static int in_place(const nn_layer *l) {
     return l->in.c % 2 == 0 && l->out.c % 16 == 0;
 }
 
+/* Whether the input gradient of a 3x3 convolution of stride 1 is computed
+ * as the convolution of the output gradient, padded by a pixel, with the
+ * weights turned half a turn and transposed (runs of 3 x out_c floats, the
+ * input's channels as the product's columns), instead of a product that
+ * writes every pixel's 9 x in_c taps and a col2im that adds them up. */
+static int flipped(const nn_layer *l) {
+    return l->spec.size == 3 && l->spec.stride == 1 && l->in.c % 16 == 0 && l->out.c % 16 == 0;
+}
+
 static size_t pad_floats(const nn_layer *l) {
-    return l->spec.size == 3 ? (size_t)(l->in.h + 2) * (l->in.w + 2) * l->in.c : 0;
+    if (l->spec.size != 3) return 0;
+    size_t sides = (size_t)(l->in.h + 2) * (l->in.w + 2);
+    int c = flipped(l) && l->out.c > l->in.c ? l->out.c : l->in.c;
+    return sides * c;
 }
 
 /* A thread's scratch: the im2col chunk (or one padded input, if larger),
@@ -136,6 +148,27 @@ static void forward_part(const nn_pass *p, int s, int parts) {
     }
 }
 
+/* din of samples [b0, b1) for a flipped() layer: din[y][x][k] = the sum
+ * over ky, kx, o of g_pad[y + ky][x + kx][o] * w[2 - ky][2 - kx][k][o],
+ * with wt = w turned and transposed to [ky][kx][o][k] and each sample's g
+ * padded into pad. */
+static void input_gradient_flipped(const nn_layer *l, const float *g, float *din, float *pad,
+                                   float *wt, int b0, int b1) {
+    const int h = l->in.h, w = l->in.w, c = l->in.c, oc = l->out.c;
+    const float *wsrc = l->weight->value;
+    for (int t = 0; t < 9; t++)
+        for (int o = 0; o < oc; o++)
+            for (int k = 0; k < c; k++)
+                wt[((size_t)t * oc + o) * c + k] = wsrc[((size_t)(8 - t) * c + k) * oc + o];
+    const size_t pad_row = (size_t)(w + 2) * oc, pix = (size_t)h * w;
+    for (int b = b0; b < b1; b++) {
+        nn_pad_rows(pad, g + (size_t)b * pix * oc, h, w, oc, 0, h + 2);
+        for (int y = 0; y < h; y++)
+            nn_gemm_runs(w, c, 3, 3 * oc, pad + (size_t)y * pad_row, (size_t)oc, pad_row, wt, c,
+                         din + ((size_t)b * pix + (size_t)y * w) * c, c);
+    }
+}
+
 /* Phase 0: the weight gradient sums over every pixel of the batch, which is
  * long: each slice sums its own samples (slice 0 into dw with beta, the
  * others into partial buffers), so that each thread packs only its part of
@@ -161,8 +194,12 @@ static void backward(const nn_pass *p, int s, int b0, int b1, int phase) {
     size_t r0 = (size_t)nn_slice_begin(K, p->T, s), r1 = (size_t)nn_slice_begin(K, p->T, s + 1);
     for (int t = 1; t < p->T; t++)
         nn_add_rows(p->dw + r0 * oc, partial + (size_t)(t - 1) * wsize + r0 * oc, (r1 - r0) * oc);
-    if (p->din[0]) nn_transpose(K, oc, l->weight->value, oc, wt);
-    for (int c0 = b0; p->din[0] && c0 < b1; c0 += step) {
+    if (p->din[0] && flipped(l)) {
+        input_gradient_flipped(l, p->g, p->din[0], col, wt, b0, b1);
+    } else if (p->din[0]) {
+        nn_transpose(K, oc, l->weight->value, oc, wt);
+    }
+    for (int c0 = b0; p->din[0] && !flipped(l) && c0 < b1; c0 += step) {
         int m = b1 - c0 < step ? b1 - c0 : step;
         float *din = p->din[0] + (size_t)c0 * l->in_size;
         float *dst = direct(l) ? din : col;
