@@ -224,10 +224,27 @@ void nn_gemm(int m, int n, int k, const float *a, size_t lda, int a_transposed, 
         gemm(m, n, k, a, lda, 1, b, ldb, beta, c, ldc);
 }
 
+/* The same with A's runs strided and C accumulated (a copy of its own, so
+ * that the forward's keeps a_col = 1 as a constant). */
+BN_DISPATCH static void gemm_runs_strided(int m, int n, int runs, int len, const float *a,
+                                          size_t a_row, size_t a_col, size_t run_stride,
+                                          const float *b, size_t ldb, float beta, float *c,
+                                          size_t ldc) {
+    const a_runs ar = {runs, len, run_stride, a_col};
+    gemm_body(m, n, ar, a, a_row, b, ldb, beta, c, ldc);
+}
+
 void nn_gemm_runs(int m, int n, int runs, int run_len, const float *a, size_t a_row,
                   size_t run_stride, const float *b, size_t ldb, float *c, size_t ldc) {
     if (m <= 0 || n <= 0) return;
     gemm_runs(m, n, runs, run_len, a, a_row, run_stride, b, ldb, c, ldc);
+}
+
+void nn_gemm_runs_strided(int m, int n, int runs, int run_len, const float *a, size_t a_row,
+                          size_t a_col, size_t run_stride, const float *b, size_t ldb, float beta,
+                          float *c, size_t ldc) {
+    if (m <= 0 || n <= 0) return;
+    gemm_runs_strided(m, n, runs, run_len, a, a_row, a_col, run_stride, b, ldb, beta, c, ldc);
 }
 
 void nn_gemm_at_b(int m, int n, int k, const float *a, size_t lda, const float *b, size_t ldb,

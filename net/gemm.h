@@ -35,6 +35,16 @@ void nn_gemm(int m, int n, int k, const float *a, size_t lda, int a_transposed, 
 void nn_gemm_runs(int m, int n, int runs, int run_len, const float *a, size_t a_row,
                   size_t run_stride, const float *b, size_t ldb, float *c, size_t ldc);
 
+/* C = A B + beta C (beta 0: c not read) with A's runs strided: A(i, p)
+ * for p = s * run_len + q is a[i * a_row + s * run_stride + q * a_col];
+ * B's rows are runs * run_len rows ldb apart, as for nn_gemm_runs. For a
+ * convolution's weight gradient, A being the padded input read as one
+ * tap's channels (rows) by output pixels (the sum, a run per output row),
+ * and B the output gradient. n a multiple of 16 where runs > 1. */
+void nn_gemm_runs_strided(int m, int n, int runs, int run_len, const float *a, size_t a_row,
+                          size_t a_col, size_t run_stride, const float *b, size_t ldb, float beta,
+                          float *c, size_t ldc);
+
 /* The same product with A transposed (A stored as [k][m]), for the weight
  * gradients: a long sum into a small C. work holds m * n floats: a C of
  * fewer than 64 columns is computed as its transpose, whose vectors then run

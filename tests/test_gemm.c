@@ -6,7 +6,8 @@
  * error bound of its sum, |c - ref| <= (k + 2) 2^-24 (sum |a b| + |beta c|);
  * a term from a wrong row or column misses by far more. The columns past n
  * must stay untouched. The products that read A in place (nn_gemm_runs)
- * must give the bits of the same A gathered. */
+ * must give the bits of the same A gathered (and the strided ones, of the
+ * weight gradient, lie within the bound). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -120,6 +121,48 @@ static void runs_case(int m, int n, int runs, int len) {
     free(src), free(b), free(a), free(c), free(want);
 }
 
+/* The weight gradient's product (nn_gemm_runs_strided): A(i, p) read with
+ * rows a_row apart and each run's terms a_col apart, C accumulated with
+ * beta; against a double sum within the bound of one_case, and, where runs
+ * have even length, bit for bit against nn_gemm of the gathered A. */
+static void strided_case(int m, int n, int runs, int len, size_t a_row, size_t a_col, float beta) {
+    const int k = runs * len;
+    const size_t run_stride = (size_t)len * a_col + (size_t)m * a_row + 3;
+    const size_t ldb = (size_t)n + 5, ldc = (size_t)n + GUARD;
+    float *src = alloc(run_stride * (size_t)runs + 1), *b = alloc((size_t)k * ldb);
+    float *a = alloc((size_t)m * k), *c = alloc((size_t)m * ldc), *want = alloc((size_t)m * ldc);
+    float *c0 = alloc((size_t)m * ldc);
+    for (int i = 0; i < m; i++)
+        for (int p = 0; p < k; p++)
+            a[(size_t)i * k + p] =
+                src[i * a_row + (size_t)(p / len) * run_stride + (size_t)(p % len) * a_col];
+    memcpy(want, c, (size_t)m * ldc * sizeof(float));
+    memcpy(c0, c, (size_t)m * ldc * sizeof(float));
+    nn_gemm(m, n, k, a, (size_t)k, 0, b, ldb, beta, want, ldc);
+    nn_gemm_runs_strided(m, n, runs, len, src, a_row, a_col, run_stride, b, ldb, beta, c, ldc);
+    checked++;
+    int bad = len % 2 == 0 && memcmp(c, want, (size_t)m * ldc * sizeof(float)) != 0;
+    for (int i = 0; i < m && !bad; i++)
+        for (int j = 0; j < (int)ldc && !bad; j++) {
+            double ref = beta * (double)c0[i * ldc + j], mag = fabs(ref);
+            if (j >= n) {
+                bad = c[i * ldc + j] != c0[i * ldc + j];
+                continue;
+            }
+            for (int p = 0; p < k; p++) {
+                double t = (double)a[(size_t)i * k + p] * b[(size_t)p * ldb + j];
+                ref += t, mag += fabs(t);
+            }
+            bad = !(fabs(c[i * ldc + j] - ref) <= (k + 2) * ldexp(1.0, -24) * mag);
+        }
+    if (bad) {
+        fprintf(stderr, "FAIL strided m=%d n=%d runs=%d len=%d a_col=%zu beta=%g\n", m, n, runs,
+                len, a_col, (double)beta);
+        failures++;
+    }
+    free(src), free(b), free(a), free(c), free(want), free(c0);
+}
+
 int main(void) {
     if (NEEDS_AVX2 && (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma"))) {
         printf("test_gemm: this CPU has no AVX2, skipped\n");
@@ -151,6 +194,17 @@ int main(void) {
             runs_case(run_ms[i], run_ns[j], 3, 48);
             runs_case(run_ms[i], run_ns[j], 1, 16);
             runs_case(run_ms[i], run_ns[j] + 3, 1, 9); /* one run: any n, any length */
+        }
+    /* Channels by output pixels of one tap: rows 1 apart, pixels 1 or 2
+     * channels' widths apart, a run per output row of 28, 14 or 7. */
+    const int st_ms[] = {1, 2, 7, 16, 17, 32, 64};
+    const int st_ns[] = {16, 32, 64, 96};
+    for (size_t i = 0; i < sizeof st_ms / sizeof *st_ms; i++)
+        for (size_t j = 0; j < sizeof st_ns / sizeof *st_ns; j++) {
+            int m = st_ms[i], n = st_ns[j];
+            strided_case(m, n, 28, 28, 1, (size_t)m, 0.0f);
+            strided_case(m, n, 7, 7, 1, (size_t)2 * m, 1.0f);
+            strided_case(m, n, 14, 14, 1, (size_t)m + 1, 0.9f);
         }
     if (failures) {
         fprintf(stderr, "test_gemm: %d of %d products wrong\n", failures, checked);

@@ -169,6 +169,25 @@ static void input_gradient_flipped(const nn_layer *l, const float *g, float *din
     }
 }
 
+/* The weight gradient of samples [b0, b1) of a 3x3 convolution (out_c a
+ * multiple of 16) without its im2col: for each tap, dw[tap] (in_c x out_c)
+ * += the tap's view of the padded input (channels by output pixels, a run
+ * per output row) times the output gradient, sample by sample into dw (the
+ * first sample onto keep * dw). */
+static void weight_gradient_in_place(const nn_layer *l, const float *in, const float *g, float *pad,
+                                     int b0, int b1, float keep, float *dw) {
+    const int st = l->spec.stride, c = l->in.c, oc = l->out.c, oh = l->out.h, ow = l->out.w;
+    const size_t pad_row = (size_t)(l->in.w + 2) * c, pix = (size_t)oh * ow;
+    for (int b = b0; b < b1; b++) {
+        nn_pad_rows(pad, in + (size_t)b * l->in_size, l->in.h, l->in.w, c, 0, l->in.h + 2);
+        for (int t = 0; t < 9; t++)
+            nn_gemm_runs_strided(c, oc, oh, ow,
+                                 pad + (size_t)(t / 3) * pad_row + (size_t)(t % 3) * c, 1,
+                                 (size_t)st * c, (size_t)st * pad_row, g + (size_t)b * pix * oc, oc,
+                                 b > b0 ? 1.0f : keep, dw + (size_t)t * c * oc, oc);
+    }
+}
+
 /* Phase 0: the weight gradient sums over every pixel of the batch, which is
  * long: each slice sums its own samples (slice 0 into dw with beta, the
  * others into partial buffers), so that each thread packs only its part of
@@ -182,6 +201,11 @@ static void backward(const nn_pass *p, int s, int b0, int b1, int phase) {
     float *wt = col + col_floats(p->net, l);
     if (phase == 0) {
         float *dst = s == 0 ? p->dw : partial + (size_t)(s - 1) * wsize;
+        if (l->spec.size == 3 && oc % 16 == 0) {
+            weight_gradient_in_place(l, p->in[0], p->g, col, b0, b1, s == 0 ? p->dw_beta : 0.0f,
+                                     dst);
+            return;
+        }
         for (int c0 = b0; c0 < b1; c0 += step) {
             int m = b1 - c0 < step ? b1 - c0 : step;
             float keep = c0 > b0 ? 1.0f : s == 0 ? p->dw_beta : 0.0f;
