@@ -30,8 +30,14 @@ static bnorm_shape shape(const nn_layer *l, int n) {
 static bnorm_params params(const nn_net *net, const nn_layer *l, int n) {
     bnorm_params p = bnorm_params_default(); /* decay 0.9 = PyTorch momentum 0.1 */
     /* A dense layer's batch (64 x 256 floats) is done before a thread team
-     * would have started; a conv layer's (64 x 28 x 28 x 32) is worth splitting. */
+     * would have started; a conv layer's (64 x 28 x 28 x 32) is worth
+     * splitting, and on all the threads, not one per 128 Ki values as the
+     * library would start for a tensor that may be cold: the network's
+     * activations are in cache and its threads are awake (64 x 7 x 7 x 64,
+     * the residual CNN's last stage, on 2 threads instead of 1: its
+     * training step 2.5% faster). */
     p.threads = (size_t)n * l->out_size >= 65536 ? net->threads : 1;
+    if (p.threads > 1) p.flags |= BNORM_EXACT_THREADS;
     return p;
 }
 
