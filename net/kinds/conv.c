@@ -1,12 +1,19 @@
 /* conv: a size x size convolution (3 or 1) with stride 1 or 2 and same
- * padding, as a matrix product (gemm.h) of the im2col of its input and its
+ * padding, as matrix products (gemm.h) of the im2col of its input and its
  * weights [size][size][in_c][out_c], one row of the product's B per im2col
  * column. A 1x1 convolution of stride 1 needs no im2col: its input already
- * is the product's A. The forward of the others reads A in place where
- * the product allows it (nn_gemm_runs, one output row at a time): a row of
- * a 3x3 convolution's im2col is three runs of 3 x in_c floats of the input
- * padded by a pixel, a 1x1 one of stride 2 one run of in_c of the input;
- * the weight gradient still builds the im2col, which it reads as A^T. */
+ * is the product's A. The others read the im2col where it lies instead of
+ * writing it, wherever the shapes allow (the input padded by a pixel, once
+ * per sample; nn_gemm_runs):
+ *   forward: a row of a 3x3 convolution's im2col is three runs of 3 x in_c
+ *     floats of the padded input (a 1x1 of stride 2: one run of in_c);
+ *   weight gradient (3x3): for each tap, the padded input seen as in_c
+ *     channels by output pixels, a run per output row, times the output
+ *     gradient;
+ *   input gradient (3x3, stride 1): the convolution of the padded output
+ *     gradient with the weights turned half a turn and transposed.
+ * Elsewhere (the 1-channel stem's forward, a stride-2 input gradient, the
+ * 1x1 weight gradients) the im2col is built, a chunk of samples at a time. */
 
 #include "gemm.h"
 #include "kind.h"
