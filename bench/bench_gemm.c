@@ -6,6 +6,12 @@
  * ours / OpenBLAS (below 1: ours is faster), and the largest difference
  * between the two results.
  *
+ * A second table times a 3x3 convolution's forward over a batch of 64
+ * images of each stage as the network ran it before (im2col of a chunk of
+ * images, then one product) and as it runs it now (each image padded by a
+ * pixel, the product reading its rows in place, nn_gemm_runs, a call per
+ * output row), taking turns, with the ratio in place / im2col.
+ *
  *   bench_gemm [REPETITIONS]
  */
 #define _POSIX_C_SOURCE 200809L
@@ -16,6 +22,7 @@
 #include <time.h>
 
 #include "gemm.h"
+#include "ops.h"
 
 static double now(void) {
     struct timespec t;
@@ -77,6 +84,60 @@ static void run(int which, int M, int K, int N, const float *A, const float *W, 
     t[0] = t1 - t0, t[1] = now() - t1;
 }
 
+/* One 3x3 convolution of stride 1, side x side x c to c channels, over a
+ * batch of IMAGES: t[0] with the im2col of CHUNK images at a time, t[1]
+ * reading the padded input in place. */
+#define IMAGES 64
+#define CHUNK  4
+static void conv_forward(int side, int c, const float *in, const float *w, float *col, float *pad,
+                         float *out, double t[2]) {
+    const size_t pix = (size_t)side * side, K = (size_t)9 * c, pad_row = (size_t)(side + 2) * c;
+    double t0 = now();
+    for (int b = 0; b < IMAGES; b += CHUNK) {
+        nn_im2col(col, in + b * pix * c, CHUNK, side, side, c, 3, 1, 0, side);
+        nn_gemm((int)(CHUNK * pix), c, (int)K, col, K, 0, w, (size_t)c, 0.0f, out + b * pix * c,
+                (size_t)c);
+    }
+    double t1 = now();
+    for (int b = 0; b < IMAGES; b++) {
+        nn_pad_rows(pad, in + b * pix * c, side, side, c, 0, side + 2);
+        for (int y = 0; y < side; y++)
+            nn_gemm_runs(side, c, 3, 3 * c, pad + y * pad_row, (size_t)c, pad_row, w, (size_t)c,
+                         out + (b * pix + (size_t)y * side) * c, (size_t)c);
+    }
+    t[0] = t1 - t0, t[1] = now() - t1;
+}
+
+static void conv_forward_table(int reps) {
+    static const int stages[][2] = {{28, 16}, {14, 32}, {7, 64}};
+    printf("\n%-18s %12s %12s %7s\n", "3x3 conv forward", "im2col ms", "in place ms", "ratio");
+    unsigned state = 7;
+    for (size_t s = 0; s < sizeof stages / sizeof *stages; s++) {
+        int side = stages[s][0], c = stages[s][1];
+        size_t pix = (size_t)side * side;
+        float *in = filled(IMAGES * pix * c, &state), *w = filled((size_t)9 * c * c, &state);
+        float *col = filled(CHUNK * pix * 9 * c, &state);
+        float *pad = filled((size_t)(side + 2) * (side + 2) * c, &state);
+        float *out = filled(IMAGES * pix * c, &state);
+        double *ratio = malloc((size_t)reps * sizeof(double)), best[2] = {1e30, 1e30}, t[2];
+        if (!ratio) exit(1);
+        conv_forward(side, c, in, w, col, pad, out, t); /* warm-up */
+        for (int r = 0; r < reps; r++) {
+            conv_forward(side, c, in, w, col, pad, out, t);
+            best[0] = fmin(best[0], t[0]), best[1] = fmin(best[1], t[1]);
+            ratio[r] = t[1] / t[0];
+        }
+        qsort(ratio, (size_t)reps, sizeof *ratio, by_value);
+        char label[32];
+        snprintf(label, sizeof label, "%d x %d x %d x %d", IMAGES, side, side, c);
+        printf("%-18s %12.3f %12.3f %7.2f\n", label, 1e3 * best[0], 1e3 * best[1], ratio[reps / 2]);
+        free(in), free(w), free(col), free(pad), free(out), free(ratio);
+    }
+    printf("(ms: best of %d; ratio: median of the per-repetition ratios in place / im2col, one "
+           "thread)\n",
+           reps);
+}
+
 int main(int argc, char **argv) {
     int reps = argc > 1 ? atoi(argv[1]) : 15;
     if (reps < 1 || reps > 10000) {
@@ -125,5 +186,6 @@ int main(int argc, char **argv) {
     printf("(GF/s: best of %d; ratio: median of the per-repetition ratios ours / OpenBLAS "
            "(%s), one thread)\n",
            reps, openblas_get_corename());
+    conv_forward_table(reps);
     return 0;
 }
