@@ -28,10 +28,11 @@ void nn_gemm(int m, int n, int k, const float *a, size_t lda, int a_transposed, 
 /* C = A B where A is not stored but read from its source (a convolution's
  * padded input): row i of A is `runs` runs of run_len consecutive floats,
  * run s at a + i * a_row + s * run_stride, and B has runs * run_len rows in
- * the same order. Summed as nn_gemm sums the same A stored row by row
- * (each element's chain over the k = runs * run_len terms in order), so
- * the same bits, where run_len is even or runs is 1, and n is a multiple of
- * 16 or runs is 1. */
+ * the same order (n a multiple of 16 where runs > 1). Summed as nn_gemm
+ * sums the same A stored row by row, each element's chain over the k =
+ * runs * run_len terms in order, so the same bits where run_len is even
+ * (an odd run's last term, paired with nothing, is fused or not as the
+ * compiler decides in each copy, and unoptimized builds decide apart). */
 void nn_gemm_runs(int m, int n, int runs, int run_len, const float *a, size_t a_row,
                   size_t run_stride, const float *b, size_t ldb, float *c, size_t ldc);
 
