@@ -17,6 +17,7 @@
 
 #include "gemm.h"
 #include "kind.h"
+#include "narrow.h"
 #include "ops.h"
 
 static int setup(nn_net *net, nn_layer *l, const nn_dims *in2, char *err, size_t errlen) {
@@ -41,12 +42,20 @@ static int chunk(const nn_net *net, const nn_layer *l) {
     return (int)(net->conv_chunk_bytes / per_sample);
 }
 
+/* Whether the layer is a 3x3 convolution of stride 1 to 16 channels, which
+ * narrow.h computes directly: forward and weight gradient, and the input
+ * gradient too where the input has 16 channels. */
+static int narrow(const nn_layer *l) {
+    return l->spec.size == 3 && l->spec.stride == 1 && l->out.c == 16;
+}
+
 /* Whether the forward reads A in place: every convolution but a 1x1 of
  * stride 1 (which is its input), where the runs keep nn_gemm's sums (runs
  * of even length: 16-wide tiles pair the terms; output channels a multiple
  * of 16: the narrow edge takes one run). */
 static int in_place(const nn_layer *l) {
     if (direct(l)) return 0;
+    if (narrow(l)) return 1;
     if (l->spec.size == 1) return 1;
     return l->in.c % 2 == 0 && l->out.c % 16 == 0;
 }
@@ -90,7 +99,10 @@ static void forward_rows(const nn_layer *l, const float *in, float *pad, int y0,
     }
     const size_t pad_row = (size_t)(l->in.w + 2) * c;
     nn_pad_rows(pad, in, l->in.h, l->in.w, c, y0 * st, (y1 - 1) * st + 3);
-    for (int oy = y0; oy < y1; oy++)
+    for (int oy = y0; narrow(l) && oy < y1; oy++)
+        nn_narrow_row(ow, c, pad + (size_t)oy * pad_row, pad_row, w,
+                      out + (size_t)(oy - y0) * ow * oc);
+    for (int oy = y0; !narrow(l) && oy < y1; oy++)
         nn_gemm_runs(ow, oc, 3, 3 * c, pad + (size_t)oy * st * pad_row, (size_t)st * c, pad_row, w,
                      oc, out + (size_t)(oy - y0) * ow * oc, oc);
 }
@@ -170,7 +182,10 @@ static void input_gradient_flipped(const nn_layer *l, const float *g, float *din
     const size_t pad_row = (size_t)(w + 2) * oc, pix = (size_t)h * w;
     for (int b = b0; b < b1; b++) {
         nn_pad_rows(pad, g + (size_t)b * pix * oc, h, w, oc, 0, h + 2);
-        for (int y = 0; y < h; y++)
+        for (int y = 0; c == 16 && y < h; y++)
+            nn_narrow_row(w, oc, pad + (size_t)y * pad_row, pad_row, wt,
+                          din + ((size_t)b * pix + (size_t)y * w) * c);
+        for (int y = 0; c != 16 && y < h; y++)
             nn_gemm_runs(w, c, 3, 3 * oc, pad + (size_t)y * pad_row, (size_t)oc, pad_row, wt, c,
                          din + ((size_t)b * pix + (size_t)y * w) * c, c);
     }
@@ -187,6 +202,11 @@ static void weight_gradient_in_place(const nn_layer *l, const float *in, const f
     const size_t pad_row = (size_t)(l->in.w + 2) * c, pix = (size_t)oh * ow;
     for (int b = b0; b < b1; b++) {
         nn_pad_rows(pad, in + (size_t)b * l->in_size, l->in.h, l->in.w, c, 0, l->in.h + 2);
+        if (narrow(l)) {
+            nn_narrow_weight_gradient(oh, ow, c, pad, pad_row, g + (size_t)b * pix * oc,
+                                      b > b0 ? 1.0f : keep, dw);
+            continue;
+        }
         for (int t = 0; t < 9; t++)
             nn_gemm_runs_strided(c, oc, oh, ow,
                                  pad + (size_t)(t / 3) * pad_row + (size_t)(t % 3) * c, 1,
