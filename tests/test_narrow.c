@@ -1,4 +1,4 @@
-/* The direct 3x3 convolutions to 16 channels (net/narrow.c) against double
+/* The direct 3x3 convolutions to 16 and 32 channels (net/narrow.c) against double
  * sums over ragged shapes: rows of every tile width with pixels left over,
  * input channels in and out of whole blocks, padded rows wider than the
  * image, and, for the weight gradient, beta 0 (dw not read: it holds NaN),
@@ -18,9 +18,7 @@
 #define NEEDS_AVX2 0
 #endif
 
-#define OC 16
-
-static int failures, checked;
+static int OC, failures, checked;
 
 static unsigned rng_state = 77u;
 static float draw(void) {
@@ -53,7 +51,7 @@ static void row_case(int oh, int ow, int c, int extra) {
         for (int o = 0; o < OC; o++)
             guard[(size_t)y * OC + o] = out[(size_t)y * row_out + (size_t)ow * OC + o];
     for (int y = 0; y < oh; y++)
-        nn_narrow_row(ow, c, pad + (size_t)y * pad_row, pad_row, w, out + (size_t)y * row_out);
+        nn_narrow_row(ow, c, OC, pad + (size_t)y * pad_row, pad_row, w, out + (size_t)y * row_out);
     int bad = 0;
     for (int y = 0; y < oh && !bad; y++)
         for (int x = 0; x < ow && !bad; x++)
@@ -71,15 +69,16 @@ static void row_case(int oh, int ow, int c, int extra) {
                 checked++;
                 if (!within(got, ref, mag, 9 * c)) {
                     fprintf(stderr,
-                            "FAIL row oh=%d ow=%d c=%d: out[%d][%d][%d] = %.9g, want %.9g\n", oh,
-                            ow, c, y, x, o, got, ref);
+                            "FAIL row oc=%d oh=%d ow=%d c=%d: out[%d][%d][%d] = %.9g, want %.9g\n",
+                            OC, oh, ow, c, y, x, o, got, ref);
                     bad = 1;
                 }
             }
     for (int y = 0; y < oh && !bad; y++)
         for (int o = 0; o < OC && !bad; o++)
             if (out[(size_t)y * row_out + (size_t)ow * OC + o] != guard[(size_t)y * OC + o]) {
-                fprintf(stderr, "FAIL row oh=%d ow=%d c=%d: wrote past the row\n", oh, ow, c);
+                fprintf(stderr, "FAIL row oc=%d oh=%d ow=%d c=%d: wrote past the row\n", OC, oh, ow,
+                        c);
                 bad = 1;
             }
     failures += bad;
@@ -94,7 +93,7 @@ static void weight_case(int oh, int ow, int c, int extra, float beta) {
         if (beta == 0.0f) dw[i] = NAN;
         dw0[i] = dw[i];
     }
-    nn_narrow_weight_gradient(oh, ow, c, pad, pad_row, g, beta, dw);
+    nn_narrow_weight_gradient(oh, ow, c, OC, pad, pad_row, g, beta, dw);
     int bad = 0, terms = oh * ow + 1;
     for (int t = 0; t < 9 && !bad; t++)
         for (int i = 0; i < c && !bad; i++)
@@ -113,9 +112,9 @@ static void weight_case(int oh, int ow, int c, int extra, float beta) {
                 checked++;
                 if (!within(dw[at], ref, mag, terms)) {
                     fprintf(stderr,
-                            "FAIL weights oh=%d ow=%d c=%d beta=%g: dw[%d][%d][%d] = %.9g, "
+                            "FAIL weights oc=%d oh=%d ow=%d c=%d beta=%g: dw[%d][%d][%d] = %.9g, "
                             "want %.9g\n",
-                            oh, ow, c, beta, t, i, o, dw[at], ref);
+                            OC, oh, ow, c, beta, t, i, o, dw[at], ref);
                     bad = 1;
                 }
             }
@@ -132,14 +131,16 @@ int main(void) {
 #endif
     static const int widths[] = {1, 2, 3, 4, 5, 7, 8, 9, 13, 14, 15, 16, 27, 28, 29, 31};
     static const int channels[] = {1, 2, 3, 5, 8, 9, 13, 16, 17, 32};
-    for (size_t a = 0; a < sizeof widths / sizeof widths[0]; a++)
-        for (size_t b = 0; b < sizeof channels / sizeof channels[0]; b++) {
-            int ow = widths[a], c = channels[b];
-            row_case(2, ow, c, (int)(a % 3));
-            weight_case(1 + (int)(b % 3), ow, c, (int)(b % 2), b % 3 == 0 ? 0.0f : 0.9f);
-        }
-    weight_case(28, 28, 16, 0, 1.0f);
-    weight_case(5, 14, 16, 3, 0.0f);
+    for (OC = 16; OC <= 32; OC += 16) {
+        for (size_t a = 0; a < sizeof widths / sizeof widths[0]; a++)
+            for (size_t b = 0; b < sizeof channels / sizeof channels[0]; b++) {
+                int ow = widths[a], c = channels[b];
+                row_case(2, ow, c, (int)(a % 3));
+                weight_case(1 + (int)(b % 3), ow, c, (int)(b % 2), b % 3 == 0 ? 0.0f : 0.9f);
+            }
+        weight_case(28, 28, 16, 0, 1.0f);
+        weight_case(5, 14, 16, 3, 0.0f);
+    }
     if (failures) {
         fprintf(stderr, "test_narrow: %d of the cases failed\n", failures);
         return 1;

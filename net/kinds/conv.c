@@ -42,11 +42,15 @@ static int chunk(const nn_net *net, const nn_layer *l) {
     return (int)(net->conv_chunk_bytes / per_sample);
 }
 
-/* Whether the layer is a 3x3 convolution of stride 1 to 16 channels, which
- * narrow.h computes directly: forward and weight gradient, and the input
- * gradient too where the input has 16 channels. */
+/* Whether a convolution's output of c channels is narrow enough for
+ * narrow.h. */
+static int narrow_channels(int c) { return c == 16 || c == 32; }
+
+/* Whether the layer is a 3x3 convolution of stride 1 to 16 or 32 channels,
+ * which narrow.h computes directly: forward and weight gradient, and the
+ * input gradient too where the input has 16 or 32 channels. */
 static int narrow(const nn_layer *l) {
-    return l->spec.size == 3 && l->spec.stride == 1 && l->out.c == 16;
+    return l->spec.size == 3 && l->spec.stride == 1 && narrow_channels(l->out.c);
 }
 
 /* Whether the forward reads A in place: every convolution but a 1x1 of
@@ -100,7 +104,7 @@ static void forward_rows(const nn_layer *l, const float *in, float *pad, int y0,
     const size_t pad_row = (size_t)(l->in.w + 2) * c;
     nn_pad_rows(pad, in, l->in.h, l->in.w, c, y0 * st, (y1 - 1) * st + 3);
     for (int oy = y0; narrow(l) && oy < y1; oy++)
-        nn_narrow_row(ow, c, pad + (size_t)oy * pad_row, pad_row, w,
+        nn_narrow_row(ow, c, oc, pad + (size_t)oy * pad_row, pad_row, w,
                       out + (size_t)(oy - y0) * ow * oc);
     for (int oy = y0; !narrow(l) && oy < y1; oy++)
         nn_gemm_runs(ow, oc, 3, 3 * c, pad + (size_t)oy * st * pad_row, (size_t)st * c, pad_row, w,
@@ -182,10 +186,10 @@ static void input_gradient_flipped(const nn_layer *l, const float *g, float *din
     const size_t pad_row = (size_t)(w + 2) * oc, pix = (size_t)h * w;
     for (int b = b0; b < b1; b++) {
         nn_pad_rows(pad, g + (size_t)b * pix * oc, h, w, oc, 0, h + 2);
-        for (int y = 0; c == 16 && y < h; y++)
-            nn_narrow_row(w, oc, pad + (size_t)y * pad_row, pad_row, wt,
+        for (int y = 0; narrow_channels(c) && y < h; y++)
+            nn_narrow_row(w, oc, c, pad + (size_t)y * pad_row, pad_row, wt,
                           din + ((size_t)b * pix + (size_t)y * w) * c);
-        for (int y = 0; c != 16 && y < h; y++)
+        for (int y = 0; !narrow_channels(c) && y < h; y++)
             nn_gemm_runs(w, c, 3, 3 * oc, pad + (size_t)y * pad_row, (size_t)oc, pad_row, wt, c,
                          din + ((size_t)b * pix + (size_t)y * w) * c, c);
     }
@@ -203,7 +207,7 @@ static void weight_gradient_in_place(const nn_layer *l, const float *in, const f
     for (int b = b0; b < b1; b++) {
         nn_pad_rows(pad, in + (size_t)b * l->in_size, l->in.h, l->in.w, c, 0, l->in.h + 2);
         if (narrow(l)) {
-            nn_narrow_weight_gradient(oh, ow, c, pad, pad_row, g + (size_t)b * pix * oc,
+            nn_narrow_weight_gradient(oh, ow, c, oc, pad, pad_row, g + (size_t)b * pix * oc,
                                       b > b0 ? 1.0f : keep, dw);
             continue;
         }
