@@ -18,8 +18,7 @@
  * tiles of two vectors. */
 #define ROW_TILE(MR, NV)                                                                           \
     BN_INLINE void row_tile_##MR##x##NV(int c, const float *pad, size_t pad_row, const float *w,   \
-                                        float *out) {                                              \
-        const size_t oc = (size_t)NV * VL;                                                         \
+                                        size_t oc, float *out) {                                   \
         vf acc[MR][NV];                                                                            \
         for (int q = 0; q < MR; q++)                                                               \
             for (int v = 0; v < NV; v++)                                                           \
@@ -61,28 +60,33 @@ ROW_TILE(1, 2)
 
 #define ROW_TILES(MR, NV)                                                                          \
     for (; x + MR <= ow; x += MR)                                                                  \
-        row_tile_##MR##x##NV(c, pad + (size_t)x * c, pad_row, w, out + (size_t)x * NV * VL);
+        row_tile_##MR##x##NV(c, pad + (size_t)x * c, pad_row, w + j, (size_t)oc,                   \
+                             out + (size_t)x * oc + j);
 
+/* Blocks of 32 output channels, then one of 16. */
 BN_DISPATCH static void narrow_row(int ow, int c, int oc, const float *pad, size_t pad_row,
                                    const float *w, float *out) {
-    int x = 0;
-    if (oc == VL) {
-        ROW_TILES(14, 1)
-        ROW_TILES(8, 1)
-        ROW_TILES(4, 1)
-        ROW_TILES(2, 1)
-        ROW_TILES(1, 1)
-    } else {
+    int j = 0;
+    for (; j + 2 * VL <= oc; j += 2 * VL) {
+        int x = 0;
         ROW_TILES(7, 2)
         ROW_TILES(4, 2)
         ROW_TILES(2, 2)
         ROW_TILES(1, 2)
     }
+    if (j < oc) {
+        int x = 0;
+        ROW_TILES(14, 1)
+        ROW_TILES(8, 1)
+        ROW_TILES(4, 1)
+        ROW_TILES(2, 1)
+        ROW_TILES(1, 1)
+    }
 }
 
 void nn_narrow_row(int ow, int c, int oc, const float *pad, size_t pad_row, const float *w,
                    float *out) {
-    if (ow > 0 && c > 0 && (oc == VL || oc == 2 * VL)) narrow_row(ow, c, oc, pad, pad_row, w, out);
+    if (ow > 0 && c > 0 && oc > 0 && oc % VL == 0) narrow_row(ow, c, oc, pad, pad_row, w, out);
 }
 
 /* The weight gradient of one ky, IB input channels and NV vectors of
@@ -94,9 +98,8 @@ void nn_narrow_row(int ow, int c, int oc, const float *pad, size_t pad_row, cons
  * three pixels q - kx are outside it. */
 #define WEIGHT_TILE(IB, NV)                                                                        \
     BN_INLINE void weight_tile_##IB##x##NV(int oh, int ow, int c, const float *pad,                \
-                                           size_t pad_row, const float *g, float beta,             \
+                                           size_t pad_row, const float *g, size_t oc, float beta,  \
                                            float *dw) {                                            \
-        const size_t oc = (size_t)NV * VL;                                                         \
         vf acc[3][IB][NV];                                                                         \
         for (int k = 0; k < 3; k++)                                                                \
             for (int i = 0; i < IB; i++)                                                           \
@@ -156,7 +159,8 @@ WEIGHT_TILE(1, 2)
 
 #define WEIGHT_TILES(IB, NV)                                                                       \
     for (; i + IB <= c; i += IB)                                                                   \
-        weight_tile_##IB##x##NV(oh, ow, c, p + i, pad_row, g, beta, d + (size_t)i * NV * VL);
+        weight_tile_##IB##x##NV(oh, ow, c, p + i, pad_row, g + j, (size_t)oc, beta,                \
+                                d + (size_t)i * oc + j);
 
 BN_DISPATCH static void narrow_weight_gradient(int oh, int ow, int c, int oc, const float *pad,
                                                size_t pad_row, const float *g, float beta,
@@ -164,22 +168,25 @@ BN_DISPATCH static void narrow_weight_gradient(int oh, int ow, int c, int oc, co
     for (int ky = 0; ky < 3; ky++) {
         const float *p = pad + (size_t)ky * pad_row;
         float *d = dw + (size_t)ky * 3 * c * oc;
-        int i = 0;
-        if (oc == VL) {
+        int j = 0;
+        for (; j + 2 * VL <= oc; j += 2 * VL) {
+            int i = 0;
+            WEIGHT_TILES(4, 2)
+            WEIGHT_TILES(2, 2)
+            WEIGHT_TILES(1, 2)
+        }
+        if (j < oc) {
+            int i = 0;
             WEIGHT_TILES(8, 1)
             WEIGHT_TILES(4, 1)
             WEIGHT_TILES(2, 1)
             WEIGHT_TILES(1, 1)
-        } else {
-            WEIGHT_TILES(4, 2)
-            WEIGHT_TILES(2, 2)
-            WEIGHT_TILES(1, 2)
         }
     }
 }
 
 void nn_narrow_weight_gradient(int oh, int ow, int c, int oc, const float *pad, size_t pad_row,
                                const float *g, float beta, float *dw) {
-    if (oh > 0 && ow > 0 && c > 0 && (oc == VL || oc == 2 * VL))
+    if (oh > 0 && ow > 0 && c > 0 && oc > 0 && oc % VL == 0)
         narrow_weight_gradient(oh, ow, c, oc, pad, pad_row, g, beta, dw);
 }

@@ -131,7 +131,7 @@ int main(void) {
 #endif
     static const int widths[] = {1, 2, 3, 4, 5, 7, 8, 9, 13, 14, 15, 16, 27, 28, 29, 31};
     static const int channels[] = {1, 2, 3, 5, 8, 9, 13, 16, 17, 32};
-    for (OC = 16; OC <= 32; OC += 16) {
+    for (OC = 16; OC <= 64; OC += 16) {
         for (size_t a = 0; a < sizeof widths / sizeof widths[0]; a++)
             for (size_t b = 0; b < sizeof channels / sizeof channels[0]; b++) {
                 int ow = widths[a], c = channels[b];

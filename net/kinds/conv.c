@@ -42,8 +42,9 @@ static int chunk(const nn_net *net, const nn_layer *l) {
     return (int)(net->conv_chunk_bytes / per_sample);
 }
 
-/* Whether a convolution's output of c channels is narrow enough for
- * narrow.h. */
+/* Whether c channels of output are narrow enough for narrow.h to beat a
+ * product (64 measured even with the 64-wide product tiles: 0.96-1.05x the
+ * residual CNN's step). */
 static int narrow_channels(int c) { return c == 16 || c == 32; }
 
 /* Whether the layer is a 3x3 convolution of stride 1 to 16 or 32 channels,
