@@ -10,7 +10,9 @@
  * images of each stage as the network ran it before (im2col of a chunk of
  * images, then one product) and as it runs it now (each image padded by a
  * pixel, the product reading its rows in place, nn_gemm_runs, a call per
- * output row), taking turns, with the ratio in place / im2col.
+ * output row), and computed directly (net/narrow.c, which the network uses
+ * for 16 and 32 channels), taking turns, with GFLOP/s of each and the
+ * ratios in place / im2col and direct / in place.
  *
  *   bench_gemm [REPETITIONS]
  */
@@ -22,6 +24,7 @@
 #include <time.h>
 
 #include "gemm.h"
+#include "narrow.h"
 #include "ops.h"
 
 static double now(void) {
@@ -86,11 +89,11 @@ static void run(int which, int M, int K, int N, const float *A, const float *W, 
 
 /* One 3x3 convolution of stride 1, side x side x c to c channels, over a
  * batch of IMAGES: t[0] with the im2col of CHUNK images at a time, t[1]
- * reading the padded input in place. */
+ * reading the padded input in place, t[2] directly. */
 #define IMAGES 64
 #define CHUNK  4
 static void conv_forward(int side, int c, const float *in, const float *w, float *col, float *pad,
-                         float *out, double t[2]) {
+                         float *out, double t[3]) {
     const size_t pix = (size_t)side * side, K = (size_t)9 * c, pad_row = (size_t)(side + 2) * c;
     double t0 = now();
     for (int b = 0; b < IMAGES; b += CHUNK) {
@@ -105,12 +108,22 @@ static void conv_forward(int side, int c, const float *in, const float *w, float
             nn_gemm_runs(side, c, 3, 3 * c, pad + y * pad_row, (size_t)c, pad_row, w, (size_t)c,
                          out + (b * pix + (size_t)y * side) * c, (size_t)c);
     }
-    t[0] = t1 - t0, t[1] = now() - t1;
+    double t2 = now();
+    for (int b = 0; b < IMAGES; b++) {
+        nn_pad_rows(pad, in + b * pix * c, side, side, c, 0, side + 2);
+        for (int y = 0; y < side; y++)
+            nn_narrow_row(side, c, c, pad + y * pad_row, pad_row, w,
+                          out + (b * pix + (size_t)y * side) * c);
+    }
+    t[0] = t1 - t0, t[1] = t2 - t1, t[2] = now() - t2;
 }
 
 static void conv_forward_table(int reps) {
     static const int stages[][2] = {{28, 16}, {14, 32}, {7, 64}};
-    printf("\n%-18s %12s %12s %7s\n", "3x3 conv forward", "im2col ms", "in place ms", "ratio");
+    printf("\n%-18s %10s %10s %10s %8s %8s %8s %8s\n", "3x3 conv forward", "im2col ms",
+           "inplace ms", "direct ms", "GF/s", "GF/s", "inplace", "direct");
+    printf("%-18s %10s %10s %10s %8s %8s %8s %8s\n", "", "", "", "", "inplace", "direct", "/im2col",
+           "/inplace");
     unsigned state = 7;
     for (size_t s = 0; s < sizeof stages / sizeof *stages; s++) {
         int side = stages[s][0], c = stages[s][1];
@@ -119,22 +132,28 @@ static void conv_forward_table(int reps) {
         float *col = filled(CHUNK * pix * 9 * c, &state);
         float *pad = filled((size_t)(side + 2) * (side + 2) * c, &state);
         float *out = filled(IMAGES * pix * c, &state);
-        double *ratio = malloc((size_t)reps * sizeof(double)), best[2] = {1e30, 1e30}, t[2];
+        double *ratio = malloc((size_t)2 * reps * sizeof(double)), best[3] = {1e30, 1e30, 1e30};
+        double t[3], *ratio2 = ratio + reps;
         if (!ratio) exit(1);
         conv_forward(side, c, in, w, col, pad, out, t); /* warm-up */
         for (int r = 0; r < reps; r++) {
             conv_forward(side, c, in, w, col, pad, out, t);
-            best[0] = fmin(best[0], t[0]), best[1] = fmin(best[1], t[1]);
-            ratio[r] = t[1] / t[0];
+            for (int i = 0; i < 3; i++)
+                best[i] = fmin(best[i], t[i]);
+            ratio[r] = t[1] / t[0], ratio2[r] = t[2] / t[1];
         }
         qsort(ratio, (size_t)reps, sizeof *ratio, by_value);
+        qsort(ratio2, (size_t)reps, sizeof *ratio2, by_value);
+        double flops = 2.0 * IMAGES * (double)pix * 9.0 * c * c;
         char label[32];
         snprintf(label, sizeof label, "%d x %d x %d x %d", IMAGES, side, side, c);
-        printf("%-18s %12.3f %12.3f %7.2f\n", label, 1e3 * best[0], 1e3 * best[1], ratio[reps / 2]);
+        printf("%-18s %10.3f %10.3f %10.3f %8.1f %8.1f %8.2f %8.2f\n", label, 1e3 * best[0],
+               1e3 * best[1], 1e3 * best[2], flops / best[1] * 1e-9, flops / best[2] * 1e-9,
+               ratio[reps / 2], ratio2[reps / 2]);
         free(in), free(w), free(col), free(pad), free(out), free(ratio);
     }
-    printf("(ms: best of %d; ratio: median of the per-repetition ratios in place / im2col, one "
-           "thread)\n",
+    printf("(ms: best of %d; GFLOP/s from the best; ratios: medians of the per-repetition "
+           "ratios, one thread)\n",
            reps);
 }
 
