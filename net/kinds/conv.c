@@ -12,8 +12,11 @@
  *     gradient;
  *   input gradient (3x3, stride 1): the convolution of the padded output
  *     gradient with the weights turned half a turn and transposed.
- * Elsewhere (the 1-channel stem's forward, a stride-2 input gradient, the
- * 1x1 weight gradients) the im2col is built, a chunk of samples at a time. */
+ * A 3x3 convolution of stride 1 to 16 or 32 channels is no product at all
+ * but computed directly (narrow.h), from the same padded input: forward,
+ * weight gradient, and input gradient where the input has 16 or 32
+ * channels. Elsewhere (a stride-2 input gradient, the 1x1 weight
+ * gradients) the im2col is built, a chunk of samples at a time. */
 
 #include "gemm.h"
 #include "kind.h"

@@ -59,6 +59,12 @@ static void one_rows(const nn_layer *l, const float *in, int r0, int r1, float *
 
 static void one_finish(const nn_layer *l, const float *partials, size_t stride, int T, int c0,
                        int c1) {
+    /* The other threads' partials were just written by other cores: ask for
+     * all their lines at once, so that the transfers overlap instead of
+     * following the loop one miss at a time. */
+    for (int t = 0; t < T; t++)
+        for (int c = c0; c < c1; c += 16)
+            __builtin_prefetch(partials + (size_t)t * stride + c);
     for (int c = c0; c < c1; c++) {
         float sum = partials[c];
         for (int t = 1; t < T; t++)
