@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "filled.h"
 #include "gemm.h"
 
 #ifdef NN_TEST_NEEDS_AVX2
@@ -26,21 +27,7 @@
 static int failures, checked;
 
 static unsigned rng_state = 2024u;
-static float draw(void) {
-    rng_state = rng_state * 1664525u + 1013904223u;
-    return (float)((int)(rng_state >> 8) % 2001 - 1000) / 997.0f;
-}
-
-static float *alloc(size_t count) {
-    float *v = malloc((count ? count : 1) * sizeof(float));
-    if (!v) {
-        fprintf(stderr, "test_gemm: out of memory\n");
-        exit(1);
-    }
-    for (size_t i = 0; i < count; i++)
-        v[i] = draw();
-    return v;
-}
+static float *alloc(size_t count) { return filled_alloc(count, &rng_state); }
 
 /* One product: at_b selects nn_gemm_at_b (A stored [k][m]); otherwise
  * a_transposed picks A's storage for nn_gemm. */

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "filled.h"
 #include "narrow.h"
 
 #ifdef NN_TEST_NEEDS_AVX2
@@ -21,21 +22,7 @@
 static int OC, failures, checked;
 
 static unsigned rng_state = 77u;
-static float draw(void) {
-    rng_state = rng_state * 1664525u + 1013904223u;
-    return (float)((int)(rng_state >> 8) % 2001 - 1000) / 997.0f;
-}
-
-static float *alloc(size_t count) {
-    float *v = malloc((count ? count : 1) * sizeof(float));
-    if (!v) {
-        fprintf(stderr, "test_narrow: out of memory\n");
-        exit(1);
-    }
-    for (size_t i = 0; i < count; i++)
-        v[i] = draw();
-    return v;
-}
+static float *alloc(size_t count) { return filled_alloc(count, &rng_state); }
 
 static int within(double got, double ref, double mag, int terms) {
     return fabs(got - ref) <= (terms + 2) * ldexp(1.0, -24) * mag;
