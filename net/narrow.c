@@ -126,7 +126,6 @@ void nn_narrow_row(int ow, int c, int oc, const float *pad, size_t pad_row, cons
                             }                                                                      \
                         }                                                                          \
                     }                                                                              \
-                    if (q >= ow + 2) break;                                                        \
                 }                                                                                  \
                 const float *a = prow + (size_t)q * c;                                             \
                 for (int k = 0; k < 3; k++) {                                                      \
