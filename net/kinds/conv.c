@@ -57,10 +57,10 @@ static int narrow(const nn_layer *l) {
     return l->spec.size == 3 && l->spec.stride == 1 && narrow_channels(l->out.c);
 }
 
-/* Whether the forward reads A in place: every convolution but a 1x1 of
- * stride 1 (which is its input), where the runs keep nn_gemm's sums (runs
- * of even length: 16-wide tiles pair the terms; output channels a multiple
- * of 16: the narrow edge takes one run). */
+/* Whether the forward reads its input in place: a narrow() layer, and
+ * every other convolution but a 1x1 of stride 1 (which is its input) where
+ * the runs keep nn_gemm's sums (runs of even length: 16-wide tiles pair the
+ * terms; output channels a multiple of 16: the narrow edge takes one run). */
 static int in_place(const nn_layer *l) {
     if (direct(l)) return 0;
     if (narrow(l)) return 1;
@@ -107,12 +107,14 @@ static void forward_rows(const nn_layer *l, const float *in, float *pad, int y0,
     }
     const size_t pad_row = (size_t)(l->in.w + 2) * c;
     nn_pad_rows(pad, in, l->in.h, l->in.w, c, y0 * st, (y1 - 1) * st + 3);
-    for (int oy = y0; narrow(l) && oy < y1; oy++)
-        nn_narrow_row(ow, c, oc, pad + (size_t)oy * pad_row, pad_row, w,
-                      out + (size_t)(oy - y0) * ow * oc);
-    for (int oy = y0; !narrow(l) && oy < y1; oy++)
-        nn_gemm_runs(ow, oc, 3, 3 * c, pad + (size_t)oy * st * pad_row, (size_t)st * c, pad_row, w,
-                     oc, out + (size_t)(oy - y0) * ow * oc, oc);
+    for (int oy = y0; oy < y1; oy++) {
+        float *row = out + (size_t)(oy - y0) * ow * oc;
+        if (narrow(l))
+            nn_narrow_row(ow, c, oc, pad + (size_t)oy * pad_row, pad_row, w, row);
+        else
+            nn_gemm_runs(ow, oc, 3, 3 * c, pad + (size_t)oy * st * pad_row, (size_t)st * c, pad_row,
+                         w, oc, row, oc);
+    }
 }
 
 static void plan(const nn_net *net, const nn_layer *l, nn_plan *need) {
@@ -190,12 +192,14 @@ static void input_gradient_flipped(const nn_layer *l, const float *g, float *din
     const size_t pad_row = (size_t)(w + 2) * oc, pix = (size_t)h * w;
     for (int b = b0; b < b1; b++) {
         nn_pad_rows(pad, g + (size_t)b * pix * oc, h, w, oc, 0, h + 2);
-        for (int y = 0; narrow_channels(c) && y < h; y++)
-            nn_narrow_row(w, oc, c, pad + (size_t)y * pad_row, pad_row, wt,
-                          din + ((size_t)b * pix + (size_t)y * w) * c);
-        for (int y = 0; !narrow_channels(c) && y < h; y++)
-            nn_gemm_runs(w, c, 3, 3 * oc, pad + (size_t)y * pad_row, (size_t)oc, pad_row, wt, c,
-                         din + ((size_t)b * pix + (size_t)y * w) * c, c);
+        for (int y = 0; y < h; y++) {
+            float *row = din + ((size_t)b * pix + (size_t)y * w) * c;
+            if (narrow_channels(c))
+                nn_narrow_row(w, oc, c, pad + (size_t)y * pad_row, pad_row, wt, row);
+            else
+                nn_gemm_runs(w, c, 3, 3 * oc, pad + (size_t)y * pad_row, (size_t)oc, pad_row, wt, c,
+                             row, c);
+        }
     }
 }
 
