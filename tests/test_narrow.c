@@ -28,6 +28,12 @@ static int within(double got, double ref, double mag, int terms) {
     return fabs(got - ref) <= (terms + 2) * ldexp(1.0, -24) * mag;
 }
 
+/* Channel i of the padded input that tap t (ky = t / 3, kx = t % 3) of
+ * output pixel (y, x) reads. */
+static double tap(const float *pad, size_t pad_row, int c, int y, int x, int t, int i) {
+    return pad[(size_t)(y + t / 3) * pad_row + (size_t)(x + t % 3) * c + i];
+}
+
 /* oh output rows of width ow from a padded input (oh + 2) x (ow + 2 + extra)
  * of c channels: every row through nn_narrow_row, against the double sums. */
 static void row_case(int oh, int ow, int c, int extra) {
@@ -47,9 +53,7 @@ static void row_case(int oh, int ow, int c, int extra) {
                 for (int t = 0; t < 9; t++)
                     for (int i = 0; i < c; i++) {
                         double v =
-                            (double)
-                                pad[(size_t)(y + t / 3) * pad_row + (size_t)(x + t % 3) * c + i] *
-                            w[((size_t)t * c + i) * OC + o];
+                            tap(pad, pad_row, c, y, x, t, i) * w[((size_t)t * c + i) * OC + o];
                         ref += v, mag += fabs(v);
                     }
                 double got = out[(size_t)y * row_out + (size_t)x * OC + o];
@@ -91,9 +95,7 @@ static void weight_case(int oh, int ow, int c, int extra, float beta) {
                 for (int y = 0; y < oh; y++)
                     for (int x = 0; x < ow; x++) {
                         double v =
-                            (double)
-                                pad[(size_t)(y + t / 3) * pad_row + (size_t)(x + t % 3) * c + i] *
-                            g[((size_t)y * ow + x) * OC + o];
+                            tap(pad, pad_row, c, y, x, t, i) * g[((size_t)y * ow + x) * OC + o];
                         ref += v, mag += fabs(v);
                     }
                 checked++;
