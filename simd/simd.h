@@ -52,6 +52,35 @@ typedef int32_t v8i __attribute__((vector_size(32), aligned(4), __may_alias__));
 typedef int32_t v4i __attribute__((vector_size(16)));
 #define LD8(p)    (*(const v8f *)(const void *)(p))
 #define ST8(p, v) (*(v8f *)(void *)(p) = (v))
+typedef uint32_t vu __attribute__((vector_size(64), aligned(4), __may_alias__));
+typedef uint32_t v8u __attribute__((vector_size(32), aligned(4), __may_alias__));
+
+/* Bit j = the sign bit of lane j of a lane mask (lanes all ones or all
+ * zeros), for 8 lanes (v8i) and 16 (vi): on x86, the lanes packed to bytes
+ * with saturation and their signs gathered by one SSE2 movemask, which
+ * every x86-64 level has (a horizontal OR of weighted lanes took three
+ * times the instructions). */
+#if defined(__x86_64__) || defined(__SSE2__)
+#define QUARTER_(m, q)                                                                             \
+    ((__m128i)__builtin_shufflevector((m), (m), 4 * q, 4 * q + 1, 4 * q + 2, 4 * q + 3))
+#define LANE_SIGNS8(m)                                                                             \
+    ((unsigned)_mm_movemask_epi8(                                                                  \
+         _mm_packs_epi16(_mm_packs_epi32(QUARTER_(m, 0), QUARTER_(m, 1)), _mm_setzero_si128())) &  \
+     0xffu)
+#define LANE_SIGNS16(m)                                                                            \
+    ((unsigned)_mm_movemask_epi8(                                                                  \
+        _mm_packs_epi16(_mm_packs_epi32(QUARTER_(m, 0), QUARTER_(m, 1)),                           \
+                        _mm_packs_epi32(QUARTER_(m, 2), QUARTER_(m, 3)))))
+#else
+static inline unsigned lane_signs_(const int32_t *lanes, int n) {
+    unsigned bits = 0;
+    for (int j = 0; j < n; j++)
+        bits |= (unsigned)(lanes[j] < 0) << j;
+    return bits;
+}
+#define LANE_SIGNS8(m)  lane_signs_((const int32_t *)&(m), 8)
+#define LANE_SIGNS16(m) lane_signs_((const int32_t *)&(m), 16)
+#endif
 
 /* The 16 bits [o, o + 16) of a bit mask (bit o of byte o / 8), as bits 0-15;
  * reads only the bytes that hold them. */
@@ -100,8 +129,9 @@ typedef double vd2 __attribute__((vector_size(16)));
 
 /* Non-temporal stores of 16 floats at a 16-byte aligned p, as four SSE
  * stores that the write-combining buffers merge into whole lines (SSE
- * stores exist at every dispatch level); ST_STREAM4 stores 4 floats from an
- * array. STREAM_FENCE orders them before the stores of another thread. */
+ * stores exist at every dispatch level); ST_STREAM8 stores 8 (a v8f),
+ * ST_STREAM4 4 floats from an array. STREAM_FENCE orders them before the stores of another thread.
+ */
 #ifdef BN_HAVE_STREAM
 typedef union {
     vf v;
@@ -114,14 +144,26 @@ typedef union {
         for (int q_ = 0; q_ < VL / 4; q_++)                                                        \
             _mm_stream_ps((p) + 4 * q_, u_.q[q_]);                                                 \
     } while (0)
+typedef union {
+    v8f v;
+    __m128 q[2];
+} v8f_parts;
+#define ST_STREAM8(p, value)                                                                       \
+    do {                                                                                           \
+        v8f_parts u_;                                                                              \
+        u_.v = (value);                                                                            \
+        _mm_stream_ps((p), u_.q[0]);                                                               \
+        _mm_stream_ps((p) + 4, u_.q[1]);                                                           \
+    } while (0)
 #define STREAM_FENCE()    _mm_sfence()
 #define STREAM_ALIGNED(p) ((uintptr_t)(p) % 16 == 0)
 #define ST_STREAM4(p, v4) _mm_stream_ps((p), _mm_loadu_ps(v4))
 #else
-#define ST_STREAM(p, value) ST(p, value)
-#define ST_STREAM4(p, v4)   memcpy((p), (v4), 4 * sizeof(float))
-#define STREAM_FENCE()      ((void)0)
-#define STREAM_ALIGNED(p)   1
+#define ST_STREAM(p, value)  ST(p, value)
+#define ST_STREAM8(p, value) ST8(p, value)
+#define ST_STREAM4(p, v4)    memcpy((p), (v4), 4 * sizeof(float))
+#define STREAM_FENCE()       ((void)0)
+#define STREAM_ALIGNED(p)    1
 #endif
 
 /* out[i] = EXPR(L, i) for i in [0, len), where EXPR is a macro that loads

@@ -114,9 +114,12 @@ static run_blocks run_blocks_of(const bn_view *v) {
     return b;
 }
 
-/* A fused epilogue's block is normalized into a staging buffer in L1, and
- * the epilogue writes y from there: y can then stream to memory, instead of
- * being read in for its write and back for the epilogue. Blocks of longer
+/* A fused epilogue goes where it costs least. Runs of a multiple of 8
+ * values (every row, or plane, fills whole mask bytes) take it in the
+ * normalizing kernel, vector by vector, and y streams to memory from
+ * registers. Other runs are normalized a block at a time into a staging
+ * buffer in L1, and the epilogue writes y from there (writing y through the
+ * cache and reading it back cost a read of y from memory); blocks of longer
  * runs (planes of more than 4096 values) normalize in place first. */
 #define STAGE_VALUES RUN_BLOCK_VALUES
 
@@ -124,7 +127,9 @@ static void fast_normalize(const bn_view *v, const float *x, bn_workspace *ws, f
                            const bn_epilogue *ep, int threads) {
     const run_blocks rb = run_blocks_of(v);
     const int stream = stream_outputs(v);
-    const int staged = ep && rb.per_block * rb.len <= STAGE_VALUES;
+    const int direct = ep && rb.len % 8 == 0 && (!stream || STREAM_ALIGNED(y));
+    const int staged = ep && !direct && rb.per_block * rb.len <= STAGE_VALUES;
+    const bn_epilogue *kernel_ep = direct ? ep : NULL;
     if (v->kind == BN_VIEW_ROWS) bn_fold_mean_lo(v->features, ws);
     PARALLEL_RANGES(rb.blocks, lo, hi, {
         _Alignas(64) float stage[STAGE_VALUES];
@@ -132,14 +137,14 @@ static void fast_normalize(const bn_view *v, const float *x, bn_workspace *ws, f
             size_t r0 = (size_t)b * rb.per_block;
             size_t r1 = r0 + rb.per_block < rb.runs ? r0 + rb.per_block : rb.runs;
             float *out = staged ? stage : y + r0 * rb.len;
-            int stream_out = ep ? 0 : stream;
+            int stream_out = ep && !direct ? 0 : stream;
             if (v->kind == BN_VIEW_ROWS)
-                bn_rows_normalize(v, x, ws, out, r0, r1, stream_out);
+                bn_rows_normalize(v, x, ws, out, r0, r1, kernel_ep, stream_out);
             else
-                bn_planes_normalize(v, x, ws, out, r0, r1, stream_out);
+                bn_planes_normalize(v, x, ws, out, r0, r1, kernel_ep, stream_out);
             if (staged)
                 bn_epilogue_from(ep, stage, y, r0 * rb.len, r1 * rb.len, stream);
-            else if (ep)
+            else if (ep && !direct)
                 bn_epilogue_apply(ep, y, r0 * rb.len, r1 * rb.len);
         }
         if (stream) STREAM_FENCE();

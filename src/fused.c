@@ -1,14 +1,14 @@
 /* The element-wise steps that fuse a ReLU and a residual add with batch
- * norm (bnorm.h, "FUSED RELU AND RESIDUAL ADD"). The forward applies them
- * to each block of y right after the block is normalized, while it is in
- * L1. The backward's kernels read dy through the mask themselves
- * (planes.c, rows.c); the masking pass here serves the split-phase fused
- * backward, whose first phase hands the masked gradient to the caller. */
+ * norm (bnorm.h, "FUSED RELU AND RESIDUAL ADD"), on ranges of y: the
+ * forward's epilogue for runs whose values do not fill whole mask bytes
+ * (the kernels apply it themselves to the others, epilogue.h), and the
+ * masking pass of the split-phase fused backward, whose first phase hands
+ * the masked gradient to the caller. (The backward's kernels read dy
+ * through the mask themselves: planes.c, rows.c.) */
 #include <stdint.h>
 #include <string.h>
 
-#include "internal.h"
-#include "simd.h"
+#include "epilogue.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -46,7 +46,6 @@ static void partial_byte(const bn_epilogue *ep, const float *src, float *y, size
 BN_DISPATCH static void epilogue_range(const bn_epilogue *ep, const float *src, float *y, size_t o0,
                                        size_t o1, int stream) {
     const float *restrict z = ep->z;
-    uint8_t *mask = ep->mask;
     if (!ep->relu) {
         for (size_t o = o0; o < o1; o++)
             y[o] = src[o - o0] + z[o];
@@ -59,36 +58,15 @@ BN_DISPATCH static void epilogue_range(const bn_epilogue *ep, const float *src, 
         partial_byte(ep, src, y, o, end);
         o = end;
     }
-    /* Whole bytes, 8 values (one byte) at a time, in 8-lane vectors: every
-     * dispatch level compares them natively (wider ones were split into
-     * scalar compares), on the bits, since integer compares vectorize
-     * where float ones (which may trap on NaN) do not: v > 0 is
-     * 0 < bits <= the bits of +inf. The byte is a horizontal OR of the
-     * lanes' masks weighted 1 << j. */
+    /* Whole bytes, 8 values (one byte) at a time. */
     stream = stream && STREAM_ALIGNED(y + o);
     for (; o + 8 <= o1; o += 8) {
-        v8f v = LD8(src + (o - o0));
-        if (z) v += LD8(z + o);
-        v8i iv = (v8i)v, mag = iv & 0x7fffffff;
-        v8i pos = (iv > 0) & (iv <= 0x7f800000), nan = mag > 0x7f800000;
-        v8f r = (v8f)(iv & (pos | nan)); /* relu: v, NaN kept, else +0 */
-        if (stream) {
-            /* Non-temporal (y + o is 16-byte aligned): no function takes a
-             * vector by value, since the baseline level's ABI has no
-             * 8-lane registers. */
-            float t[8];
-            memcpy(t, &r, sizeof t);
-            ST_STREAM4(y + o, t);
-            ST_STREAM4(y + o + 4, t + 4);
-        } else {
+        v8f r = LD8(src + (o - o0));
+        bn_epilogue8(ep, &r, o);
+        if (stream)
+            ST_STREAM8(y + o, r);
+        else
             ST8(y + o, r);
-        }
-        if (mask) {
-            v8i w = pos & (v8i){1, 2, 4, 8, 16, 32, 64, 128};
-            v4i h = __builtin_shufflevector(w, w, 0, 1, 2, 3) |
-                    __builtin_shufflevector(w, w, 4, 5, 6, 7);
-            mask[o / 8] = (uint8_t)(h[0] | h[1] | h[2] | h[3]);
-        }
     }
     if (o < o1) partial_byte(ep, src + (o - o0), y, o, o1); /* the tail */
 }

@@ -9,6 +9,7 @@
  * in double with Chan's formula. */
 #include <stdint.h>
 
+#include "epilogue.h"
 #include "formulas.h"
 #include "simd.h"
 #include "views.h"
@@ -265,7 +266,8 @@ BN_DISPATCH static void planes_backward(const bn_view *v, const float *x, const 
 }
 
 BN_DISPATCH static void planes_normalize(const bn_view *v, const float *x, const bn_workspace *ws,
-                                         float *y, size_t p0, size_t p1, int stream) {
+                                         float *y, size_t p0, size_t p1, const bn_epilogue *ep,
+                                         int stream) {
     const size_t F = v->features, S = v->s;
     for (size_t p = p0, f = p0 % F; p < p1; p++) {
         const float *xp = x + p * S;
@@ -273,7 +275,10 @@ BN_DISPATCH static void planes_normalize(const bn_view *v, const float *x, const
         const float mean = ws->mean[f], lo = ws->mean_lo[f], scale = ws->scale[f],
                     shift = ws->shift[f];
 #define Y_AT(L, i) BN_NORMALIZE(L(xp, i), mean, lo, scale, shift)
-        ELEMENTWISE(yp, S, stream, Y_AT);
+        if (ep)
+            ELEMENTWISE_FUSED(yp, S, p * S, ep, stream, Y_AT);
+        else
+            ELEMENTWISE(yp, S, stream, Y_AT);
 #undef Y_AT
         if (++f == F) f = 0;
     }
@@ -318,8 +323,8 @@ void bn_planes_backward(const bn_view *v, const float *x, const bn_grad *gr, flo
 }
 
 void bn_planes_normalize(const bn_view *v, const float *x, const bn_workspace *ws, float *y,
-                         size_t p0, size_t p1, int stream) {
-    planes_normalize(v, x, ws, y, p0, p1, stream);
+                         size_t p0, size_t p1, const bn_epilogue *ep, int stream) {
+    planes_normalize(v, x, ws, y, p0, p1, ep, stream);
 }
 
 void bn_planes_dx(const bn_view *v, const float *x, const bn_grad *gr, const bn_workspace *ws,

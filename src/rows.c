@@ -4,6 +4,7 @@
  * A tile is a block of rows by a few vectors of features. Each lane is one
  * feature and sums its rows in order, so the vector paths and the scalar
  * path for ragged features round the same way. */
+#include "epilogue.h"
 #include "formulas.h"
 #include "simd.h"
 #include "views.h"
@@ -214,20 +215,24 @@ BN_INLINE void tile_backward(const float *x, const tile_grad *tg, float *dx, siz
  * output beside one or two of data, and the load pipes, not memory, set the
  * pace of narrow channels-last rows that sit in cache. The same arithmetic
  * per value as the one-row forms, so the same bits. Rows go out one after
- * another, so that non-temporal stores leave in address order. */
+ * another, so that non-temporal stores leave in address order. With ep, the
+ * fused epilogue on each vector (x[0] at tensor offset o). */
 BN_INLINE void rows_normalize_hoisted(const float *x, float *y, size_t R, int ng, const float *mean,
-                                      const float *a, const float *b2, int stream) {
+                                      const float *a, const float *b2, const bn_epilogue *ep,
+                                      size_t o, int stream) {
     vf vm[ROW_GROUPS], va[ROW_GROUPS], vb[ROW_GROUPS];
     const size_t F = (size_t)ng * VL;
     for (int q = 0; q < ng; q++)
         vm[q] = LD(mean + q * VL), va[q] = LD(a + q * VL), vb[q] = LD(b2 + q * VL);
     for (size_t r = 0; r < R; r++)
         for (int q = 0; q < ng; q++) {
-            vf out = BN_NORMALIZE_FOLDED(LD(x + r * F + q * VL), vm[q], va[q], vb[q]);
+            const size_t k = r * F + q * VL;
+            vf out = BN_NORMALIZE_FOLDED(LD(x + k), vm[q], va[q], vb[q]);
+            if (ep) bn_epilogue16(ep, &out, o + k);
             if (stream)
-                ST_STREAM(y + r * F + q * VL, out);
+                ST_STREAM(y + k, out);
             else
-                ST(y + r * F + q * VL, out);
+                ST(y + k, out);
         }
 }
 
@@ -284,17 +289,26 @@ BN_DISPATCH static void rows_backward(const bn_view *v, const float *x, const bn
 }
 
 BN_DISPATCH static void rows_normalize(const bn_view *v, const float *x, const bn_workspace *ws,
-                                       float *y, size_t r0, size_t r1, int stream) {
+                                       float *y, size_t r0, size_t r1, const bn_epilogue *ep,
+                                       int stream) {
     const size_t F = v->features;
     const float *mean = ws->mean, *scale = ws->scale, *shift_folded = ws->shift_folded;
     if (F % VL == 0 && F / VL <= ROW_GROUPS && (!stream || STREAM_ALIGNED(y))) {
         const float *xb = x + r0 * F;
-        float *yb = y;
-        const size_t R = r1 - r0;
-        switch ((F / VL) * 2 + (stream != 0)) {
+        const size_t R = r1 - r0, o = r0 * F;
+        switch ((F / VL) * 4 + (ep != NULL) * 2 + (stream != 0)) {
 #define NORMALIZE_CASE(ng)                                                                         \
-    case 2 * ng: rows_normalize_hoisted(xb, yb, R, ng, mean, scale, shift_folded, 0); break;       \
-    case 2 * ng + 1: rows_normalize_hoisted(xb, yb, R, ng, mean, scale, shift_folded, 1); break;
+    case 4 * ng: rows_normalize_hoisted(xb, y, R, ng, mean, scale, shift_folded, NULL, o, 0);      \
+        break;                                                                                     \
+    case 4 * ng + 1:                                                                               \
+        rows_normalize_hoisted(xb, y, R, ng, mean, scale, shift_folded, NULL, o, 1);               \
+        break;                                                                                     \
+    case 4 * ng + 2:                                                                               \
+        rows_normalize_hoisted(xb, y, R, ng, mean, scale, shift_folded, ep, o, 0);                 \
+        break;                                                                                     \
+    case 4 * ng + 3:                                                                               \
+        rows_normalize_hoisted(xb, y, R, ng, mean, scale, shift_folded, ep, o, 1);                 \
+        break;
             GROUP_COUNTS_1_TO_8(NORMALIZE_CASE)
 #undef NORMALIZE_CASE
         }
@@ -304,7 +318,10 @@ BN_DISPATCH static void rows_normalize(const bn_view *v, const float *x, const b
         const float *xr = x + r * F;
         float *yr = y + (r - r0) * F;
 #define Y_AT(L, j) BN_NORMALIZE_FOLDED(L(xr, j), L(mean, j), L(scale, j), L(shift_folded, j))
-        ELEMENTWISE(yr, F, stream, Y_AT);
+        if (ep)
+            ELEMENTWISE_FUSED(yr, F, r * F, ep, stream, Y_AT);
+        else
+            ELEMENTWISE(yr, F, stream, Y_AT);
 #undef Y_AT
     }
 }
@@ -376,8 +393,8 @@ void bn_rows_backward(const bn_view *v, const float *x, const bn_grad *gr, float
 }
 
 void bn_rows_normalize(const bn_view *v, const float *x, const bn_workspace *ws, float *y,
-                       size_t r0, size_t r1, int stream) {
-    rows_normalize(v, x, ws, y, r0, r1, stream);
+                       size_t r0, size_t r1, const bn_epilogue *ep, int stream) {
+    rows_normalize(v, x, ws, y, r0, r1, ep, stream);
 }
 
 void bn_rows_dx(const bn_view *v, const float *x, const bn_grad *gr, const bn_workspace *ws,

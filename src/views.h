@@ -17,9 +17,11 @@ void bn_planes_backward(const bn_view *v, const float *x, const bn_grad *gr, flo
                         bn_workspace *ws, size_t t0, size_t t1);
 /* y, or dx, for planes [p0, p1) (plane p is n * features + f). normalize
  * writes plane p0 at y[0] (the caller offsets y), so that it can also fill
- * a staging buffer. */
+ * a staging buffer; with ep, it applies the fused epilogue to each vector
+ * as it goes (planes of a multiple of 8 values; with stream, y 16-byte
+ * aligned). */
 void bn_planes_normalize(const bn_view *v, const float *x, const bn_workspace *ws, float *y,
-                         size_t p0, size_t p1, int stream);
+                         size_t p0, size_t p1, const bn_epilogue *ep, int stream);
 void bn_planes_dx(const bn_view *v, const float *x, const bn_grad *gr, const bn_workspace *ws,
                   float *dx, size_t p0, size_t p1, int stream);
 
@@ -35,9 +37,10 @@ void bn_rows_stats(const bn_view *v, const float *x, bn_workspace *ws, const bn_
 void bn_rows_backward(const bn_view *v, const float *x, const bn_grad *gr, float *frozen_dx,
                       bn_workspace *ws, const bn_rows_tile *tl);
 /* y, or dx, for rows [r0, r1). normalize takes ws->shift_folded and writes
- * row r0 at y[0] (the caller offsets y). */
+ * row r0 at y[0] (the caller offsets y); with ep, as bn_planes_normalize
+ * (rows of a multiple of 8 features). */
 void bn_rows_normalize(const bn_view *v, const float *x, const bn_workspace *ws, float *y,
-                       size_t r0, size_t r1, int stream);
+                       size_t r0, size_t r1, const bn_epilogue *ep, int stream);
 void bn_rows_dx(const bn_view *v, const float *x, const bn_grad *gr, const bn_workspace *ws,
                 float *dx, size_t r0, size_t r1, int stream);
 

@@ -1,0 +1,84 @@
+/* The fused ReLU and residual add (bnorm.h, "FUSED RELU AND RESIDUAL ADD")
+ * on vectors of normalized values, for the kernels that apply them as they
+ * normalize (rows.c, planes.c) and for the staged epilogue (fused.c). */
+#ifndef BN_EPILOGUE_H
+#define BN_EPILOGUE_H
+
+#include <string.h>
+
+#include "internal.h"
+#include "simd.h"
+
+/* The ReLU on the bits b of float lanes, with adds, ands and shifts only:
+ * every dispatch level does those at any vector width, where a 16-lane
+ * compare was split into scalar ones at the AVX2 level (and float
+ * compares, which may trap on NaN, are not vectorized at all).
+ *   POSITIVE_LANES  all ones where v > 0, i.e. 0 < b <= the bits of +inf:
+ *                   t = b - 1 (unsigned) below 0x7f800000, which is the
+ *                   sign bit of ~t & (t - 0x7f800000);
+ *   NAN_LANES       all ones where b's magnitude is above +inf's.
+ * relu(v) = v & (positive | nan): v > 0 keeps v; NaN stays NaN (its
+ * feature's outputs are NaN, as everywhere in the library); everything
+ * else, -0 included, is +0. ITYPE/UTYPE: the signed and unsigned lane
+ * vectors of b's width. */
+#define POSITIVE_LANES(b, ITYPE, UTYPE)                                                            \
+    ((ITYPE)(~((UTYPE)(b)-1u) & (((UTYPE)(b)-1u) - 0x7f800000u)) >> 31)
+#define NAN_LANES(b) ((0x7f800000 - ((b)&0x7fffffff)) >> 31)
+
+/* The 16 values *vp at tensor offset o (a multiple of 8): + z, then the
+ * ReLU, with the mask's bytes o / 8 and o / 8 + 1 written whole. (Vectors
+ * go in and out through pointers: the baseline level's ABI has no 16-lane
+ * registers to pass them in.) */
+BN_INLINE void bn_epilogue16(const bn_epilogue *ep, vf *vp, size_t o) {
+    vf v = *vp;
+    if (ep->z) v += LD(ep->z + o);
+    if (ep->relu) {
+        vi b = (vi)v, pos = POSITIVE_LANES(b, vi, vu);
+        if (ep->mask) {
+            uint16_t bits = (uint16_t)LANE_SIGNS16(pos);
+            memcpy(ep->mask + o / 8, &bits, 2); /* little-endian: lanes 0-7 first */
+        }
+        v = (vf)(b & (pos | NAN_LANES(b)));
+    }
+    *vp = v;
+}
+
+/* The same on 8 values (one mask byte). */
+BN_INLINE void bn_epilogue8(const bn_epilogue *ep, v8f *vp, size_t o) {
+    v8f v = *vp;
+    if (ep->z) v += LD8(ep->z + o);
+    if (ep->relu) {
+        v8i b = (v8i)v, pos = POSITIVE_LANES(b, v8i, v8u);
+        if (ep->mask) ep->mask[o / 8] = (uint8_t)LANE_SIGNS8(pos);
+        v = (v8f)(b & (pos | NAN_LANES(b)));
+    }
+    *vp = v;
+}
+
+/* out[i] = the epilogue of EXPR(L, i) for i in [0, len), the run's first
+ * value at tensor offset o: ELEMENTWISE's fused form, for runs whose values
+ * fill whole mask bytes (o and len multiples of 8; with stream, out 16-byte
+ * aligned). EXPR must also take LD8_AT, for a last half vector. */
+#define LD8_AT(p, i) LD8((p) + (i))
+#define ELEMENTWISE_FUSED(out, len, o, ep, stream, EXPR)                                           \
+    do {                                                                                           \
+        size_t i_ = 0;                                                                             \
+        for (; i_ + VL <= (len); i_ += VL) {                                                       \
+            vf v_ = EXPR(LD_AT, i_);                                                               \
+            bn_epilogue16((ep), &v_, (o) + i_);                                                    \
+            if (stream)                                                                            \
+                ST_STREAM((out) + i_, v_);                                                         \
+            else                                                                                   \
+                ST((out) + i_, v_);                                                                \
+        }                                                                                          \
+        if (i_ < (len)) {                                                                          \
+            v8f h_ = EXPR(LD8_AT, i_);                                                             \
+            bn_epilogue8((ep), &h_, (o) + i_);                                                     \
+            if (stream)                                                                            \
+                ST_STREAM8((out) + i_, h_);                                                        \
+            else                                                                                   \
+                ST8((out) + i_, h_);                                                               \
+        }                                                                                          \
+    } while (0)
+
+#endif
