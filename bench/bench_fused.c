@@ -8,8 +8,10 @@
  *
  *   bench_fused [--case SUBSTR] [--threads LIST]
  *
- * Per case and thread count: ROUNDS rounds, fused, unfused and oneDNN in
- * turn in every round, each the median of its repeats; a ratio is the
+ * Per case and thread count: ROUNDS rounds, fused, unfused, our BN alone
+ * (forward and backward without ReLU or add: the fused BN + ReLU's traffic,
+ * so fused / BN alone is what the fusion costs) and oneDNN in turn in every
+ * round, each the median of its repeats; a ratio is the
  * median of the rounds' own ratios. Traffic model, in tensor sizes (the
  * mask, 1/32 of one, not counted): fused forward 3 (x twice, y) + 1 with z,
  * fused backward 5 (x and dy twice, dx) + 1 with z (dz written); unfused
@@ -239,10 +241,11 @@ int main(int argc, char **argv) {
         "ReLU-backward pass (reads y) + bnorm_backward_training; onednn: its batch normalization\n"
         "with fuse_norm_relu, forward training + backward (BN + ReLU only). ms = median of\n"
         "repeats, best round; ratios = median over %d rounds of each round's fused / unfused and\n"
-        "fused / onednn; %%copy = fused model GB/s / copy GB/s\n\n",
+        "fused / onednn; /bn = fused / our BN alone (forward + backward, no ReLU, no add:\n"
+        "the same traffic as the fused BN + ReLU); %%copy = fused model GB/s / copy GB/s\n\n",
         ROUNDS);
-    printf("%-19s %-4s %-9s %9s %9s %9s %7s %7s %7s %7s\n", "case", "thr", "ops", "fused ms",
-           "unfused", "onednn", "/unfus", "/onednn", "copy", "%copy");
+    printf("%-19s %-4s %-9s %9s %9s %9s %7s %7s %7s %7s %7s\n", "case", "thr", "ops", "fused ms",
+           "unfused", "onednn", "/unfus", "/onednn", "/bn", "copy", "%copy");
     for (int ti = 0; ti < n_threads; ti++)
         for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
             const bench_case *bc = &cases[ci];
@@ -262,7 +265,7 @@ int main(int argc, char **argv) {
             for (int add = 0; add < 2; add++) {
                 bnorm_fusion fu = {BNORM_FUSE_RELU | (add ? BNORM_FUSE_ADD : 0u), BNORM_DTYPE_F32};
                 double fused = INFINITY, unfused = INFINITY, peer = INFINITY, copy = 0.0;
-                double ratios[ROUNDS], peer_ratios[ROUNDS];
+                double ratios[ROUNDS], peer_ratios[ROUNDS], bn_ratios[ROUNDS];
                 int reps = n * 4 > (64u << 20) ? 5 : 11, t = threads[ti], have_peer = 0;
 #ifdef BNORM_BENCH_DNNL
                 dnnl_step dn;
@@ -272,7 +275,7 @@ int main(int argc, char **argv) {
                 have_peer = !add && dnnl_step_init(&dn, bc, x, y, dy, dx) == 0;
 #endif
                 for (int r = 0; r < ROUNDS; r++) {
-                    double tf, tu, tc;
+                    double tf, tu, tb, tc;
                     TIME_MEDIAN(tf, reps, {
                         bnorm_fused_forward_training(&s, &p, &fu, x, z, g, b, y, sm, si, NULL, mask,
                                                      ws, wsz);
@@ -286,6 +289,10 @@ int main(int argc, char **argv) {
                         relu_backward_pass(dz, y, dy, n, t); /* dz: the add passes g through */
                         bnorm_backward_training(&s, &p, x, dz, g, sm, si, dx, dg, db, ws, wsz);
                     });
+                    TIME_MEDIAN(tb, reps, {
+                        bnorm_forward_training(&s, &p, x, g, b, y, sm, si, NULL, ws, wsz);
+                        bnorm_backward_training(&s, &p, x, dy, g, sm, si, dx, dg, db, ws, wsz);
+                    });
                     TIME_MEDIAN(tc, 7, copy_pass(dx, x, n, t));
 #ifdef BNORM_BENCH_DNNL
                     if (have_peer) {
@@ -296,7 +303,7 @@ int main(int argc, char **argv) {
                         have_peer = dn.ok;
                     }
 #endif
-                    ratios[r] = tf / tu;
+                    ratios[r] = tf / tu, bn_ratios[r] = tf / tb;
                     fused = tf < fused ? tf : fused, unfused = tu < unfused ? tu : unfused;
                     copy = 8.0 * n / tc / 1e9 > copy ? 8.0 * n / tc / 1e9 : copy;
                 }
@@ -310,9 +317,10 @@ int main(int argc, char **argv) {
                     snprintf(peer_ms, sizeof peer_ms, "%.3f", 1e3 * peer);
                     snprintf(peer_ratio, sizeof peer_ratio, "%.3f", median(peer_ratios, ROUNDS));
                 }
-                printf("%-19s %-4d %-9s %9.3f %9.3f %9s %7.3f %7s %7.1f %6.0f%%\n", bc->name, t,
-                       add ? "add+relu" : "relu", 1e3 * fused, 1e3 * unfused, peer_ms,
-                       median(ratios, ROUNDS), peer_ratio, copy, 100.0 * gbps / copy);
+                printf("%-19s %-4d %-9s %9.3f %9.3f %9s %7.3f %7s %7.3f %7.1f %6.0f%%\n", bc->name,
+                       t, add ? "add+relu" : "relu", 1e3 * fused, 1e3 * unfused, peer_ms,
+                       median(ratios, ROUNDS), peer_ratio, median(bn_ratios, ROUNDS), copy,
+                       100.0 * gbps / copy);
             }
             free(ws), free(prm);
         }
