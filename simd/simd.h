@@ -130,8 +130,8 @@ typedef double vd2 __attribute__((vector_size(16)));
 /* Non-temporal stores of 16 floats at a 16-byte aligned p, as four SSE
  * stores that the write-combining buffers merge into whole lines (SSE
  * stores exist at every dispatch level); ST_STREAM8 stores 8 (a v8f),
- * ST_STREAM4 4 floats from an array. STREAM_FENCE orders them before the stores of another thread.
- */
+ * ST_STREAM4 4 floats from an array. STREAM_FENCE orders them before the
+ * stores of another thread. */
 #ifdef BN_HAVE_STREAM
 typedef union {
     vf v;
