@@ -49,7 +49,6 @@ typedef int32_t vi __attribute__((vector_size(64), aligned(4), __may_alias__));
 /* 8 lanes: one mask byte's worth. */
 typedef float v8f __attribute__((vector_size(32), aligned(4), __may_alias__));
 typedef int32_t v8i __attribute__((vector_size(32), aligned(4), __may_alias__));
-typedef int32_t v4i __attribute__((vector_size(16)));
 #define LD8(p)    (*(const v8f *)(const void *)(p))
 #define ST8(p, v) (*(v8f *)(void *)(p) = (v))
 typedef uint32_t vu __attribute__((vector_size(64), aligned(4), __may_alias__));

@@ -6,7 +6,6 @@
  * the masked gradient to the caller. (The backward's kernels read dy
  * through the mask themselves: planes.c, rows.c.) */
 #include <stdint.h>
-#include <string.h>
 
 #include "epilogue.h"
 
