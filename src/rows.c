@@ -46,8 +46,7 @@ BN_INLINE void strip_centers(const float *base, size_t R, size_t F, size_t w, fl
         j = w;
     }
     /* 8 groups: a row of 128 features is read whole, not as two strips of
-     * 256 bytes (the first pass of 64x128x56x56 channels-last: 5.2-5.7 ms
-     * against 7.0-8.0 on one thread). */
+     * 256 bytes (docs/PERFORMANCE.md, "Why the kernels are cut as they are"). */
     for (; j + 8 * VL <= w; j += 8 * VL)
         strip_sums_groups(base + j, R, F, 8, center + j);
     for (; j + 4 * VL <= w; j += 4 * VL)
