@@ -257,6 +257,18 @@ BN_DISPATCH static void planes_backward(const bn_view *v, const float *x, const 
         });
         return;
     }
+    if (gr->mask && !gr->g_out && !frozen_dx) {
+        /* The fused BN + ReLU's training backward: g is dy through the mask,
+         * nothing to write. A copy of its own, as the plain backward has, was
+         * 4-8% faster from memory than the general one. */
+        const bn_grad masked = {gr->dy, gr->mask, NULL};
+        FOR_PLANE_ITEMS(v, t0, t1, {
+            size_t i = bn_part_index(v, f, j);
+            plane_chunk_backward(v, x, &masked, NULL, f, &c, ws->mean[f], 0.0f, &ws->part0[i],
+                                 &ws->part1[i], &ws->part2[i]);
+        });
+        return;
+    }
     FOR_PLANE_ITEMS(v, t0, t1, {
         size_t i = bn_part_index(v, f, j);
         plane_chunk_backward(v, x, gr, frozen_dx, f, &c, ws->mean[f],
