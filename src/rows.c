@@ -14,8 +14,8 @@
 /* UNROLLED_GROUPS: the loops over a tile's groups of features are unrolled
  * whole, so that each group's vectors stay in registers. Left to itself,
  * GCC kept the fused backward's loop (the one with the mask) rolled, its
- * sums in memory: 1.3x the plain backward's time in cache, 1.05x unrolled
- * (docs/PERFORMANCE.md). */
+ * sums in memory: the fused backward took 1.31x the plain one's time in
+ * cache, 1.05x unrolled (docs/PERFORMANCE.md). */
 
 /* The rows view's statistics go through a block of rows in strips of up to
  * BN_ROWS_STRIP features (whole rows where there are no more): a first pass
