@@ -260,7 +260,9 @@ BN_DISPATCH static void planes_backward(const bn_view *v, const float *x, const 
     if (gr->mask && !gr->g_out && !frozen_dx) {
         /* The fused BN + ReLU's training backward: g is dy through the mask,
          * nothing to write. A copy of its own, as the plain backward has, was
-         * 4-8% faster from memory than the general one. */
+         * 4-8% faster from memory than the general one. (The three loops
+         * folded into one inlined helper compiled this case 1.4x slower:
+         * they stay written out.) */
         const bn_grad masked = {gr->dy, gr->mask, NULL};
         FOR_PLANE_ITEMS(v, t0, t1, {
             size_t i = bn_part_index(v, f, j);
