@@ -26,6 +26,23 @@
 #endif
 #define BN_INLINE static inline __attribute__((always_inline))
 
+/* Whether the copy that runs holds 16 lanes in one register (AVX-512). Where
+ * it does not, GCC carries a 16-lane vector as two or four registers through
+ * arithmetic, but one that is reinterpreted between float and integer lanes
+ * (the fused ReLU's mask and select) went through memory: loops that do so
+ * take 8 lanes at a time there. A run-time test in the dispatched build
+ * (the copy the loader picked is the one for this CPU), a constant in a
+ * single-copy build. */
+#if defined(BNORM_WIDE_VECTORS) /* the tests' choice, to run both forms anywhere */
+#define BN_WIDE_VECTORS() BNORM_WIDE_VECTORS
+#elif defined(__x86_64__) && defined(__GNUC__) && !defined(BNORM_NO_DISPATCH)
+#define BN_WIDE_VECTORS() __builtin_cpu_supports("avx512f")
+#elif defined(__AVX512F__)
+#define BN_WIDE_VECTORS() 1
+#else
+#define BN_WIDE_VECTORS() 0
+#endif
+
 /* 16 floats: one AVX-512 register, two AVX2 registers or four SSE ones,
  * whichever copy of a function is running. Loads and stores are unaligned.
  * A scalar operand of an arithmetic operator is broadcast to every lane, so

@@ -28,7 +28,9 @@
 /* The 16 values *vp at tensor offset o (a multiple of 8): + z, then the
  * ReLU, with the mask's bytes o / 8 and o / 8 + 1 written whole. (Vectors
  * go in and out through pointers: the baseline level's ABI has no 16-lane
- * registers to pass them in.) */
+ * registers to pass them in.) ep should point to a copy of the caller's
+ * own: through a pointer that the mask's stores may alias, its fields were
+ * loaded again for every vector. */
 BN_INLINE void bn_epilogue16(const bn_epilogue *ep, vf *vp, size_t o) {
     vf v = *vp;
     if (ep->z) v += LD(ep->z + o);
@@ -58,27 +60,39 @@ BN_INLINE void bn_epilogue8(const bn_epilogue *ep, v8f *vp, size_t o) {
 /* out[i] = the epilogue of EXPR(L, i) for i in [0, len), the run's first
  * value at tensor offset o: ELEMENTWISE's fused form, for runs whose values
  * fill whole mask bytes (o and len multiples of 8; with stream, out 16-byte
- * aligned). EXPR must also take LD8_AT, for a last half vector. */
+ * aligned). EXPR must also take LD8_AT: below AVX-512 (BN_WIDE_VECTORS) the
+ * run goes 8 values at a time. */
 #define LD8_AT(p, i) LD8((p) + (i))
 #define ELEMENTWISE_FUSED(out, len, o, ep, stream, EXPR)                                           \
     do {                                                                                           \
+        const bn_epilogue e_ = *(ep);                                                              \
         size_t i_ = 0;                                                                             \
-        for (; i_ + VL <= (len); i_ += VL) {                                                       \
-            vf v_ = EXPR(LD_AT, i_);                                                               \
-            bn_epilogue16((ep), &v_, (o) + i_);                                                    \
+        if (BN_WIDE_VECTORS()) {                                                                   \
             if (stream)                                                                            \
-                ST_STREAM((out) + i_, v_);                                                         \
+                for (; i_ + VL <= (len); i_ += VL) {                                               \
+                    vf v_ = EXPR(LD_AT, i_);                                                       \
+                    bn_epilogue16(&e_, &v_, (o) + i_);                                             \
+                    ST_STREAM((out) + i_, v_);                                                     \
+                }                                                                                  \
             else                                                                                   \
-                ST((out) + i_, v_);                                                                \
+                for (; i_ + VL <= (len); i_ += VL) {                                               \
+                    vf v_ = EXPR(LD_AT, i_);                                                       \
+                    bn_epilogue16(&e_, &v_, (o) + i_);                                             \
+                    ST((out) + i_, v_);                                                            \
+                }                                                                                  \
         }                                                                                          \
-        if (i_ < (len)) {                                                                          \
-            v8f h_ = EXPR(LD8_AT, i_);                                                             \
-            bn_epilogue8((ep), &h_, (o) + i_);                                                     \
-            if (stream)                                                                            \
+        if (stream)                                                                                \
+            for (; i_ + 8 <= (len); i_ += 8) {                                                     \
+                v8f h_ = EXPR(LD8_AT, i_);                                                         \
+                bn_epilogue8(&e_, &h_, (o) + i_);                                                  \
                 ST_STREAM8((out) + i_, h_);                                                        \
-            else                                                                                   \
+            }                                                                                      \
+        else                                                                                       \
+            for (; i_ + 8 <= (len); i_ += 8) {                                                     \
+                v8f h_ = EXPR(LD8_AT, i_);                                                         \
+                bn_epilogue8(&e_, &h_, (o) + i_);                                                  \
                 ST8((out) + i_, h_);                                                               \
-        }                                                                                          \
+            }                                                                                      \
     } while (0)
 
 #endif

@@ -59,9 +59,10 @@ BN_DISPATCH static void epilogue_range(const bn_epilogue *ep, const float *src, 
     }
     /* Whole bytes, 8 values (one byte) at a time. */
     stream = stream && STREAM_ALIGNED(y + o);
+    const bn_epilogue e = *ep;
     for (; o + 8 <= o1; o += 8) {
         v8f r = LD8(src + (o - o0));
-        bn_epilogue8(ep, &r, o);
+        bn_epilogue8(&e, &r, o);
         if (stream)
             ST_STREAM8(y + o, r);
         else

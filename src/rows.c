@@ -232,9 +232,13 @@ BN_INLINE void tile_backward(const float *x, const tile_grad *tg, float *dx, siz
  * fused epilogue on each vector (x[0] at tensor offset o). */
 BN_INLINE void rows_normalize_hoisted(const float *x, float *y, size_t R, int ng, const float *mean,
                                       const float *a, const float *b2, const bn_epilogue *ep,
-                                      size_t o, int stream) {
+                                      int fused, size_t o, int stream) {
+    /* fused (ep given) is a constant of each call: no test per vector. */
     vf vm[ROW_GROUPS], va[ROW_GROUPS], vb[ROW_GROUPS];
     const size_t F = (size_t)ng * VL;
+    /* A copy the mask's byte stores cannot alias: through ep, its fields
+     * were loaded again for every vector. */
+    const bn_epilogue e = fused ? *ep : (bn_epilogue){0};
     for (int q = 0; q < ng; q++)
         vm[q] = LD(mean + q * VL), va[q] = LD(a + q * VL), vb[q] = LD(b2 + q * VL);
     for (size_t r = 0; r < R; r++)
@@ -242,7 +246,7 @@ BN_INLINE void rows_normalize_hoisted(const float *x, float *y, size_t R, int ng
         for (int q = 0; q < ng; q++) {
             const size_t k = r * F + q * VL;
             vf out = BN_NORMALIZE_FOLDED(LD(x + k), vm[q], va[q], vb[q]);
-            if (ep) bn_epilogue16(ep, &out, o + k);
+            if (fused) bn_epilogue16(&e, &out, o + k);
             if (stream)
                 ST_STREAM(y + k, out);
             else
@@ -308,21 +312,25 @@ BN_DISPATCH static void rows_normalize(const bn_view *v, const float *x, const b
                                        int stream) {
     const size_t F = v->features;
     const float *mean = ws->mean, *scale = ws->scale, *shift_folded = ws->shift_folded;
-    if (F % VL == 0 && F / VL <= ROW_GROUPS && (!stream || STREAM_ALIGNED(y))) {
+    /* Below AVX-512 the hoisted coefficients do not fit the registers, and
+     * the fused epilogue takes 8 lanes at a time: the one-row form. */
+    if (F % VL == 0 && F / VL <= ROW_GROUPS && (!stream || STREAM_ALIGNED(y)) &&
+        (!ep || BN_WIDE_VECTORS())) {
         const float *xb = x + r0 * F;
         const size_t R = r1 - r0, o = r0 * F;
         switch ((F / VL) * 4 + (ep != NULL) * 2 + (stream != 0)) {
 #define NORMALIZE_CASE(ng)                                                                         \
-    case 4 * ng: rows_normalize_hoisted(xb, y, R, ng, mean, scale, shift_folded, NULL, o, 0);      \
+    case 4 * ng:                                                                                   \
+        rows_normalize_hoisted(xb, y, R, ng, mean, scale, shift_folded, NULL, 0, o, 0);            \
         break;                                                                                     \
     case 4 * ng + 1:                                                                               \
-        rows_normalize_hoisted(xb, y, R, ng, mean, scale, shift_folded, NULL, o, 1);               \
+        rows_normalize_hoisted(xb, y, R, ng, mean, scale, shift_folded, NULL, 0, o, 1);            \
         break;                                                                                     \
     case 4 * ng + 2:                                                                               \
-        rows_normalize_hoisted(xb, y, R, ng, mean, scale, shift_folded, ep, o, 0);                 \
+        rows_normalize_hoisted(xb, y, R, ng, mean, scale, shift_folded, ep, 1, o, 0);              \
         break;                                                                                     \
     case 4 * ng + 3:                                                                               \
-        rows_normalize_hoisted(xb, y, R, ng, mean, scale, shift_folded, ep, o, 1);                 \
+        rows_normalize_hoisted(xb, y, R, ng, mean, scale, shift_folded, ep, 1, o, 1);              \
         break;
             GROUP_COUNTS_1_TO_8(NORMALIZE_CASE)
 #undef NORMALIZE_CASE

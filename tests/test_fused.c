@@ -2,7 +2,8 @@
  * against the float64 oracle composed from unfused operations, for every
  * mode, layout and op combination, reference and fast paths; bit-identical
  * across thread counts and to the unfused calls followed by the same float
- * add and ReLU; every bad argument refused with nothing written. */
+ * add and ReLU; streamed outputs identical to cached ones; every bad
+ * argument refused with nothing written. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -248,6 +249,43 @@ static void check_errors(void) {
     CHECK(bnorm_fused_mask_size(&bad, &mb) == BNORM_ERR_INVALID_DIMENSION, "mask size bad shape");
 }
 
+/* Tensors above the size from which y and dx stream to memory: the fused
+ * kernels' streaming loops against their cached ones (BNORM_CACHED_OUTPUTS),
+ * which the small cases above hold to the oracle. Runs of a multiple of 16
+ * and of 8 but not 16 values, both layouts. */
+static void check_streamed(void) {
+    const bnorm_shape shapes[] = {
+        bnorm_shape_nchw(4, 16, 256, 264), bnorm_shape_nchw(64, 24, 56, 57),
+        bnorm_shape_nhwc(8, 64, 66, 128), bnorm_shape_nhwc(8, 64, 64, 136)};
+    test_rng rng = {5};
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        oracle_dims d = oracle_dims_of(&shapes[si], BNORM_MODE_SPATIAL);
+        size_t T = d.total, F = d.features, MB = (T + 7) / 8;
+        float *x = malloc(T * 4), *z = malloc(T * 4), *dy = malloc(T * 4);
+        float *gamma = malloc(F * 4), *beta = malloc(F * 4);
+        for (size_t i = 0; i < T; i++)
+            x[i] = (float)rng_normal(&rng), z[i] = (float)rng_normal(&rng), dy[i] = x[i] - z[i];
+        for (size_t f = 0; f < F; f++)
+            gamma[f] = (float)(1.0 + 0.3 * rng_normal(&rng)), beta[f] = (float)rng_normal(&rng);
+        for (unsigned ops = BNORM_FUSE_RELU; ops <= (BNORM_FUSE_RELU | BNORM_FUSE_ADD);
+             ops += BNORM_FUSE_ADD) {
+            outputs streamed, cached;
+            alloc_outputs(&streamed, T, F, MB), alloc_outputs(&cached, T, F, MB);
+            run_fused(&shapes[si], BNORM_MODE_SPATIAL, ops, 0, 2, x, z, dy, gamma, beta, &streamed);
+            run_fused(&shapes[si], BNORM_MODE_SPATIAL, ops, BNORM_CACHED_OUTPUTS, 2, x, z, dy,
+                      gamma, beta, &cached);
+            CHECK(same_bits(streamed.y, cached.y, T * 4) &&
+                      same_bits(streamed.yi, cached.yi, T * 4) &&
+                      same_bits(streamed.mask, cached.mask, MB) &&
+                      same_bits(streamed.dx, cached.dx, T * 4) &&
+                      same_bits(streamed.dz, cached.dz, T * 4),
+                  "streamed shape %zu ops %u: outputs differ from the cached ones", si, ops);
+            free_outputs(&streamed), free_outputs(&cached);
+        }
+        free(x), free(z), free(dy), free(gamma), free(beta);
+    }
+}
+
 int main(void) {
     check_cpu_or_skip();
     test_rng rng = {31};
@@ -263,6 +301,7 @@ int main(void) {
                 if (shapes[i].n == 1 && mode == BNORM_MODE_PER_ACTIVATION) continue;
                 check_case(&shapes[i], (bnorm_mode)mode, ops, &rng);
             }
+    check_streamed();
     check_errors();
     return check_finish();
 }
