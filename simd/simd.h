@@ -109,6 +109,9 @@ static inline uint32_t mask_bits16(const uint8_t *mask, size_t o) {
 }
 /* v with the lanes whose bit of `bits` is clear set to +0. */
 #define KEEP_LANES(v, bits) ((vf)((vi)(v) & ((((vi){0} + (int32_t)(bits)) & LANE_BIT) != 0)))
+/* The same on 8 lanes, with bits 0-7 of `bits`. */
+#define KEEP_LANES8(v, bits)                                                                       \
+    ((v8f)((v8i)(v) & ((((v8i){0} + (int32_t)(bits)) & (v8i){1, 2, 4, 8, 16, 32, 64, 128}) != 0)))
 /* Bit o of a mask. */
 #define MASK_BIT(mask, o) (((mask)[(o) / 8] >> ((o) % 8)) & 1u)
 
@@ -128,6 +131,15 @@ typedef double vd2 __attribute__((vector_size(16)));
         vf8 l_ = __builtin_shufflevector((v), (v), 0, 1, 2, 3, 4, 5, 6, 7);                        \
         vf8 h_ = __builtin_shufflevector((v), (v), 8, 9, 10, 11, 12, 13, 14, 15);                  \
         vd8 a_ = __builtin_convertvector(l_, vd8) + __builtin_convertvector(h_, vd8);              \
+        vd4 b_ = __builtin_shufflevector(a_, a_, 0, 1, 2, 3) +                                     \
+                 __builtin_shufflevector(a_, a_, 4, 5, 6, 7);                                      \
+        vd2 c_ = __builtin_shufflevector(b_, b_, 0, 1) + __builtin_shufflevector(b_, b_, 2, 3);    \
+        (out) = c_[0] + c_[1];                                                                     \
+    } while (0)
+/* LANE_SUM of the 16-lane vector whose lanes 0-7 are lo and 8-15 hi. */
+#define LANE_SUM_HALVES(lo, hi, out)                                                               \
+    do {                                                                                           \
+        vd8 a_ = __builtin_convertvector((lo), vd8) + __builtin_convertvector((hi), vd8);          \
         vd4 b_ = __builtin_shufflevector(a_, a_, 0, 1, 2, 3) +                                     \
                  __builtin_shufflevector(a_, a_, 4, 5, 6, 7);                                      \
         vd2 c_ = __builtin_shufflevector(b_, b_, 0, 1) + __builtin_shufflevector(b_, b_, 2, 3);    \
@@ -193,6 +205,8 @@ typedef union {
  * o + i (+0 where the bit is clear). */
 #define LD_AT_MASKED(p, mask, o, i)   KEEP_LANES(LD((p) + (i)), mask_bits16((mask), (o) + (i)))
 #define LOAD_AT_MASKED(p, mask, o, i) (MASK_BIT((mask), (o) + (i)) ? (p)[i] : 0.0f)
+#define LD8_AT_MASKED(p, mask, o, i)                                                               \
+    KEEP_LANES8(LD8((p) + (i)), mask_bits16((mask), (o) + (i)) & 0xffu)
 #define ELEMENTWISE(out, len, stream, EXPR)                                                        \
     do {                                                                                           \
         size_t i_ = 0;                                                                             \
@@ -210,6 +224,31 @@ typedef union {
         }                                                                                          \
         for (; i_ + VL <= (len); i_ += VL)                                                         \
             ST((out) + i_, EXPR(LD_AT, i_));                                                       \
+        for (; i_ < (len); i_++)                                                                   \
+            (out)[i_] = EXPR(LOAD_AT, i_);                                                         \
+    } while (0)
+
+/* ELEMENTWISE 8 values a step, for loops that reinterpret lanes between
+ * float and integer (masked loads), below AVX-512 (BN_WIDE_VECTORS): EXPR
+ * takes LD8_AT (8 lanes) or LOAD_AT. The same value at every i. */
+#define LD8_AT(p, i) LD8((p) + (i))
+#define ELEMENTWISE8(out, len, stream, EXPR)                                                       \
+    do {                                                                                           \
+        size_t i_ = 0;                                                                             \
+        if (stream) {                                                                              \
+            for (; i_ < (len) && !STREAM_ALIGNED((out) + i_); i_++)                                \
+                (out)[i_] = EXPR(LOAD_AT, i_);                                                     \
+            for (; i_ + 8 <= (len); i_ += 8)                                                       \
+                ST_STREAM8((out) + i_, EXPR(LD8_AT, i_));                                          \
+            for (; i_ + 4 <= (len); i_ += 4) {                                                     \
+                float t_[4];                                                                       \
+                for (size_t j_ = 0; j_ < 4; j_++)                                                  \
+                    t_[j_] = EXPR(LOAD_AT, i_ + j_);                                               \
+                ST_STREAM4((out) + i_, t_);                                                        \
+            }                                                                                      \
+        }                                                                                          \
+        for (; i_ + 8 <= (len); i_ += 8)                                                           \
+            ST8((out) + i_, EXPR(LD8_AT, i_));                                                     \
         for (; i_ < (len); i_++)                                                                   \
             (out)[i_] = EXPR(LOAD_AT, i_);                                                         \
     } while (0)

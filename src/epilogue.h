@@ -62,7 +62,6 @@ BN_INLINE void bn_epilogue8(const bn_epilogue *ep, v8f *vp, size_t o) {
  * fill whole mask bytes (o and len multiples of 8; with stream, out 16-byte
  * aligned). EXPR must also take LD8_AT: below AVX-512 (BN_WIDE_VECTORS) the
  * run goes 8 values at a time. */
-#define LD8_AT(p, i) LD8((p) + (i))
 #define ELEMENTWISE_FUSED(out, len, o, ep, stream, EXPR)                                           \
     do {                                                                                           \
         const bn_epilogue e_ = *(ep);                                                              \
