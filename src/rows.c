@@ -218,6 +218,55 @@ BN_INLINE void tile_backward(const float *x, const tile_grad *tg, float *dx, siz
     }
 }
 
+/* The fused training backward's sums (g from the mask, no dx) below AVX-512
+ * (BN_WIDE_VECTORS), where a masked load of 16 lanes went through memory:
+ * groups of 8 features, up to 128 features (whole rows of the common
+ * widths) at a time. Strips of 32 features, whose sums would fit the 16
+ * AVX2 registers, took 1.25x as long, and of 64, 1.3x as long as whole
+ * 128-feature rows, whose sums live in L1. Each feature adds its rows in
+ * the same order as in tile_backward_groups: the same sums, bit for bit. */
+#define TILE_GROUPS8 16
+BN_INLINE void tile_backward_groups8(const float *x, const tile_grad *tg, size_t R, size_t F,
+                                     int ng, const float *mean, double *s0, double *s1,
+                                     double *s2) {
+    v8f vm[TILE_GROUPS8], d0[TILE_GROUPS8], d1[TILE_GROUPS8], d2[TILE_GROUPS8];
+    for (int q = 0; q < ng; q++)
+        vm[q] = LD8(mean + 8 * q), d0[q] = (v8f){0}, d1[q] = (v8f){0}, d2[q] = (v8f){0};
+    for (size_t r = 0; r < R; r++)
+#pragma GCC unroll 16
+        for (int q = 0; q < ng; q++) {
+            const size_t o = r * F + 8 * (size_t)q;
+            v8f g = LD8_AT_MASKED(tg->dy, tg->mask, tg->o, o), e = LD8(x + o) - vm[q];
+            if (tg->gout) ST8(tg->gout + o, g);
+            d0[q] += g, d1[q] += g * e, d2[q] += e;
+        }
+    float t0[8], t1[8], t2[8];
+    for (int q = 0; q < ng; q++) {
+        memcpy(t0, &d0[q], sizeof t0), memcpy(t1, &d1[q], sizeof t1), memcpy(t2, &d2[q], sizeof t2);
+        for (int j = 0; j < 8; j++)
+            s0[q * 8 + j] = t0[j], s1[q * 8 + j] = t1[j], s2[q * 8 + j] = t2[j];
+    }
+}
+
+static void tile_backward8(const float *x, const tile_grad *tg, size_t R, size_t F, size_t w,
+                           const float *mean, double *s0, double *s1, double *s2) {
+    size_t j = 0;
+    for (; j + 8 * TILE_GROUPS8 <= w; j += 8 * TILE_GROUPS8) {
+        tile_grad t = tile_grad_at(tg, j);
+        tile_backward_groups8(x + j, &t, R, F, TILE_GROUPS8, mean + j, s0 + j, s1 + j, s2 + j);
+    }
+    if (j + 8 <= w) {
+        tile_grad t = tile_grad_at(tg, j);
+        const int ng = (int)((w - j) / 8);
+        tile_backward_groups8(x + j, &t, R, F, ng, mean + j, s0 + j, s1 + j, s2 + j);
+        j += 8 * (size_t)ng;
+    }
+    for (; j < w; j++) {
+        tile_grad t = tile_grad_at(tg, j);
+        tile_backward_column(x + j, &t, NULL, R, F, mean[j], 0.0f, s0 + j, s1 + j, s2 + j);
+    }
+}
+
 /* One switch case per group count, so that each call has a constant one. */
 #define GROUP_COUNTS_1_TO_4(CASE) CASE(1) CASE(2) CASE(3) CASE(4)
 #define GROUP_COUNTS_1_TO_8(CASE) GROUP_COUNTS_1_TO_4(CASE) CASE(5) CASE(6) CASE(7) CASE(8)
@@ -302,6 +351,11 @@ BN_DISPATCH static void rows_backward(const bn_view *v, const float *x, const bn
         return;
     }
     const tile_grad tg = {gr->dy + o, gr->mask, o, gr->g_out ? gr->g_out + o : NULL};
+    if (gr->mask && !frozen_dx && !BN_WIDE_VECTORS()) {
+        tile_backward8(x + o, &tg, tl->rows, F, tl->w, mean, ws->part0 + p, ws->part1 + p,
+                       ws->part2 + p);
+        return;
+    }
     tile_backward(x + o, &tg, frozen_dx ? frozen_dx + o : NULL, tl->rows, F, tl->w, mean,
                   frozen_dx ? ws->dy_scale + tl->f0 : mean, ws->part0 + p, ws->part1 + p,
                   ws->part2 + p);
@@ -357,7 +411,10 @@ BN_DISPATCH static void rows_dx(const bn_view *v, const float *x, const bn_grad 
     const uint8_t *mask = gr->mask;
     const float *mean = ws->mean, *dy_scale = ws->dy_scale, *xc_scale = ws->xc_scale,
                 *dx_offset = ws->dx_offset;
-    if (F % VL == 0 && F / VL <= ROW_GROUPS / 2 && (!stream || STREAM_ALIGNED(dx))) {
+    /* Below AVX-512, masked loads go 8 lanes a step: the one-row form. */
+    const int wide = BN_WIDE_VECTORS();
+    if (F % VL == 0 && F / VL <= ROW_GROUPS / 2 && (!stream || STREAM_ALIGNED(dx)) &&
+        (!mask || wide)) {
         const size_t o = r0 * F, R = r1 - r0;
         /* The plain case with a NULL mask of its own, so that its copies
          * have no test of the mask. */
@@ -392,7 +449,10 @@ BN_DISPATCH static void rows_dx(const bn_view *v, const float *x, const bn_grad 
 #define DX_AT(L, j)                                                                                \
     BN_DX(L(xr, j), L##_MASKED(dyr, mask, o, j), L(mean, j), L(dy_scale, j), L(xc_scale, j),       \
           L(dx_offset, j))
-            ELEMENTWISE(dxr, F, stream, DX_AT);
+            if (wide)
+                ELEMENTWISE(dxr, F, stream, DX_AT);
+            else
+                ELEMENTWISE8(dxr, F, stream, DX_AT);
 #undef DX_AT
         } else {
 #define DX_AT(L, j)                                                                                \
