@@ -207,14 +207,16 @@ typedef union {
 #define LOAD_AT_MASKED(p, mask, o, i) (MASK_BIT((mask), (o) + (i)) ? (p)[i] : 0.0f)
 #define LD8_AT_MASKED(p, mask, o, i)                                                               \
     KEEP_LANES8(LD8((p) + (i)), mask_bits16((mask), (o) + (i)) & 0xffu)
-#define ELEMENTWISE(out, len, stream, EXPR)                                                        \
+/* ELEMENTWISE with W lanes a step: L_AT loads them, ST_W and ST_STREAM_W
+ * store them. */
+#define ELEMENTWISE_BY(out, len, stream, EXPR, W, L_AT, ST_W, ST_STREAM_W)                         \
     do {                                                                                           \
         size_t i_ = 0;                                                                             \
         if (stream) {                                                                              \
             for (; i_ < (len) && !STREAM_ALIGNED((out) + i_); i_++)                                \
                 (out)[i_] = EXPR(LOAD_AT, i_);                                                     \
-            for (; i_ + VL <= (len); i_ += VL)                                                     \
-                ST_STREAM((out) + i_, EXPR(LD_AT, i_));                                            \
+            for (; i_ + (W) <= (len); i_ += (W))                                                   \
+                ST_STREAM_W((out) + i_, EXPR(L_AT, i_));                                           \
             for (; i_ + 4 <= (len); i_ += 4) {                                                     \
                 float t_[4];                                                                       \
                 for (size_t j_ = 0; j_ < 4; j_++)                                                  \
@@ -222,35 +224,19 @@ typedef union {
                 ST_STREAM4((out) + i_, t_);                                                        \
             }                                                                                      \
         }                                                                                          \
-        for (; i_ + VL <= (len); i_ += VL)                                                         \
-            ST((out) + i_, EXPR(LD_AT, i_));                                                       \
+        for (; i_ + (W) <= (len); i_ += (W))                                                       \
+            ST_W((out) + i_, EXPR(L_AT, i_));                                                      \
         for (; i_ < (len); i_++)                                                                   \
             (out)[i_] = EXPR(LOAD_AT, i_);                                                         \
     } while (0)
+#define ELEMENTWISE(out, len, stream, EXPR)                                                        \
+    ELEMENTWISE_BY(out, len, stream, EXPR, VL, LD_AT, ST, ST_STREAM)
 
 /* ELEMENTWISE 8 values a step, for loops that reinterpret lanes between
  * float and integer (masked loads), below AVX-512 (BN_WIDE_VECTORS): EXPR
  * takes LD8_AT (8 lanes) or LOAD_AT. The same value at every i. */
 #define LD8_AT(p, i) LD8((p) + (i))
 #define ELEMENTWISE8(out, len, stream, EXPR)                                                       \
-    do {                                                                                           \
-        size_t i_ = 0;                                                                             \
-        if (stream) {                                                                              \
-            for (; i_ < (len) && !STREAM_ALIGNED((out) + i_); i_++)                                \
-                (out)[i_] = EXPR(LOAD_AT, i_);                                                     \
-            for (; i_ + 8 <= (len); i_ += 8)                                                       \
-                ST_STREAM8((out) + i_, EXPR(LD8_AT, i_));                                          \
-            for (; i_ + 4 <= (len); i_ += 4) {                                                     \
-                float t_[4];                                                                       \
-                for (size_t j_ = 0; j_ < 4; j_++)                                                  \
-                    t_[j_] = EXPR(LOAD_AT, i_ + j_);                                               \
-                ST_STREAM4((out) + i_, t_);                                                        \
-            }                                                                                      \
-        }                                                                                          \
-        for (; i_ + 8 <= (len); i_ += 8)                                                           \
-            ST8((out) + i_, EXPR(LD8_AT, i_));                                                     \
-        for (; i_ < (len); i_++)                                                                   \
-            (out)[i_] = EXPR(LOAD_AT, i_);                                                         \
-    } while (0)
+    ELEMENTWISE_BY(out, len, stream, EXPR, 8, LD8_AT, ST8, ST_STREAM8)
 
 #endif
