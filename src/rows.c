@@ -221,9 +221,9 @@ BN_INLINE void tile_backward(const float *x, const tile_grad *tg, float *dx, siz
 /* The fused training backward's sums (g from the mask, no dx) below AVX-512
  * (BN_WIDE_VECTORS), where a masked load of 16 lanes went through memory:
  * groups of 8 features, up to 128 features (whole rows of the common
- * widths) at a time. Strips of 32 features, whose sums would fit the 16
- * AVX2 registers, took 1.25x as long, and of 64, 1.3x as long as whole
- * 128-feature rows, whose sums live in L1. Each feature adds its rows in
+ * widths) at a time: strips of 32 features, whose sums would fit the 16
+ * AVX2 registers, took 1.2-1.25x as long as whole 128-feature rows, whose
+ * sums live in L1. Each feature adds its rows in
  * the same order as in tile_backward_groups: the same sums, bit for bit. */
 #define TILE_GROUPS8 16
 BN_INLINE void tile_backward_groups8(const float *x, const tile_grad *tg, size_t R, size_t F,
@@ -248,8 +248,8 @@ BN_INLINE void tile_backward_groups8(const float *x, const tile_grad *tg, size_t
     }
 }
 
-static void tile_backward8(const float *x, const tile_grad *tg, size_t R, size_t F, size_t w,
-                           const float *mean, double *s0, double *s1, double *s2) {
+BN_INLINE void tile_backward8(const float *x, const tile_grad *tg, size_t R, size_t F, size_t w,
+                              const float *mean, double *s0, double *s1, double *s2) {
     size_t j = 0;
     for (; j + 8 * TILE_GROUPS8 <= w; j += 8 * TILE_GROUPS8) {
         tile_grad t = tile_grad_at(tg, j);
