@@ -107,6 +107,15 @@ static inline uint32_t mask_bits16(const uint8_t *mask, size_t o) {
     if (shift) w |= (uint32_t)b[2] << 16;
     return (w >> shift) & 0xffffu;
 }
+/* The same for the 8 bits [o, o + 8), as bits 0-7: one byte, or two when o
+ * is not a multiple of 8 (the mask's last byte may hold o's bit). */
+static inline uint32_t mask_bits8(const uint8_t *mask, size_t o) {
+    const uint8_t *b = mask + o / 8;
+    const unsigned shift = (unsigned)(o % 8);
+    uint32_t w = b[0];
+    if (shift) w |= (uint32_t)b[1] << 8;
+    return (w >> shift) & 0xffu;
+}
 /* v with the lanes whose bit of `bits` is clear set to +0. */
 #define KEEP_LANES(v, bits) ((vf)((vi)(v) & ((((vi){0} + (int32_t)(bits)) & LANE_BIT) != 0)))
 /* The same on 8 lanes, with bits 0-7 of `bits`. */
@@ -205,8 +214,7 @@ typedef union {
  * o + i (+0 where the bit is clear). */
 #define LD_AT_MASKED(p, mask, o, i)   KEEP_LANES(LD((p) + (i)), mask_bits16((mask), (o) + (i)))
 #define LOAD_AT_MASKED(p, mask, o, i) (MASK_BIT((mask), (o) + (i)) ? (p)[i] : 0.0f)
-#define LD8_AT_MASKED(p, mask, o, i)                                                               \
-    KEEP_LANES8(LD8((p) + (i)), mask_bits16((mask), (o) + (i)) & 0xffu)
+#define LD8_AT_MASKED(p, mask, o, i)  KEEP_LANES8(LD8((p) + (i)), mask_bits8((mask), (o) + (i)))
 /* ELEMENTWISE with W lanes a step: L_AT loads them, ST_W and ST_STREAM_W
  * store them. */
 #define ELEMENTWISE_BY(out, len, stream, EXPR, W, L_AT, ST_W, ST_STREAM_W)                         \
