@@ -155,9 +155,11 @@ typedef double vd2 __attribute__((vector_size(16)));
         (out) = c_[0] + c_[1];                                                                     \
     } while (0)
 #define LANE_SUM_FLOAT(v, out)                                                                     \
+    LANE_SUM_FLOAT_HALVES(__builtin_shufflevector((v), (v), 0, 1, 2, 3, 4, 5, 6, 7),               \
+                          __builtin_shufflevector((v), (v), 8, 9, 10, 11, 12, 13, 14, 15), out)
+#define LANE_SUM_FLOAT_HALVES(lo, hi, out)                                                         \
     do {                                                                                           \
-        vf8 a_ = __builtin_shufflevector((v), (v), 0, 1, 2, 3, 4, 5, 6, 7) +                       \
-                 __builtin_shufflevector((v), (v), 8, 9, 10, 11, 12, 13, 14, 15);                  \
+        vf8 a_ = (lo) + (hi);                                                                      \
         vf4 b_ = __builtin_shufflevector(a_, a_, 0, 1, 2, 3) +                                     \
                  __builtin_shufflevector(a_, a_, 4, 5, 6, 7);                                      \
         vf2 c_ = __builtin_shufflevector(b_, b_, 0, 1) + __builtin_shufflevector(b_, b_, 2, 3);    \

@@ -9,8 +9,6 @@
 #include "simd.h"
 #include "views.h"
 
-#define TILE_GROUPS (BN_FEATURE_BLOCK / VL)
-
 /* UNROLLED_GROUPS: the loops over a tile's groups of features are unrolled
  * whole, so that each group's vectors stay in registers. Left to itself,
  * GCC kept the fused backward's loop (the one with the mask) rolled, its
@@ -27,74 +25,11 @@
  *
  * The first pass's sums are plain float sums: they only place the centers,
  * within a few float ulps of the means, and the second pass's sum of
- * deviations corrects for that. */
-#define STRIP_GROUPS (BN_ROWS_STRIP / VL)
+ * deviations corrects for that. (rows_sums.h holds both passes.) */
 
-/* sums[j] = the sum of base[r * F + j] over R rows, for ng groups of VL
- * features; in registers where ng is a constant. */
-BN_INLINE void strip_sums_groups(const float *base, size_t R, size_t F, int ng, float *sums) {
-    vf acc[STRIP_GROUPS];
-    for (int q = 0; q < ng; q++)
-        acc[q] = (vf){0};
-    for (size_t r = 0; r < R; r++)
-#pragma GCC unroll 16 /* UNROLLED_GROUPS */
-        for (int q = 0; q < ng; q++)
-            acc[q] += LD(base + r * F + q * VL);
-    for (int q = 0; q < ng; q++)
-        ST(sums + q * VL, acc[q]);
-}
-
-/* Centers of w <= BN_ROWS_STRIP features: each feature's float sum over R rows
- * in row order (lane or scalar alike), divided by R. */
-BN_INLINE void strip_centers(const float *base, size_t R, size_t F, size_t w, float *center) {
-    size_t j = 0;
-    if (w == BN_ROWS_STRIP) {
-        strip_sums_groups(base, R, F, STRIP_GROUPS, center);
-        j = w;
-    }
-    /* 8 groups: a row of 128 features is read whole, not as two strips of
-     * 256 bytes (docs/PERFORMANCE.md, "Why the kernels are cut as they are"). */
-    for (; j + 8 * VL <= w; j += 8 * VL)
-        strip_sums_groups(base + j, R, F, 8, center + j);
-    for (; j + 4 * VL <= w; j += 4 * VL)
-        strip_sums_groups(base + j, R, F, 4, center + j);
-    for (; j + VL <= w; j += VL)
-        strip_sums_groups(base + j, R, F, 1, center + j);
-    for (; j < w; j++) {
-        float sum = 0.0f;
-        for (size_t r = 0; r < R; r++)
-            sum += base[r * F + j];
-        center[j] = sum;
-    }
-    for (j = 0; j < w; j++)
-        center[j] = (float)((double)center[j] / (double)R);
-}
-
-/* Chunk statistics of ng groups of VL features (columns from `base`, R rows
- * with stride F) from their deviations from `center`. */
-BN_INLINE void tile_stats_groups(const float *base, size_t R, size_t F, int ng, const float *center,
-                                 double *mean, double *m2) {
-    vf k[TILE_GROUPS], s1[TILE_GROUPS], s2[TILE_GROUPS];
-    const double count = (double)R;
-    for (int q = 0; q < ng; q++)
-        k[q] = LD(center + q * VL), s1[q] = (vf){0}, s2[q] = (vf){0};
-    for (size_t r = 0; r < R; r++)
-#pragma GCC unroll 16 /* UNROLLED_GROUPS */
-        for (int q = 0; q < ng; q++) {
-            vf e = LD(base + r * F + q * VL) - k[q];
-            s1[q] += e, s2[q] += e * e;
-        }
-    float t1[VL], t2[VL];
-    for (int q = 0; q < ng; q++) {
-        TO_LANES(t1, s1[q]);
-        TO_LANES(t2, s2[q]);
-        for (int j = 0; j < VL; j++)
-            bn_chunk_moments(center[q * VL + j], t1[j], t2[j], count, &mean[q * VL + j],
-                             &m2[q * VL + j]);
-    }
-}
-
-/* The same for one feature, for the columns left over after the groups. */
+/* Chunk statistics of one feature (a column of R rows with stride F) from
+ * its deviations from `center`, for the columns left over after the vector
+ * groups: the float sums a lane makes. */
 static void tile_stats_column(const float *base, size_t R, size_t F, float center, double *mean,
                               double *m2) {
     float s1 = 0.0f, s2 = 0.0f;
@@ -105,26 +40,12 @@ static void tile_stats_column(const float *base, size_t R, size_t F, float cente
     bn_chunk_moments(center, s1, s2, (double)R, mean, m2);
 }
 
-/* Chunk statistics of a strip: R rows by w <= BN_ROWS_STRIP features. */
-BN_INLINE void strip_stats(const float *base, size_t R, size_t F, size_t w, double *mean,
-                           double *m2) {
-    float center[BN_ROWS_STRIP];
-    strip_centers(base, R, F, w, center);
-    size_t j = 0;
-    for (; j + BN_FEATURE_BLOCK <= w; j += BN_FEATURE_BLOCK)
-        tile_stats_groups(base + j, R, F, TILE_GROUPS, center + j, mean + j, m2 + j);
-    for (; j + 2 * VL <= w; j += 2 * VL)
-        tile_stats_groups(base + j, R, F, 2, center + j, mean + j, m2 + j);
-    for (; j + VL <= w; j += VL)
-        tile_stats_groups(base + j, R, F, 1, center + j, mean + j, m2 + j);
-    for (; j < w; j++)
-        tile_stats_column(base + j, R, F, center[j], mean + j, m2 + j);
-}
-
-/* Rows of up to ROW_GROUPS * VL features are narrow enough to keep what a
- * pass needs per feature in registers; the backward takes them whole (read
- * in whole rows, not strips), wider rows in tiles of BN_FEATURE_BLOCK. */
-#define ROW_GROUPS 8 /* 128 features: the widest whose sums and means fit in registers */
+/* Rows of up to ROW_FEATURES features are narrow enough to keep what a
+ * pass needs per feature in registers (at AVX-512); the backward takes them
+ * whole (read in whole rows, not strips), wider rows in tiles of
+ * BN_FEATURE_BLOCK. */
+#define ROW_FEATURES 128 /* the widest whose sums and means fit in registers */
+#define ROW_GROUPS   (ROW_FEATURES / VL)
 
 /* Where a tile's gradient comes from: g = dy, or, with the fused ReLU's
  * mask, dy where the bit of the value's offset in the tensor (o + the
@@ -142,40 +63,8 @@ static inline tile_grad tile_grad_at(const tile_grad *tg, size_t j) {
     return t;
 }
 
-/* Backward sums of ng groups of features over R rows: sum(g),
- * sum(g * (x - mean)) and sum(x - mean); with dx (frozen statistics),
- * dx = BN_DX_FROZEN in the same pass instead of the third sum. */
-BN_INLINE void tile_backward_groups(const float *x, const tile_grad *tg, float *dx, size_t R,
-                                    size_t F, int ng, const float *mean, const float *a, double *s0,
-                                    double *s1, double *s2) {
-    vf vm[ROW_GROUPS], va[ROW_GROUPS], d0[ROW_GROUPS], d1[ROW_GROUPS], d2[ROW_GROUPS];
-    for (int q = 0; q < ng; q++) {
-        vm[q] = LD(mean + q * VL), d0[q] = (vf){0}, d1[q] = (vf){0}, d2[q] = (vf){0};
-        va[q] = dx ? LD(a + q * VL) : (vf){0};
-    }
-    for (size_t r = 0; r < R; r++)
-#pragma GCC unroll 16 /* UNROLLED_GROUPS */
-        for (int q = 0; q < ng; q++) {
-            size_t o = r * F + q * VL;
-            vf g = LD(tg->dy + o), e = LD(x + o) - vm[q];
-            if (tg->mask) g = KEEP_LANES(g, mask_bits16(tg->mask, tg->o + o));
-            if (tg->gout) ST(tg->gout + o, g);
-            d0[q] += g, d1[q] += g * e;
-            if (dx)
-                ST(dx + o, BN_DX_FROZEN(g, va[q]));
-            else
-                d2[q] += e;
-        }
-    float t0[VL], t1[VL], t2[VL];
-    for (int q = 0; q < ng; q++) {
-        TO_LANES(t0, d0[q]);
-        TO_LANES(t1, d1[q]);
-        TO_LANES(t2, d2[q]);
-        for (int j = 0; j < VL; j++)
-            s0[q * VL + j] = t0[j], s1[q * VL + j] = t1[j], s2[q * VL + j] = t2[j];
-    }
-}
-
+/* The backward sums of one feature, for the columns left over after the
+ * vector groups: the float sums a lane makes. */
 static void tile_backward_column(const float *x, const tile_grad *tg, float *dx, size_t R, size_t F,
                                  float mean, float a, double *s0, double *s1, double *s2) {
     float d0 = 0.0f, d1 = 0.0f, d2 = 0.0f;
@@ -190,81 +79,6 @@ static void tile_backward_column(const float *x, const tile_grad *tg, float *dx,
             d2 += e;
     }
     *s0 = d0, *s1 = d1, *s2 = d2;
-}
-
-BN_INLINE void tile_backward(const float *x, const tile_grad *tg, float *dx, size_t R, size_t F,
-                             size_t w, const float *mean, const float *a, double *s0, double *s1,
-                             double *s2) {
-    size_t j = 0;
-#define GROUPS(ng)                                                                                 \
-    do {                                                                                           \
-        tile_grad t = tile_grad_at(tg, j);                                                         \
-        tile_backward_groups(x + j, &t, dx ? dx + j : NULL, R, F, ng, mean + j, a + j, s0 + j,     \
-                             s1 + j, s2 + j);                                                      \
-    } while (0)
-    for (; j + ROW_GROUPS * VL <= w; j += ROW_GROUPS * VL)
-        GROUPS(ROW_GROUPS);
-    for (; j + BN_FEATURE_BLOCK <= w; j += BN_FEATURE_BLOCK)
-        GROUPS(TILE_GROUPS);
-    for (; j + 2 * VL <= w; j += 2 * VL)
-        GROUPS(2);
-    for (; j + VL <= w; j += VL)
-        GROUPS(1);
-#undef GROUPS
-    for (; j < w; j++) {
-        tile_grad t = tile_grad_at(tg, j);
-        tile_backward_column(x + j, &t, dx ? dx + j : NULL, R, F, mean[j], a[j], s0 + j, s1 + j,
-                             s2 + j);
-    }
-}
-
-/* The fused training backward's sums (g from the mask, no dx) below AVX-512
- * (BN_WIDE_VECTORS), where a masked load of 16 lanes went through memory:
- * groups of 8 features, up to 128 features (whole rows of the common
- * widths) at a time: strips of 32 features, whose sums would fit the 16
- * AVX2 registers, took 1.2-1.25x as long as whole 128-feature rows, whose
- * sums live in L1. Each feature adds its rows in
- * the same order as in tile_backward_groups: the same sums, bit for bit. */
-#define TILE_GROUPS8 16
-BN_INLINE void tile_backward_groups8(const float *x, const tile_grad *tg, size_t R, size_t F,
-                                     int ng, const float *mean, double *s0, double *s1,
-                                     double *s2) {
-    v8f vm[TILE_GROUPS8], d0[TILE_GROUPS8], d1[TILE_GROUPS8], d2[TILE_GROUPS8];
-    for (int q = 0; q < ng; q++)
-        vm[q] = LD8(mean + 8 * q), d0[q] = (v8f){0}, d1[q] = (v8f){0}, d2[q] = (v8f){0};
-    for (size_t r = 0; r < R; r++)
-#pragma GCC unroll 16
-        for (int q = 0; q < ng; q++) {
-            const size_t o = r * F + 8 * (size_t)q;
-            v8f g = LD8_AT_MASKED(tg->dy, tg->mask, tg->o, o), e = LD8(x + o) - vm[q];
-            if (tg->gout) ST8(tg->gout + o, g);
-            d0[q] += g, d1[q] += g * e, d2[q] += e;
-        }
-    float t0[8], t1[8], t2[8];
-    for (int q = 0; q < ng; q++) {
-        memcpy(t0, &d0[q], sizeof t0), memcpy(t1, &d1[q], sizeof t1), memcpy(t2, &d2[q], sizeof t2);
-        for (int j = 0; j < 8; j++)
-            s0[q * 8 + j] = t0[j], s1[q * 8 + j] = t1[j], s2[q * 8 + j] = t2[j];
-    }
-}
-
-BN_INLINE void tile_backward8(const float *x, const tile_grad *tg, size_t R, size_t F, size_t w,
-                              const float *mean, double *s0, double *s1, double *s2) {
-    size_t j = 0;
-    for (; j + 8 * TILE_GROUPS8 <= w; j += 8 * TILE_GROUPS8) {
-        tile_grad t = tile_grad_at(tg, j);
-        tile_backward_groups8(x + j, &t, R, F, TILE_GROUPS8, mean + j, s0 + j, s1 + j, s2 + j);
-    }
-    if (j + 8 <= w) {
-        tile_grad t = tile_grad_at(tg, j);
-        const int ng = (int)((w - j) / 8);
-        tile_backward_groups8(x + j, &t, R, F, ng, mean + j, s0 + j, s1 + j, s2 + j);
-        j += 8 * (size_t)ng;
-    }
-    for (; j < w; j++) {
-        tile_grad t = tile_grad_at(tg, j);
-        tile_backward_column(x + j, &t, NULL, R, F, mean[j], 0.0f, s0 + j, s1 + j, s2 + j);
-    }
 }
 
 /* One switch case per group count, so that each call has a constant one. */
@@ -325,40 +139,33 @@ BN_INLINE void rows_dx_hoisted(const float *x, const float *dy, const uint8_t *m
         }
 }
 
-BN_DISPATCH static void rows_stats(const bn_view *v, const float *x, bn_workspace *ws,
-                                   const bn_rows_tile *tl) {
-    const size_t F = v->features, p = tl->rb * F + tl->f0;
-    strip_stats(x + tl->r0 * F + tl->f0, tl->rows, F, tl->w, ws->part0 + p, ws->part1 + p);
+size_t bn_rows_backward_width(size_t F) {
+    return F <= ROW_FEATURES ? ROW_FEATURES : BN_FEATURE_BLOCK;
 }
 
-size_t bn_rows_backward_width(size_t F) {
-    return F <= ROW_GROUPS * VL ? ROW_GROUPS * VL : BN_FEATURE_BLOCK;
+/* The statistics and backward sums, at 16 lanes and at 8 (simd_width.h):
+ * AVX-512 holds the 16-lane sums in registers, AVX2 the 8-lane ones. */
+#define BN_W 16
+#include "rows_sums.h"
+#undef BN_W
+#define BN_W 8
+#include "rows_sums.h"
+#undef BN_W
+
+BN_DISPATCH static void rows_stats(const bn_view *v, const float *x, bn_workspace *ws,
+                                   const bn_rows_tile *tl) {
+    if (BN_WIDE_VECTORS())
+        rows_stats_16(v, x, ws, tl);
+    else
+        rows_stats_8(v, x, ws, tl);
 }
 
 BN_DISPATCH static void rows_backward(const bn_view *v, const float *x, const bn_grad *gr,
                                       float *frozen_dx, bn_workspace *ws, const bn_rows_tile *tl) {
-    const size_t F = v->features, o = tl->r0 * F + tl->f0, p = tl->rb * F + tl->f0;
-    const float *mean = ws->mean + tl->f0;
-    if (!gr->mask && !gr->g_out) {
-        /* The plain backward: g is dy, nothing else to write. */
-        const tile_grad tg = {gr->dy + o, NULL, o, NULL};
-        if (frozen_dx)
-            tile_backward(x + o, &tg, frozen_dx + o, tl->rows, F, tl->w, mean,
-                          ws->dy_scale + tl->f0, ws->part0 + p, ws->part1 + p, ws->part2 + p);
-        else
-            tile_backward(x + o, &tg, NULL, tl->rows, F, tl->w, mean, mean, ws->part0 + p,
-                          ws->part1 + p, ws->part2 + p);
-        return;
-    }
-    const tile_grad tg = {gr->dy + o, gr->mask, o, gr->g_out ? gr->g_out + o : NULL};
-    if (gr->mask && !frozen_dx && !BN_WIDE_VECTORS()) {
-        tile_backward8(x + o, &tg, tl->rows, F, tl->w, mean, ws->part0 + p, ws->part1 + p,
-                       ws->part2 + p);
-        return;
-    }
-    tile_backward(x + o, &tg, frozen_dx ? frozen_dx + o : NULL, tl->rows, F, tl->w, mean,
-                  frozen_dx ? ws->dy_scale + tl->f0 : mean, ws->part0 + p, ws->part1 + p,
-                  ws->part2 + p);
+    if (BN_WIDE_VECTORS())
+        rows_backward_16(v, x, gr, frozen_dx, ws, tl);
+    else
+        rows_backward_8(v, x, gr, frozen_dx, ws, tl);
 }
 
 BN_DISPATCH static void rows_normalize(const bn_view *v, const float *x, const bn_workspace *ws,
