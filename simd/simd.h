@@ -87,6 +87,11 @@ typedef uint32_t v8u __attribute__((vector_size(32), aligned(4), __may_alias__))
     ((unsigned)_mm_movemask_epi8(                                                                  \
         _mm_packs_epi16(_mm_packs_epi32(QUARTER_(m, 0), QUARTER_(m, 1)),                           \
                         _mm_packs_epi32(QUARTER_(m, 2), QUARTER_(m, 3)))))
+/* LANE_SIGNS16 of the lanes lo (0-7) and hi (8-15), two v8i. */
+#define LANE_SIGNS16_HALVES(lo, hi)                                                                \
+    ((unsigned)_mm_movemask_epi8(                                                                  \
+        _mm_packs_epi16(_mm_packs_epi32(QUARTER_(lo, 0), QUARTER_(lo, 1)),                         \
+                        _mm_packs_epi32(QUARTER_(hi, 0), QUARTER_(hi, 1)))))
 #else
 static inline unsigned lane_signs_(const int32_t *lanes, int n) {
     unsigned bits = 0;
@@ -96,6 +101,8 @@ static inline unsigned lane_signs_(const int32_t *lanes, int n) {
 }
 #define LANE_SIGNS8(m)  lane_signs_((const int32_t *)&(m), 8)
 #define LANE_SIGNS16(m) lane_signs_((const int32_t *)&(m), 16)
+#define LANE_SIGNS16_HALVES(lo, hi)                                                                \
+    (lane_signs_((const int32_t *)&(lo), 8) | lane_signs_((const int32_t *)&(hi), 8) << 8)
 #endif
 
 /* The 16 bits [o, o + 16) of a bit mask (bit o of byte o / 8), as bits 0-15;

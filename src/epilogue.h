@@ -45,16 +45,36 @@ BN_INLINE void bn_epilogue16(const bn_epilogue *ep, vf *vp, size_t o) {
     *vp = v;
 }
 
-/* The same on 8 values (one mask byte). */
+/* The same on 8 values (one mask byte). At 8 lanes, a register below
+ * AVX-512, float compares are one instruction each (v > 0 is false for
+ * NaN, v != v true only for NaN): the same lanes as the bit tests, in 4
+ * instructions instead of 9. */
 BN_INLINE void bn_epilogue8(const bn_epilogue *ep, v8f *vp, size_t o) {
     v8f v = *vp;
     if (ep->z) v += LD8(ep->z + o);
     if (ep->relu) {
-        v8i b = (v8i)v, pos = POSITIVE_LANES(b, v8i, v8u);
+        v8i pos = v > (v8f){0};
         if (ep->mask) ep->mask[o / 8] = (uint8_t)LANE_SIGNS8(pos);
-        v = (v8f)(b & (pos | NAN_LANES(b)));
+        v = (v8f)((v8i)v & (pos | (v != v)));
     }
     *vp = v;
+}
+
+/* bn_epilogue8 on 16 values, as two vectors of 8 (lo at offset o, hi at
+ * o + 8), with the mask's two bytes written in one store. */
+BN_INLINE void bn_epilogue8x2(const bn_epilogue *ep, v8f *lo, v8f *hi, size_t o) {
+    v8f a = *lo, b = *hi;
+    if (ep->z) a += LD8(ep->z + o), b += LD8(ep->z + o + 8);
+    if (ep->relu) {
+        v8i pa = a > (v8f){0}, pb = b > (v8f){0};
+        if (ep->mask) {
+            uint16_t bits = (uint16_t)LANE_SIGNS16_HALVES(pa, pb);
+            memcpy(ep->mask + o / 8, &bits, 2); /* little-endian: lo's byte first */
+        }
+        a = (v8f)((v8i)a & (pa | (a != a)));
+        b = (v8f)((v8i)b & (pb | (b != b)));
+    }
+    *lo = a, *hi = b;
 }
 
 /* out[i] = the epilogue of EXPR(L, i) for i in [0, len), the run's first
@@ -81,17 +101,27 @@ BN_INLINE void bn_epilogue8(const bn_epilogue *ep, v8f *vp, size_t o) {
                 }                                                                                  \
         }                                                                                          \
         if (stream)                                                                                \
-            for (; i_ + 8 <= (len); i_ += 8) {                                                     \
-                v8f h_ = EXPR(LD8_AT, i_);                                                         \
-                bn_epilogue8(&e_, &h_, (o) + i_);                                                  \
-                ST_STREAM8((out) + i_, h_);                                                        \
+            for (; i_ + 16 <= (len); i_ += 16) {                                                   \
+                v8f l_ = EXPR(LD8_AT, i_), h_ = EXPR(LD8_AT, i_ + 8);                              \
+                bn_epilogue8x2(&e_, &l_, &h_, (o) + i_);                                           \
+                ST_STREAM8((out) + i_, l_);                                                        \
+                ST_STREAM8((out) + i_ + 8, h_);                                                    \
             }                                                                                      \
         else                                                                                       \
-            for (; i_ + 8 <= (len); i_ += 8) {                                                     \
-                v8f h_ = EXPR(LD8_AT, i_);                                                         \
-                bn_epilogue8(&e_, &h_, (o) + i_);                                                  \
-                ST8((out) + i_, h_);                                                               \
+            for (; i_ + 16 <= (len); i_ += 16) {                                                   \
+                v8f l_ = EXPR(LD8_AT, i_), h_ = EXPR(LD8_AT, i_ + 8);                              \
+                bn_epilogue8x2(&e_, &l_, &h_, (o) + i_);                                           \
+                ST8((out) + i_, l_);                                                               \
+                ST8((out) + i_ + 8, h_);                                                           \
             }                                                                                      \
+        if (i_ < (len)) { /* the last 8 */                                                         \
+            v8f h_ = EXPR(LD8_AT, i_);                                                             \
+            bn_epilogue8(&e_, &h_, (o) + i_);                                                      \
+            if (stream)                                                                            \
+                ST_STREAM8((out) + i_, h_);                                                        \
+            else                                                                                   \
+                ST8((out) + i_, h_);                                                               \
+        }                                                                                          \
     } while (0)
 
 #endif
