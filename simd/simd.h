@@ -246,14 +246,18 @@ typedef union {
         for (; i_ < (len); i_++)                                                                   \
             (out)[i_] = EXPR(LOAD_AT, i_);                                                         \
     } while (0)
-#define ELEMENTWISE(out, len, stream, EXPR)                                                        \
-    ELEMENTWISE_BY(out, len, stream, EXPR, VL, LD_AT, ST, ST_STREAM)
-
-/* ELEMENTWISE 8 values a step, for loops that reinterpret lanes between
- * float and integer (masked loads), below AVX-512 (BN_WIDE_VECTORS): EXPR
- * takes LD8_AT (8 lanes) or LOAD_AT. The same value at every i. */
+/* 16 values a step where the copy that runs holds them in one register
+ * (BN_WIDE_VECTORS), 8 elsewhere: below AVX-512, a 16-lane value stored
+ * to memory went through the stack, and one reinterpreted between float
+ * and integer lanes (a masked load) too. EXPR thus takes LD_AT, LD8_AT
+ * (8 lanes) and LOAD_AT; the same value at every i either way. */
 #define LD8_AT(p, i) LD8((p) + (i))
-#define ELEMENTWISE8(out, len, stream, EXPR)                                                       \
-    ELEMENTWISE_BY(out, len, stream, EXPR, 8, LD8_AT, ST8, ST_STREAM8)
+#define ELEMENTWISE(out, len, stream, EXPR)                                                        \
+    do {                                                                                           \
+        if (BN_WIDE_VECTORS())                                                                     \
+            ELEMENTWISE_BY(out, len, stream, EXPR, VL, LD_AT, ST, ST_STREAM);                      \
+        else                                                                                       \
+            ELEMENTWISE_BY(out, len, stream, EXPR, 8, LD8_AT, ST8, ST_STREAM8);                    \
+    } while (0)
 
 #endif

@@ -100,7 +100,6 @@ BN_DISPATCH static void planes_dx(const bn_view *v, const float *x, const bn_gra
                                   int stream) {
     const size_t F = v->features, S = v->s;
     const uint8_t *mask = gr->mask;
-    const int wide = BN_WIDE_VECTORS(); /* below AVX-512, the masked loads go 8 lanes a step */
     for (size_t p = p0, f = p0 % F; p < p1; p++) {
         const size_t o = p * S;
         const float *xp = x + o, *dyp = gr->dy + o;
@@ -110,10 +109,7 @@ BN_DISPATCH static void planes_dx(const bn_view *v, const float *x, const bn_gra
         if (mask) {
 #define G_AT(L, i)  L##_MASKED(dyp, mask, o, i)
 #define DX_AT(L, i) BN_DX(L(xp, i), G_AT(L, i), mean, dy_scale, xc_scale, dx_offset)
-            if (wide)
-                ELEMENTWISE(dxp, S, stream, DX_AT);
-            else
-                ELEMENTWISE8(dxp, S, stream, DX_AT);
+            ELEMENTWISE(dxp, S, stream, DX_AT);
 #undef DX_AT
 #undef G_AT
         } else {

@@ -174,9 +174,9 @@ BN_DISPATCH static void rows_normalize(const bn_view *v, const float *x, const b
     const size_t F = v->features;
     const float *mean = ws->mean, *scale = ws->scale, *shift_folded = ws->shift_folded;
     /* Below AVX-512 the hoisted coefficients do not fit the registers, and
-     * the fused epilogue takes 8 lanes at a time: the one-row form. */
-    if (F % VL == 0 && F / VL <= ROW_GROUPS && (!stream || STREAM_ALIGNED(y)) &&
-        (!ep || BN_WIDE_VECTORS())) {
+     * the vectors go 8 lanes at a time: the one-row form. */
+    if (BN_WIDE_VECTORS() && F % VL == 0 && F / VL <= ROW_GROUPS &&
+        (!stream || STREAM_ALIGNED(y))) {
         const float *xb = x + r0 * F;
         const size_t R = r1 - r0, o = r0 * F;
         switch ((F / VL) * 4 + (ep != NULL) * 2 + (stream != 0)) {
@@ -218,10 +218,9 @@ BN_DISPATCH static void rows_dx(const bn_view *v, const float *x, const bn_grad 
     const uint8_t *mask = gr->mask;
     const float *mean = ws->mean, *dy_scale = ws->dy_scale, *xc_scale = ws->xc_scale,
                 *dx_offset = ws->dx_offset;
-    /* Below AVX-512, masked loads go 8 lanes a step: the one-row form. */
-    const int wide = BN_WIDE_VECTORS();
-    if (F % VL == 0 && F / VL <= ROW_GROUPS / 2 && (!stream || STREAM_ALIGNED(dx)) &&
-        (!mask || wide)) {
+    /* Below AVX-512, the vectors go 8 lanes a step: the one-row form. */
+    if (BN_WIDE_VECTORS() && F % VL == 0 && F / VL <= ROW_GROUPS / 2 &&
+        (!stream || STREAM_ALIGNED(dx))) {
         const size_t o = r0 * F, R = r1 - r0;
         /* The plain case with a NULL mask of its own, so that its copies
          * have no test of the mask. */
@@ -256,10 +255,7 @@ BN_DISPATCH static void rows_dx(const bn_view *v, const float *x, const bn_grad 
 #define DX_AT(L, j)                                                                                \
     BN_DX(L(xr, j), L##_MASKED(dyr, mask, o, j), L(mean, j), L(dy_scale, j), L(xc_scale, j),       \
           L(dx_offset, j))
-            if (wide)
-                ELEMENTWISE(dxr, F, stream, DX_AT);
-            else
-                ELEMENTWISE8(dxr, F, stream, DX_AT);
+            ELEMENTWISE(dxr, F, stream, DX_AT);
 #undef DX_AT
         } else {
 #define DX_AT(L, j)                                                                                \
