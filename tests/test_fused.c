@@ -286,6 +286,62 @@ static void check_streamed(void) {
     }
 }
 
+/* The ReLU at the values where formulations differ: +-inf, NaN of either
+ * sign, exact +0 and values a few ulps either side of it, reached through
+ * the residual z = special - bn(x). Every path must give, bit for bit,
+ * v = bn(x) + z, then v where v > 0 or v is NaN and +0 elsewhere, with the
+ * mask bit v > 0. Runs of a multiple of 16, of 8 but not 16, and ragged
+ * ones, both layouts, fast and reference paths. */
+static void check_special_values(void) {
+    const bnorm_shape shapes[] = {bnorm_shape_nchw(2, 3, 8, 16), bnorm_shape_nchw(2, 3, 4, 6),
+                                  bnorm_shape_nchw(2, 3, 5, 7),  bnorm_shape_nhwc(2, 4, 4, 24),
+                                  bnorm_shape_nhwc(2, 3, 3, 40), bnorm_shape_nc(33, 40)};
+    const float special[] = {INFINITY, -INFINITY, NAN,     -NAN, 0.0f, 1e-45f,
+                             -1e-45f,  1e-38f,    -1e-38f, 1.0f, -1.0f};
+    const size_t NS = sizeof special / sizeof special[0];
+    test_rng rng = {17};
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        oracle_dims d = oracle_dims_of(&shapes[si], BNORM_MODE_SPATIAL);
+        size_t T = d.total, F = d.features, MB = (T + 7) / 8;
+        float *x = malloc(T * 4), *z = malloc(T * 4), *dy = malloc(T * 4), *yu = malloc(T * 4);
+        float *gamma = malloc(F * 4), *beta = malloc(F * 4), *sm = malloc(F * 4),
+              *sv = malloc(F * 4);
+        for (size_t i = 0; i < T; i++)
+            x[i] = (float)rng_normal(&rng), dy[i] = (float)rng_normal(&rng);
+        for (size_t f = 0; f < F; f++)
+            gamma[f] = (float)(1.0 + 0.3 * rng_normal(&rng)), beta[f] = (float)rng_normal(&rng);
+        for (unsigned path = 0; path < 2; path++) {
+            bnorm_params p = bnorm_params_default();
+            p.eps = 1e-3f, p.threads = 2, p.flags |= BNORM_EXACT_THREADS;
+            if (path) p.flags |= BNORM_FORCE_REFERENCE;
+            size_t wsz;
+            bnorm_workspace_size(&shapes[si], &p, &wsz);
+            void *ws = malloc(wsz);
+            bnorm_status st =
+                bnorm_forward_training(&shapes[si], &p, x, gamma, beta, yu, sm, sv, NULL, ws, wsz);
+            CHECK(st == BNORM_OK, "unfused forward: %s", bnorm_status_str(st));
+            free(ws);
+            /* z = the special value less bn(x), so that bn(x) + z is near it. */
+            for (size_t i = 0; i < T; i++)
+                z[i] = special[i % NS] - yu[i];
+            outputs o;
+            alloc_outputs(&o, T, F, MB);
+            run_fused(&shapes[si], BNORM_MODE_SPATIAL, BNORM_FUSE_RELU | BNORM_FUSE_ADD,
+                      path ? BNORM_FORCE_REFERENCE : 0, 2, x, z, dy, gamma, beta, &o);
+            int ok = 1;
+            for (size_t i = 0; i < T; i++) {
+                float v = yu[i] + z[i];
+                float want = (v > 0.0f || v != v) ? v : 0.0f;
+                ok &= memcmp(&want, &o.y[i], 4) == 0 && bit(o.mask, i) == (v > 0.0f);
+            }
+            CHECK(ok, "special values, shape %zu, %s path: y or mask not relu(bn(x) + z)", si,
+                  path ? "reference" : "fast");
+            free_outputs(&o);
+        }
+        free(x), free(z), free(dy), free(yu), free(gamma), free(beta), free(sm), free(sv);
+    }
+}
+
 int main(void) {
     check_cpu_or_skip();
     test_rng rng = {31};
@@ -302,6 +358,7 @@ int main(void) {
                 check_case(&shapes[i], (bnorm_mode)mode, ops, &rng);
             }
     check_streamed();
+    check_special_values();
     check_errors();
     return check_finish();
 }
