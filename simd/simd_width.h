@@ -40,7 +40,7 @@
 #define VWI                          vi
 #define LDW(p)                       LD(p)
 #define STW(p, v)                    ST(p, v)
-#define LDW_MASKED(p, mask, o)       KEEP_LANES(LD(p), mask_bits16((mask), (o)))
+#define LDW_MASKED(p, mask, o)       LD_AT_MASKED(p, mask, o, 0)
 #define KEEP_PART(v, bits16, h)      KEEP_LANES(v, bits16)
 #define LANE_INDEX_W                 LANE_INDEX
 #define LANE_SUM_PARTS(a, out)       LANE_SUM((a)[0], out)
@@ -51,7 +51,7 @@
 #define VWI                          v8i
 #define LDW(p)                       LD8(p)
 #define STW(p, v)                    ST8(p, v)
-#define LDW_MASKED(p, mask, o)       KEEP_LANES8(LD8(p), mask_bits8((mask), (o)))
+#define LDW_MASKED(p, mask, o)       LD8_AT_MASKED(p, mask, o, 0)
 #define KEEP_PART(v, bits16, h)      KEEP_LANES8(v, (bits16) >> (8 * (h)))
 #define LANE_INDEX_W                 ((v8i){0, 1, 2, 3, 4, 5, 6, 7})
 #define LANE_SUM_PARTS(a, out)       LANE_SUM_HALVES((a)[0], (a)[1], out)

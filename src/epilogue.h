@@ -45,6 +45,9 @@ BN_INLINE void bn_epilogue16(const bn_epilogue *ep, vf *vp, size_t o) {
     *vp = v;
 }
 
+/* relu of the 8 float lanes whose bits are b, given their POSITIVE_LANES. */
+#define RELU_BITS8(b, pos) ((v8f)((b) & ((pos) | NAN_LANES(b))))
+
 /* The same on 8 values (one mask byte). (Compares of 8 lanes, float or
  * integer, were scalar code in the baseline x86-64 copy, whose fused
  * forward then took 1.9-5x as long: the bit tests serve every level.) */
@@ -54,7 +57,7 @@ BN_INLINE void bn_epilogue8(const bn_epilogue *ep, v8f *vp, size_t o) {
     if (ep->relu) {
         v8i b = (v8i)v, pos = POSITIVE_LANES(b, v8i, v8u);
         if (ep->mask) ep->mask[o / 8] = (uint8_t)LANE_SIGNS8(pos);
-        v = (v8f)(b & (pos | NAN_LANES(b)));
+        v = RELU_BITS8(b, pos);
     }
     *vp = v;
 }
@@ -71,8 +74,7 @@ BN_INLINE void bn_epilogue8x2(const bn_epilogue *ep, v8f *lo, v8f *hi, size_t o)
             uint16_t bits = (uint16_t)LANE_SIGNS16_HALVES(pa, pb);
             memcpy(ep->mask + o / 8, &bits, 2); /* little-endian: a's byte first */
         }
-        a = (v8f)(ba & (pa | NAN_LANES(ba)));
-        b = (v8f)(bb & (pb | NAN_LANES(bb)));
+        a = RELU_BITS8(ba, pa), b = RELU_BITS8(bb, pb);
     }
     *lo = a, *hi = b;
 }
