@@ -19,6 +19,8 @@
  *   LAST_LANES_PART(rem, h)   part h of LAST_LANES(rem)
  *   LANE_SUM_PARTS(a, out), LANE_SUM_FLOAT_PARTS(a, out)   LANE_SUM and
  *                      LANE_SUM_FLOAT of the 16-lane value held in a[PARTS]
+ *   BROADCAST_W(s)     every lane s, as an initializer (SPLAT adds s to a zero
+ *                      vector, an addition per broadcast)
  *   WIDTH_NAME(f)      f with the width appended: one name per instance */
 #include "simd.h"
 
@@ -33,6 +35,7 @@
 #undef LAST_LANES_PART
 #undef LANE_SUM_PARTS
 #undef LANE_SUM_FLOAT_PARTS
+#undef BROADCAST_W
 #undef WIDTH_NAME
 
 #if BN_W == 16
@@ -45,7 +48,9 @@
 #define LANE_INDEX_W                 LANE_INDEX
 #define LANE_SUM_PARTS(a, out)       LANE_SUM((a)[0], out)
 #define LANE_SUM_FLOAT_PARTS(a, out) LANE_SUM_FLOAT((a)[0], out)
-#define WIDTH_NAME(f)                f##_16
+#define BROADCAST_W(s)                                                                             \
+    ((vf){(s), (s), (s), (s), (s), (s), (s), (s), (s), (s), (s), (s), (s), (s), (s), (s)})
+#define WIDTH_NAME(f) f##_16
 #elif BN_W == 8
 #define VW                           v8f
 #define VWI                          v8i
@@ -56,6 +61,7 @@
 #define LANE_INDEX_W                 ((v8i){0, 1, 2, 3, 4, 5, 6, 7})
 #define LANE_SUM_PARTS(a, out)       LANE_SUM_HALVES((a)[0], (a)[1], out)
 #define LANE_SUM_FLOAT_PARTS(a, out) LANE_SUM_FLOAT_HALVES((a)[0], (a)[1], out)
+#define BROADCAST_W(s)               ((v8f){(s), (s), (s), (s), (s), (s), (s), (s)})
 #define WIDTH_NAME(f)                f##_8
 #else
 #error "BN_W must be 16 or 8"
