@@ -180,8 +180,8 @@ BN_INLINE void WIDTH_NAME(edge_columns)(int m, int w, int k, const float *a, siz
             for (int i = 0; i < m; i += 7)                                                         \
                 for (int v = 0; v < NV * SUB; v += 2)                                              \
                     WIDTH_NAME(tile_7x2)                                                           \
-                    (ar, a + (size_t)i * a_row, a_row, b + BN_W * v, ldb, beta,                    \
-                     c + (size_t)i * ldc + BN_W * v, ldc);                                         \
+            (ar, a + (size_t)i * a_row, a_row, b + BN_W * v, ldb, beta,                            \
+             c + (size_t)i * ldc + BN_W * v, ldc);                                                 \
             return;                                                                                \
         }                                                                                          \
         for (int t = 0; t < SUB; t++) {                                                            \
@@ -190,16 +190,16 @@ BN_INLINE void WIDTH_NAME(edge_columns)(int m, int w, int k, const float *a, siz
             int i = 0;                                                                             \
             for (; i + MR <= m; i += MR)                                                           \
                 WIDTH_NAME(tile_##MR##x##NV)                                                       \
-                (ar, a + (size_t)i * a_row, a_row, bt, ldb, beta, ct + (size_t)i * ldc, ldc);      \
+            (ar, a + (size_t)i * a_row, a_row, bt, ldb, beta, ct + (size_t)i * ldc, ldc);          \
             for (; i + 4 <= m; i += 4)                                                             \
                 WIDTH_NAME(tile_4x##NV)                                                            \
-                (ar, a + (size_t)i * a_row, a_row, bt, ldb, beta, ct + (size_t)i * ldc, ldc);      \
+            (ar, a + (size_t)i * a_row, a_row, bt, ldb, beta, ct + (size_t)i * ldc, ldc);          \
             for (; i + 2 <= m; i += 2)                                                             \
                 WIDTH_NAME(tile_2x##NV)                                                            \
-                (ar, a + (size_t)i * a_row, a_row, bt, ldb, beta, ct + (size_t)i * ldc, ldc);      \
+            (ar, a + (size_t)i * a_row, a_row, bt, ldb, beta, ct + (size_t)i * ldc, ldc);          \
             for (; i < m; i++)                                                                     \
                 WIDTH_NAME(tile_1x##NV)                                                            \
-                (ar, a + (size_t)i * a_row, a_row, bt, ldb, beta, ct + (size_t)i * ldc, ldc);      \
+            (ar, a + (size_t)i * a_row, a_row, bt, ldb, beta, ct + (size_t)i * ldc, ldc);          \
         }                                                                                          \
     }
 
@@ -224,9 +224,8 @@ BN_INLINE void WIDTH_NAME(gemm_body)(int m, int n, a_runs ar, const float *a, si
         WIDTH_NAME(block_16)(m, ar, a, a_row, b + j, ldb, beta, c + j, ldc);
         j += 16;
     }
-    if (j < n)
-        WIDTH_NAME(edge_columns)
-        (m, n - j, ar.len, a, a_row, ar.a_col, b + j, ldb, beta, c + j, ldc);
+    if (j < n) WIDTH_NAME(edge_columns)
+    (m, n - j, ar.len, a, a_row, ar.a_col, b + j, ldb, beta, c + j, ldc);
 }
 
 #undef TILE
