@@ -1,6 +1,7 @@
 # Runs every program in PROGRAMS (a ;-list) and fails unless all that ran
-# print the same "digest" line. A program that exits 77 (its CPU level is
-# missing) is left out.
+# print the same "digest" line (builds of one test at other dispatch levels
+# or vector widths). A program that exits 77 (its CPU level is missing) is
+# left out.
 set(first "")
 foreach(program IN LISTS PROGRAMS)
   execute_process(COMMAND ${program} OUTPUT_VARIABLE out RESULT_VARIABLE rc)
@@ -16,6 +17,6 @@ foreach(program IN LISTS PROGRAMS)
   if(first STREQUAL "")
     set(first "${line}")
   elseif(NOT line STREQUAL first)
-    message(FATAL_ERROR "dispatch levels differ: ${first} vs ${line} from ${program}")
+    message(FATAL_ERROR "outputs differ: ${first} vs ${line} from ${program}")
   endif()
 endforeach()

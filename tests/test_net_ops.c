@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "digest.h"
 #include "gemv.h"
 #include "ops.h"
 
@@ -200,6 +201,10 @@ static void one_shape(int n, int h, int w, int c) {
  * most once per term). A sum from the wrong rows or columns misses by whole
  * terms, far beyond it. Widths cover the 256-column sweeps, whole vectors and
  * the float tail; guards past n must stay untouched. */
+/* Every GEMV's y: the 16- and 8-lane sweeps must agree on it
+ * (test_net_ops_widths_identical). */
+static unsigned long long gemv_digest = DIGEST_START;
+
 static int gemv_case(int K, int ldw, int n, int k0, int k1) {
     float *w = malloc((size_t)K * ldw * sizeof(float)), *x = malloc((size_t)K * sizeof(float));
     float *y = malloc((size_t)(n + 16) * sizeof(float));
@@ -212,6 +217,7 @@ static int gemv_case(int K, int ldw, int n, int k0, int k1) {
     for (int j = 0; j < n + 16; j++)
         y[j] = 1234.5f;
     nn_gemv_rows(w, ldw, x, k0, k1, n, y);
+    gemv_digest = digest_add(gemv_digest, y, (size_t)n);
     int bad = 0;
     for (int j = 0; j < n && !bad; j++) {
         double ref = 0.0, mag = 0.0;
@@ -273,7 +279,7 @@ int main(void) {
         return 1;
     }
     printf("test_net_ops: %d shapes, every op bit-identical to its scalar loop; "
-           "%d GEMV cases within the bound of their sums\n",
-           shapes + 2, gemv_cases);
+           "%d GEMV cases within the bound of their sums, digest %016llx\n",
+           shapes + 2, gemv_cases, gemv_digest);
     return 0;
 }
