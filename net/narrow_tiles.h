@@ -12,10 +12,10 @@
  * once each, and input pixel q serves the three taps that read it:
  * acc[q - kx] += a[q] * w[ky][kx][i]. Per (ky, i): MR + 2 broadcasts and
  * 3 NV loads of weights for 3 MR NV multiply-adds, against one broadcast
- * per NV multiply-adds in a product. MR NV accumulators (14 for one
- * vector, 14 for two), 3 NV weight vectors and the broadcast fit in the
- * registers; a row of 28 takes two 14-pixel tiles, a row of 14 two 7-pixel
- * tiles of two vectors. */
+ * per NV multiply-adds in a product. At 16 lanes, MR NV accumulators (14
+ * for one vector, 14 for two), 3 NV weight vectors and the broadcast fit in
+ * AVX-512's registers; a row of 28 takes two 14-pixel tiles, a row of 14 two
+ * 7-pixel tiles of two vectors (at 8 lanes: narrow_row below). */
 #define ROW_TILE(MR, NV)                                                                           \
     BN_INLINE void WIDTH_NAME(row_tile_##MR##x##NV)(int c, const float *pad, size_t pad_row,       \
                                                     const float *w, size_t oc, float *out) {       \
