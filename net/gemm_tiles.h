@@ -12,8 +12,9 @@
 
 #include "simd_width.h" /* the vocabulary of width BN_W */
 
-/* The tiles of each width: MR rows by NV vectors, W_MAIN_* for the 64- and
- * 32-wide blocks, W_PAIRS_MR for the 16-wide one, SUB tiles across a block.
+/* The tiles of each width: MR rows by NV vectors, W_64_* and W_32_* for the
+ * 64- and 32-wide blocks, W_PAIRS_MR for the 16-wide one (COLUMN_BLOCK puts
+ * as many side by side as the block needs).
  * At 16 lanes: 24 accumulators, as many as leave room in AVX-512's 32
  * registers for B's row and the broadcast of A. At 8 lanes: 12, beside 2
  * of B and 1 of A in AVX2's 16. */
