@@ -46,11 +46,6 @@ BN_INLINE float grad1_at(const float *dy, const uint8_t *mask, size_t o, size_t 
         }                                                                                          \
     } while (0)
 
-/* How far ahead of the plane being summed its successors are prefetched:
- * the hardware prefetchers stop at every 4 KiB page. 12 KiB was the best of
- * 3-50 KiB (docs/PERFORMANCE.md, "Why the kernels are cut as they are"). */
-#define PLANE_PREFETCH_BYTES 12288
-
 /* The statistics and backward sums, at 16 lanes and at 8 (simd_width.h):
  * AVX-512 holds the 16-lane sums in registers, AVX2 the 8-lane ones. */
 #define BN_W 16

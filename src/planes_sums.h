@@ -11,21 +11,34 @@
 
 #include "simd_width.h" /* the vocabulary of width BN_W */
 
-/* sum(p[i] - k) over one run, in float: it only places the center that the
- * exact pass measures deviations from, and it is on the critical path of
- * every plane. The values are summed as they are and k taken off the total
- * (one add per vector, not a subtract and an add: the add pipes are this
- * pass's bound on short planes); the center it gives is off by a few float
- * ulps of the mean, which the exact pass's sum of deviations absorbs. */
-BN_INLINE double WIDTH_NAME(run_sum_shifted)(const float *p, size_t len, float k) {
-    VW a0[PARTS] = {{0}}, a1[PARTS] = {{0}}, a2[PARTS] = {{0}}, a3[PARTS] = {{0}};
-    size_t i = 0;
+/* One step of run_sum_shifted's main loop (4 vectors at p + i into a0..a3)
+ * and one of run_sums_centered's (2 vectors at p + i, less vk, into e1a..e2b):
+ * written once, for the runs alone and for the loop that interleaves them. */
+#define SHIFTED_STEP(p, i)                                                                         \
+    for (int h = 0; h < PARTS; h++) {                                                              \
+        const float *q = (p) + (i) + h * BN_W;                                                     \
+        a0[h] += LDW(q), a1[h] += LDW(q + VL), a2[h] += LDW(q + 2 * VL);                           \
+        a3[h] += LDW(q + 3 * VL);                                                                  \
+    }
+#define CENTERED_STEP(p, i, vk)                                                                    \
+    for (int h = 0; h < PARTS; h++) {                                                              \
+        VW ea = LDW((p) + (i) + h * BN_W) - (vk), eb = LDW((p) + (i) + VL + h * BN_W) - (vk);      \
+        e1a[h] += ea, e2a[h] += ea * ea;                                                           \
+        e1b[h] += eb, e2b[h] += eb * eb;                                                           \
+    }
+
+/* sum(p[i] - k) over one run, in float, from value i on, the vector sums of
+ * the values before i in a0..a3: it only places the center that the exact
+ * pass measures deviations from, and it is on the critical path of every
+ * plane. The values are summed as they are and k taken off the total (one
+ * add per vector, not a subtract and an add: the add pipes are this pass's
+ * bound on short planes); the center it gives is off by a few float ulps of
+ * the mean, which the exact pass's sum of deviations absorbs. */
+BN_INLINE double WIDTH_NAME(sum_shifted_from)(const float *p, size_t len, float k, size_t i,
+                                              VW a0[PARTS], VW a1[PARTS], VW a2[PARTS],
+                                              VW a3[PARTS]) {
     for (; i + 4 * VL <= len; i += 4 * VL)
-        for (int h = 0; h < PARTS; h++) {
-            const float *q = p + i + h * BN_W;
-            a0[h] += LDW(q), a1[h] += LDW(q + VL), a2[h] += LDW(q + 2 * VL);
-            a3[h] += LDW(q + 3 * VL);
-        }
+        SHIFTED_STEP(p, i);
     for (; i + VL <= len; i += VL)
         for (int h = 0; h < PARTS; h++)
             a0[h] += LDW(p + i + h * BN_W);
@@ -43,18 +56,19 @@ BN_INLINE double WIDTH_NAME(run_sum_shifted)(const float *p, size_t len, float k
     return (double)s - (double)len * (double)k;
 }
 
-/* sum(e) and sum(e^2) for e = p[i] - k over one run, added to *s1, *s2. */
-BN_INLINE void WIDTH_NAME(run_sums_centered)(const float *p, size_t len, float k, double *s1,
-                                             double *s2) {
+BN_INLINE double WIDTH_NAME(run_sum_shifted)(const float *p, size_t len, float k) {
+    VW a0[PARTS] = {{0}}, a1[PARTS] = {{0}}, a2[PARTS] = {{0}}, a3[PARTS] = {{0}};
+    return WIDTH_NAME(sum_shifted_from)(p, len, k, 0, a0, a1, a2, a3);
+}
+
+/* sum(e) and sum(e^2) for e = p[i] - k over one run, from value i on, the
+ * vector sums of the values before i in e1a..e2b; added to *s1, *s2. */
+BN_INLINE void WIDTH_NAME(sums_centered_from)(const float *p, size_t len, float k, size_t i,
+                                              VW e1a[PARTS], VW e1b[PARTS], VW e2a[PARTS],
+                                              VW e2b[PARTS], double *s1, double *s2) {
     const VW vk = (VW){0} + k;
-    VW e1a[PARTS] = {{0}}, e1b[PARTS] = {{0}}, e2a[PARTS] = {{0}}, e2b[PARTS] = {{0}};
-    size_t i = 0;
     for (; i + 2 * VL <= len; i += 2 * VL)
-        for (int h = 0; h < PARTS; h++) {
-            VW ea = LDW(p + i + h * BN_W) - vk, eb = LDW(p + i + VL + h * BN_W) - vk;
-            e1a[h] += ea, e2a[h] += ea * ea;
-            e1b[h] += eb, e2b[h] += eb * eb;
-        }
+        CENTERED_STEP(p, i, vk);
     for (; i + VL <= len; i += VL)
         for (int h = 0; h < PARTS; h++) {
             VW e = LDW(p + i + h * BN_W) - vk;
@@ -78,6 +92,35 @@ BN_INLINE void WIDTH_NAME(run_sums_centered)(const float *p, size_t len, float k
     }
     *s1 += t1, *s2 += t2;
 }
+
+BN_INLINE void WIDTH_NAME(run_sums_centered)(const float *p, size_t len, float k, double *s1,
+                                             double *s2) {
+    VW e1a[PARTS] = {{0}}, e1b[PARTS] = {{0}}, e2a[PARTS] = {{0}}, e2b[PARTS] = {{0}};
+    WIDTH_NAME(sums_centered_from)(p, len, k, 0, e1a, e1b, e2a, e2b, s1, s2);
+}
+
+/* run_sums_centered over the run at p and run_sum_shifted over the run at
+ * next, both of len values, in one loop, with the same sums. Run one after
+ * the other, the first pass's loads from memory fill the core's window and
+ * the second pass (from L1) waits behind them with memory idle; interleaved,
+ * the loads from memory keep going while the cached run is summed. */
+BN_INLINE double WIDTH_NAME(run_sums_centered_and_shifted)(const float *p, float center, double *s1,
+                                                           double *s2, const float *next, float k,
+                                                           size_t len) {
+    VW a0[PARTS] = {{0}}, a1[PARTS] = {{0}}, a2[PARTS] = {{0}}, a3[PARTS] = {{0}};
+    VW e1a[PARTS] = {{0}}, e1b[PARTS] = {{0}}, e2a[PARTS] = {{0}}, e2b[PARTS] = {{0}};
+    const VW vk = (VW){0} + center;
+    size_t i = 0;
+    for (; i + 4 * VL <= len; i += 4 * VL) {
+        SHIFTED_STEP(next, i);
+        CENTERED_STEP(p, i, vk);
+        CENTERED_STEP(p, i + 2 * VL, vk);
+    }
+    WIDTH_NAME(sums_centered_from)(p, len, center, i, e1a, e1b, e2a, e2b, s1, s2);
+    return WIDTH_NAME(sum_shifted_from)(next, len, k, i, a0, a1, a2, a3);
+}
+#undef SHIFTED_STEP
+#undef CENTERED_STEP
 
 /* sum(g), sum(g * (x - mean)) and sum(x - mean) over one run, added to *s0,
  * *s1, *s2, with g = dy (mask NULL) or the masked dy, at offset o of the
@@ -195,8 +238,9 @@ BN_INLINE void WIDTH_NAME(planes_stats)(const bn_view *v, const float *x, bn_wor
                                         size_t t0, size_t t1) {
     if (v->ch.planes_per_chunk == 1 && v->ch.segments == 1 && t0 < t1) {
         /* Whole planes, consecutive in memory: the next plane's first pass
-         * is issued before this plane's second, so that its reduction runs
-         * under work that does not wait for it. The arithmetic per plane is
+         * runs in the same loop as this plane's second, so that memory is
+         * read without pause and the next center's reduction runs under work
+         * that does not wait for it. The arithmetic per plane is
          * plane_chunk_stats' own. */
         const size_t F = v->features, S = v->s;
         const double count = (double)S, inv = 1.0 / count;
@@ -205,12 +249,15 @@ BN_INLINE void WIDTH_NAME(planes_stats)(const bn_view *v, const float *x, bn_wor
         float k = p[0];
         double shifted = WIDTH_NAME(run_sum_shifted)(p, S, k);
         for (size_t t = t0; t < t1; t++, p += S) {
-            for (size_t b = 0; b < S * sizeof(float); b += 64) /* may point past x: harmless */
-                __builtin_prefetch((const void *)((uintptr_t)p + PLANE_PREFETCH_BYTES + b));
             const float center = (float)((double)k + shifted * inv);
-            if (t + 1 < t1) k = p[S], shifted = WIDTH_NAME(run_sum_shifted)(p + S, S, k);
             double s1 = 0.0, s2 = 0.0;
-            WIDTH_NAME(run_sums_centered)(p, S, center, &s1, &s2);
+            if (t + 1 < t1) {
+                k = p[S];
+                shifted =
+                    WIDTH_NAME(run_sums_centered_and_shifted)(p, center, &s1, &s2, p + S, k, S);
+            } else {
+                WIDTH_NAME(run_sums_centered)(p, S, center, &s1, &s2);
+            }
             size_t i = f * v->ch.chunks + n;
             bn_chunk_moments(center, s1, s2, count, &ws->part0[i], &ws->part1[i]);
             if (++f == F) f = 0, n++;
