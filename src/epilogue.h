@@ -79,6 +79,86 @@ BN_INLINE void bn_epilogue8x2(const bn_epilogue *ep, v8f *lo, v8f *hi, size_t o)
     *lo = a, *hi = b;
 }
 
+/* AVX-512 has compares into mask registers, a 16-bit mask store and a
+ * zeroing move: the ReLU and its mask in 4 instructions a vector, where the
+ * portable lane arithmetic above takes about 16, which kept the fused
+ * forward's normalizing loop from reaching the memory's rate
+ * (docs/PERFORMANCE.md, "The ReLU in AVX-512's mask registers"). The
+ * kernels' dispatched copies are one C source compiled for every level, so
+ * these forms live in functions of their own target, which the kernels call
+ * where BN_K_EPILOGUE_RUNS(). Same bits: v > 0 (ordered) is
+ * POSITIVE_LANES, the unordered compare NAN_LANES. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(BNORM_NO_DISPATCH)
+#define BN_K_EPILOGUE 1
+#define BN_K_EPILOGUE_RUNS()                                                                       \
+    (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl"))
+#elif defined(__AVX512F__) && defined(__AVX512VL__)
+#define BN_K_EPILOGUE        1
+#define BN_K_EPILOGUE_RUNS() 1
+#else
+#define BN_K_EPILOGUE 0
+#endif
+
+#if BN_K_EPILOGUE
+#define BN_K_TARGET __attribute__((target("avx512f,avx512vl")))
+
+/* bn_epilogue16 in mask registers. */
+BN_K_TARGET BN_INLINE void bn_epilogue16_k(const bn_epilogue *ep, vf *vp, size_t o) {
+    vf v = *vp;
+    if (ep->z) v += LD(ep->z + o);
+    if (ep->relu) {
+        const __m512 m = (__m512)v;
+        const __mmask16 pos = _mm512_cmp_ps_mask(m, _mm512_setzero_ps(), _CMP_GT_OQ);
+        if (ep->mask) memcpy(ep->mask + o / 8, &pos, 2); /* lane j is bit j */
+        v = (vf)_mm512_maskz_mov_ps(pos | _mm512_cmp_ps_mask(m, m, _CMP_UNORD_Q), m);
+    }
+    *vp = v;
+}
+
+/* bn_epilogue8 in mask registers. */
+BN_K_TARGET BN_INLINE void bn_epilogue8_k(const bn_epilogue *ep, v8f *vp, size_t o) {
+    v8f v = *vp;
+    if (ep->z) v += LD8(ep->z + o);
+    if (ep->relu) {
+        const __m256 m = (__m256)v;
+        const __mmask8 pos = _mm256_cmp_ps_mask(m, _mm256_setzero_ps(), _CMP_GT_OQ);
+        if (ep->mask) ep->mask[o / 8] = (uint8_t)pos;
+        v = (v8f)_mm256_maskz_mov_ps(pos | _mm256_cmp_ps_mask(m, m, _CMP_UNORD_Q), m);
+    }
+    *vp = v;
+}
+#endif
+
+/* The pieces of the fused ELEMENTWISE below: VL values a step with EPI16
+ * the epilogue, and a run's last 8 values with EPI8; i_ and e_ are the
+ * caller's index and copy of the epilogue. */
+#define FUSED_STEPS16(out, len, o, stream, EXPR, EPI16)                                            \
+    do {                                                                                           \
+        if (stream)                                                                                \
+            for (; i_ + VL <= (len); i_ += VL) {                                                   \
+                vf v_ = EXPR(LD_AT, i_);                                                           \
+                EPI16(&e_, &v_, (o) + i_);                                                         \
+                ST_STREAM((out) + i_, v_);                                                         \
+            }                                                                                      \
+        else                                                                                       \
+            for (; i_ + VL <= (len); i_ += VL) {                                                   \
+                vf v_ = EXPR(LD_AT, i_);                                                           \
+                EPI16(&e_, &v_, (o) + i_);                                                         \
+                ST((out) + i_, v_);                                                                \
+            }                                                                                      \
+    } while (0)
+#define FUSED_LAST8(out, len, o, stream, EXPR, EPI8)                                               \
+    do {                                                                                           \
+        if (i_ < (len)) {                                                                          \
+            v8f h_ = EXPR(LD8_AT, i_);                                                             \
+            EPI8(&e_, &h_, (o) + i_);                                                              \
+            if (stream)                                                                            \
+                ST_STREAM8((out) + i_, h_);                                                        \
+            else                                                                                   \
+                ST8((out) + i_, h_);                                                               \
+        }                                                                                          \
+    } while (0)
+
 /* out[i] = the epilogue of EXPR(L, i) for i in [0, len), the run's first
  * value at tensor offset o: ELEMENTWISE's fused form, for runs whose values
  * fill whole mask bytes (o and len multiples of 8; with stream, out 16-byte
@@ -88,20 +168,7 @@ BN_INLINE void bn_epilogue8x2(const bn_epilogue *ep, v8f *lo, v8f *hi, size_t o)
     do {                                                                                           \
         const bn_epilogue e_ = *(ep);                                                              \
         size_t i_ = 0;                                                                             \
-        if (BN_WIDE_VECTORS()) {                                                                   \
-            if (stream)                                                                            \
-                for (; i_ + VL <= (len); i_ += VL) {                                               \
-                    vf v_ = EXPR(LD_AT, i_);                                                       \
-                    bn_epilogue16(&e_, &v_, (o) + i_);                                             \
-                    ST_STREAM((out) + i_, v_);                                                     \
-                }                                                                                  \
-            else                                                                                   \
-                for (; i_ + VL <= (len); i_ += VL) {                                               \
-                    vf v_ = EXPR(LD_AT, i_);                                                       \
-                    bn_epilogue16(&e_, &v_, (o) + i_);                                             \
-                    ST((out) + i_, v_);                                                            \
-                }                                                                                  \
-        }                                                                                          \
+        if (BN_WIDE_VECTORS()) FUSED_STEPS16(out, len, o, stream, EXPR, bn_epilogue16);            \
         if (stream)                                                                                \
             for (; i_ + 16 <= (len); i_ += 16) {                                                   \
                 v8f l_ = EXPR(LD8_AT, i_), h_ = EXPR(LD8_AT, i_ + 8);                              \
@@ -116,14 +183,17 @@ BN_INLINE void bn_epilogue8x2(const bn_epilogue *ep, v8f *lo, v8f *hi, size_t o)
                 ST8((out) + i_, l_);                                                               \
                 ST8((out) + i_ + 8, h_);                                                           \
             }                                                                                      \
-        if (i_ < (len)) { /* the last 8 */                                                         \
-            v8f h_ = EXPR(LD8_AT, i_);                                                             \
-            bn_epilogue8(&e_, &h_, (o) + i_);                                                      \
-            if (stream)                                                                            \
-                ST_STREAM8((out) + i_, h_);                                                        \
-            else                                                                                   \
-                ST8((out) + i_, h_);                                                               \
-        }                                                                                          \
+        FUSED_LAST8(out, len, o, stream, EXPR, bn_epilogue8);                                      \
+    } while (0)
+
+/* ELEMENTWISE_FUSED in AVX-512's mask registers, for functions of
+ * BN_K_TARGET: the same runs, the same bits. */
+#define ELEMENTWISE_FUSED_K(out, len, o, ep, stream, EXPR)                                         \
+    do {                                                                                           \
+        const bn_epilogue e_ = *(ep);                                                              \
+        size_t i_ = 0;                                                                             \
+        FUSED_STEPS16(out, len, o, stream, EXPR, bn_epilogue16_k);                                 \
+        FUSED_LAST8(out, len, o, stream, EXPR, bn_epilogue8_k);                                    \
     } while (0)
 
 #endif

@@ -71,24 +71,46 @@ BN_DISPATCH static void planes_backward(const bn_view *v, const float *x, const 
         planes_backward_8(v, x, gr, frozen_dx, ws, t0, t1);
 }
 
+/* The body of planes_normalize, with FUSED the fused form of ELEMENTWISE. */
+#define Y_AT(L, i) BN_NORMALIZE(L(xp, i), mean, lo, scale, shift)
+#define PLANES_NORMALIZE(FUSED)                                                                    \
+    do {                                                                                           \
+        const size_t F = v->features, S = v->s;                                                    \
+        for (size_t p = p0, f = p0 % F; p < p1; p++) {                                             \
+            const float *xp = x + p * S;                                                           \
+            float *yp = y + (p - p0) * S;                                                          \
+            const float mean = ws->mean[f], lo = ws->mean_lo[f], scale = ws->scale[f],             \
+                        shift = ws->shift[f];                                                      \
+            if (ep)                                                                                \
+                FUSED(yp, S, p *S, ep, stream, Y_AT);                                              \
+            else                                                                                   \
+                ELEMENTWISE(yp, S, stream, Y_AT);                                                  \
+            if (++f == F) f = 0;                                                                   \
+        }                                                                                          \
+    } while (0)
+
+#if BN_K_EPILOGUE
+/* The fused normalize with the epilogue in AVX-512's mask registers. */
+BN_K_TARGET static void planes_normalize_fused_k(const bn_view *v, const float *x,
+                                                 const bn_workspace *ws, float *y, size_t p0,
+                                                 size_t p1, const bn_epilogue *ep, int stream) {
+    PLANES_NORMALIZE(ELEMENTWISE_FUSED_K);
+}
+#endif
+
 BN_DISPATCH static void planes_normalize(const bn_view *v, const float *x, const bn_workspace *ws,
                                          float *y, size_t p0, size_t p1, const bn_epilogue *ep,
                                          int stream) {
-    const size_t F = v->features, S = v->s;
-    for (size_t p = p0, f = p0 % F; p < p1; p++) {
-        const float *xp = x + p * S;
-        float *yp = y + (p - p0) * S;
-        const float mean = ws->mean[f], lo = ws->mean_lo[f], scale = ws->scale[f],
-                    shift = ws->shift[f];
-#define Y_AT(L, i) BN_NORMALIZE(L(xp, i), mean, lo, scale, shift)
-        if (ep)
-            ELEMENTWISE_FUSED(yp, S, p * S, ep, stream, Y_AT);
-        else
-            ELEMENTWISE(yp, S, stream, Y_AT);
-#undef Y_AT
-        if (++f == F) f = 0;
+#if BN_K_EPILOGUE
+    if (ep && BN_K_EPILOGUE_RUNS()) {
+        planes_normalize_fused_k(v, x, ws, y, p0, p1, ep, stream);
+        return;
     }
+#endif
+    PLANES_NORMALIZE(ELEMENTWISE_FUSED);
 }
+#undef PLANES_NORMALIZE
+#undef Y_AT
 
 BN_DISPATCH static void planes_dx(const bn_view *v, const float *x, const bn_grad *gr,
                                   const bn_workspace *ws, float *dx, size_t p0, size_t p1,

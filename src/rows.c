@@ -93,29 +93,43 @@ static void tile_backward_column(const float *x, const tile_grad *tg, float *dx,
  * per value as the one-row forms, so the same bits. Rows go out one after
  * another, so that non-temporal stores leave in address order. With ep, the
  * fused epilogue on each vector (x[0] at tensor offset o). */
+#define NORMALIZE_HOISTED(EPI16)                                                                   \
+    do {                                                                                           \
+        /* fused (ep given) is a constant of each call: no test per vector. */                     \
+        vf vm[ROW_GROUPS], va[ROW_GROUPS], vb[ROW_GROUPS];                                         \
+        const size_t F = (size_t)ng * VL;                                                          \
+        /* A copy the mask's byte stores cannot alias: through ep, its fields                      \
+         * were loaded again for every vector. */                                                  \
+        const bn_epilogue e = fused ? *ep : (bn_epilogue){0};                                      \
+        for (int q = 0; q < ng; q++)                                                               \
+            vm[q] = LD(mean + q * VL), va[q] = LD(a + q * VL), vb[q] = LD(b2 + q * VL);            \
+        for (size_t r = 0; r < R; r++)                                                             \
+            _Pragma("GCC unroll 16") /* UNROLLED_GROUPS */                                         \
+                for (int q = 0; q < ng; q++) {                                                     \
+                const size_t k = r * F + q * VL;                                                   \
+                vf out = BN_NORMALIZE_FOLDED(LD(x + k), vm[q], va[q], vb[q]);                      \
+                if (fused) EPI16(&e, &out, o + k);                                                 \
+                if (stream)                                                                        \
+                    ST_STREAM(y + k, out);                                                         \
+                else                                                                               \
+                    ST(y + k, out);                                                                \
+            }                                                                                      \
+    } while (0)
 BN_INLINE void rows_normalize_hoisted(const float *x, float *y, size_t R, int ng, const float *mean,
                                       const float *a, const float *b2, const bn_epilogue *ep,
                                       int fused, size_t o, int stream) {
-    /* fused (ep given) is a constant of each call: no test per vector. */
-    vf vm[ROW_GROUPS], va[ROW_GROUPS], vb[ROW_GROUPS];
-    const size_t F = (size_t)ng * VL;
-    /* A copy the mask's byte stores cannot alias: through ep, its fields
-     * were loaded again for every vector. */
-    const bn_epilogue e = fused ? *ep : (bn_epilogue){0};
-    for (int q = 0; q < ng; q++)
-        vm[q] = LD(mean + q * VL), va[q] = LD(a + q * VL), vb[q] = LD(b2 + q * VL);
-    for (size_t r = 0; r < R; r++)
-#pragma GCC unroll 16 /* UNROLLED_GROUPS */
-        for (int q = 0; q < ng; q++) {
-            const size_t k = r * F + q * VL;
-            vf out = BN_NORMALIZE_FOLDED(LD(x + k), vm[q], va[q], vb[q]);
-            if (fused) bn_epilogue16(&e, &out, o + k);
-            if (stream)
-                ST_STREAM(y + k, out);
-            else
-                ST(y + k, out);
-        }
+    NORMALIZE_HOISTED(bn_epilogue16);
 }
+#if BN_K_EPILOGUE
+/* The same with the epilogue in AVX-512's mask registers. */
+BN_K_TARGET BN_INLINE void rows_normalize_hoisted_k(const float *x, float *y, size_t R, int ng,
+                                                    const float *mean, const float *a,
+                                                    const float *b2, const bn_epilogue *ep,
+                                                    int fused, size_t o, int stream) {
+    NORMALIZE_HOISTED(bn_epilogue16_k);
+}
+#endif
+#undef NORMALIZE_HOISTED
 
 /* dx with g = dy, or dy masked by the bits of mask from tensor offset o. */
 BN_INLINE void rows_dx_hoisted(const float *x, const float *dy, const uint8_t *mask, size_t o,
@@ -168,47 +182,68 @@ BN_DISPATCH static void rows_backward(const bn_view *v, const float *x, const bn
         rows_backward_8(v, x, gr, frozen_dx, ws, tl);
 }
 
+/* The body of rows_normalize, with FUSED the fused form of ELEMENTWISE and
+ * HOISTED that of rows_normalize_hoisted. */
+#define Y_AT(L, j) BN_NORMALIZE_FOLDED(L(xr, j), L(mean, j), L(scale, j), L(shift_folded, j))
+#define NORMALIZE_CASE(ng)                                                                         \
+    case 4 * ng: HOISTED(xb, y, R, ng, mean, scale, shift_folded, NULL, 0, o, 0); break;           \
+    case 4 * ng + 1: HOISTED(xb, y, R, ng, mean, scale, shift_folded, NULL, 0, o, 1); break;       \
+    case 4 * ng + 2: HOISTED(xb, y, R, ng, mean, scale, shift_folded, ep, 1, o, 0); break;         \
+    case 4 * ng + 3:                                                                               \
+        HOISTED(xb, y, R, ng, mean, scale, shift_folded, ep, 1, o, 1);                             \
+        break;
+#define ROWS_NORMALIZE(FUSED)                                                                      \
+    do {                                                                                           \
+        const size_t F = v->features;                                                              \
+        const float *mean = ws->mean, *scale = ws->scale, *shift_folded = ws->shift_folded;        \
+        /* Below AVX-512 the hoisted coefficients do not fit the registers,                        \
+         * and the vectors go 8 lanes at a time: the one-row form. */                              \
+        if (BN_WIDE_VECTORS() && F % VL == 0 && F / VL <= ROW_GROUPS &&                            \
+            (!stream || STREAM_ALIGNED(y))) {                                                      \
+            const float *xb = x + r0 * F;                                                          \
+            const size_t R = r1 - r0, o = r0 * F;                                                  \
+            switch ((F / VL) * 4 + (ep != NULL) * 2 + (stream != 0)) {                             \
+                GROUP_COUNTS_1_TO_8(NORMALIZE_CASE)                                                \
+            }                                                                                      \
+            return;                                                                                \
+        }                                                                                          \
+        for (size_t r = r0; r < r1; r++) {                                                         \
+            const float *xr = x + r * F;                                                           \
+            float *yr = y + (r - r0) * F;                                                          \
+            if (ep)                                                                                \
+                FUSED(yr, F, r *F, ep, stream, Y_AT);                                              \
+            else                                                                                   \
+                ELEMENTWISE(yr, F, stream, Y_AT);                                                  \
+        }                                                                                          \
+    } while (0)
+
+#if BN_K_EPILOGUE
+/* The fused normalize with the epilogue in AVX-512's mask registers. */
+BN_K_TARGET static void rows_normalize_fused_k(const bn_view *v, const float *x,
+                                               const bn_workspace *ws, float *y, size_t r0,
+                                               size_t r1, const bn_epilogue *ep, int stream) {
+#define HOISTED rows_normalize_hoisted_k
+    ROWS_NORMALIZE(ELEMENTWISE_FUSED_K);
+#undef HOISTED
+}
+#endif
+
 BN_DISPATCH static void rows_normalize(const bn_view *v, const float *x, const bn_workspace *ws,
                                        float *y, size_t r0, size_t r1, const bn_epilogue *ep,
                                        int stream) {
-    const size_t F = v->features;
-    const float *mean = ws->mean, *scale = ws->scale, *shift_folded = ws->shift_folded;
-    /* Below AVX-512 the hoisted coefficients do not fit the registers, and
-     * the vectors go 8 lanes at a time: the one-row form. */
-    if (BN_WIDE_VECTORS() && F % VL == 0 && F / VL <= ROW_GROUPS &&
-        (!stream || STREAM_ALIGNED(y))) {
-        const float *xb = x + r0 * F;
-        const size_t R = r1 - r0, o = r0 * F;
-        switch ((F / VL) * 4 + (ep != NULL) * 2 + (stream != 0)) {
-#define NORMALIZE_CASE(ng)                                                                         \
-    case 4 * ng:                                                                                   \
-        rows_normalize_hoisted(xb, y, R, ng, mean, scale, shift_folded, NULL, 0, o, 0);            \
-        break;                                                                                     \
-    case 4 * ng + 1:                                                                               \
-        rows_normalize_hoisted(xb, y, R, ng, mean, scale, shift_folded, NULL, 0, o, 1);            \
-        break;                                                                                     \
-    case 4 * ng + 2:                                                                               \
-        rows_normalize_hoisted(xb, y, R, ng, mean, scale, shift_folded, ep, 1, o, 0);              \
-        break;                                                                                     \
-    case 4 * ng + 3:                                                                               \
-        rows_normalize_hoisted(xb, y, R, ng, mean, scale, shift_folded, ep, 1, o, 1);              \
-        break;
-            GROUP_COUNTS_1_TO_8(NORMALIZE_CASE)
-#undef NORMALIZE_CASE
-        }
+#if BN_K_EPILOGUE
+    if (ep && BN_K_EPILOGUE_RUNS()) {
+        rows_normalize_fused_k(v, x, ws, y, r0, r1, ep, stream);
         return;
     }
-    for (size_t r = r0; r < r1; r++) {
-        const float *xr = x + r * F;
-        float *yr = y + (r - r0) * F;
-#define Y_AT(L, j) BN_NORMALIZE_FOLDED(L(xr, j), L(mean, j), L(scale, j), L(shift_folded, j))
-        if (ep)
-            ELEMENTWISE_FUSED(yr, F, r * F, ep, stream, Y_AT);
-        else
-            ELEMENTWISE(yr, F, stream, Y_AT);
-#undef Y_AT
-    }
+#endif
+#define HOISTED rows_normalize_hoisted
+    ROWS_NORMALIZE(ELEMENTWISE_FUSED);
+#undef HOISTED
 }
+#undef ROWS_NORMALIZE
+#undef NORMALIZE_CASE
+#undef Y_AT
 
 BN_DISPATCH static void rows_dx(const bn_view *v, const float *x, const bn_grad *gr,
                                 const bn_workspace *ws, float *dx, size_t r0, size_t r1,
