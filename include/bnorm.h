@@ -278,9 +278,9 @@ BNORM_API bnorm_status bnorm_backward_inference(const bnorm_shape *shape,
  *     y = relu(bn(x))        (BNORM_FUSE_RELU)
  *     y = bn(x) + z          (BNORM_FUSE_ADD)
  * The fused calls do it in one pass over memory: each block of y gets the
- * add and the ReLU while it is still in cache from being normalized (y is
- * then always written through the cache). relu(v) is v for v > 0, NaN for
- * NaN, +0 otherwise.
+ * add and the ReLU while it is in registers, or still in cache, from being
+ * normalized (large outputs stream to memory, as the unfused calls' do).
+ * relu(v) is v for v > 0, NaN for NaN, +0 otherwise.
  *
  * The training forward with a ReLU writes a bit mask (bit i of byte i / 8
  * is 1 where the ReLU's input, element i of the tensor in memory order, was
