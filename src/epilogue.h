@@ -83,7 +83,7 @@ BN_INLINE void bn_epilogue8x2(const bn_epilogue *ep, v8f *lo, v8f *hi, size_t o)
  * zeroing move: the ReLU and its mask in 4 instructions a vector, where the
  * portable lane arithmetic above takes about 16, which kept the fused
  * forward's normalizing loop from reaching the memory's rate
- * (docs/PERFORMANCE.md, "The ReLU in AVX-512's mask registers"). The
+ * (docs/PERFORMANCE.md, "Fused BN + ReLU ...", latest round). The
  * kernels' dispatched copies are one C source compiled for every level, so
  * these forms live in functions of their own target, which the kernels call
  * where BN_K_EPILOGUE_RUNS(). Same bits: v > 0 (ordered) is
