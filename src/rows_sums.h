@@ -58,7 +58,7 @@ BN_INLINE void WIDTH_NAME(strip_centers)(const float *base, size_t R, size_t F, 
  * rows with stride F) from their deviations from `center`. */
 BN_INLINE void WIDTH_NAME(tile_stats_groups)(const float *base, size_t R, size_t F, int ng,
                                              const float *center, double *mean, double *m2) {
-    VW k[W_TILE_GROUPS], s1[W_TILE_GROUPS], s2[W_TILE_GROUPS];
+    VW k[W_ROW_GROUPS], s1[W_ROW_GROUPS], s2[W_ROW_GROUPS];
     const double count = (double)R;
     for (int q = 0; q < ng; q++)
         k[q] = LDW(center + q * BN_W), s1[q] = (VW){0}, s2[q] = (VW){0};
@@ -84,6 +84,10 @@ BN_INLINE void WIDTH_NAME(strip_stats)(const float *base, size_t R, size_t F, si
     float center[BN_ROWS_STRIP];
     WIDTH_NAME(strip_centers)(base, R, F, w, center);
     size_t j = 0;
+    if (BN_W == 16 && w == ROW_FEATURES) {
+        WIDTH_NAME(tile_stats_groups)(base, R, F, W_ROW_GROUPS, center, mean, m2);
+        j = w;
+    }
     for (; j + BN_FEATURE_BLOCK <= w; j += BN_FEATURE_BLOCK)
         WIDTH_NAME(tile_stats_groups)(base + j, R, F, W_TILE_GROUPS, center + j, mean + j, m2 + j);
     for (; j + 32 <= w; j += 32)
