@@ -77,12 +77,13 @@ BN_DISPATCH static void planes_backward(const bn_view *v, const float *x, const 
     do {                                                                                           \
         const size_t F = v->features, S = v->s;                                                    \
         for (size_t p = p0, f = p0 % F; p < p1; p++) {                                             \
-            const float *xp = x + p * S;                                                           \
+            const size_t o = p * S;                                                                \
+            const float *xp = x + o;                                                               \
             float *yp = y + (p - p0) * S;                                                          \
             const float mean = ws->mean[f], lo = ws->mean_lo[f], scale = ws->scale[f],             \
                         shift = ws->shift[f];                                                      \
             if (ep)                                                                                \
-                FUSED(yp, S, p *S, ep, stream, Y_AT);                                              \
+                FUSED(yp, S, o, ep, stream, Y_AT);                                                 \
             else                                                                                   \
                 ELEMENTWISE(yp, S, stream, Y_AT);                                                  \
             if (++f == F) f = 0;                                                                   \
