@@ -45,13 +45,30 @@ static inline void bn_chunk_moments(float center, double s1, double s2, double c
 }
 
 /* Chan's formula: folds a chunk of nb values (mean mb, M2 qb) into the
- * running (n, mu, q). Exact enough to merge in any fixed order. */
+ * running (n, mu, q). Exact enough to merge in any fixed order. Its weights
+ * depend on the counts only, so a caller merging many features' chunks of
+ * equal counts computes them once (bn_chan_weights) and folds each feature
+ * with bn_chan_fold: the same operations as bn_chan_merge. */
+typedef struct {
+    double mean; /* nb / (n + nb): the chunk's weight in the mean */
+    double m2;   /* n * nb / (n + nb): delta^2's weight in M2 */
+} bn_chan_weight;
+
+static inline bn_chan_weight bn_chan_weights(double n, double nb) {
+    const double nt = n + nb;
+    return (bn_chan_weight){nb / nt, n * nb / nt};
+}
+
+static inline void bn_chan_fold(double *mu, double *q, bn_chan_weight w, double mb, double qb) {
+    double delta = mb - *mu;
+    *mu += delta * w.mean;
+    *q += qb + delta * delta * w.m2;
+}
+
 static inline void bn_chan_merge(double *n, double *mu, double *q, double nb, double mb,
                                  double qb) {
-    double delta = mb - *mu, nt = *n + nb;
-    *mu += delta * (nb / nt);
-    *q += qb + delta * delta * (*n * nb / nt);
-    *n = nt;
+    bn_chan_fold(mu, q, bn_chan_weights(*n, nb), mb, qb);
+    *n += nb;
 }
 
 /* ---------------------------------------------------------------------------
