@@ -35,62 +35,52 @@ static int stream_outputs(const bn_view *v) {
 /* PLANES work items per call of a dispatched function: the per-item cost is then a few adds. */
 #define PLANE_ITEMS_PER_BLOCK 64
 
-static void merge_stats(const bn_view *v, bn_workspace *ws, size_t f) {
-    double n = 0.0, mu = 0.0, q = 0.0;
-    for (size_t j = 0; j < v->ch.chunks; j++) {
-        size_t i = bn_part_index(v, f, j);
-        bn_chan_merge(&n, &mu, &q, bn_chunk_count(v, j), ws->part0[i], ws->part1[i]);
-    }
-    ws->batch_mean[f] = mu;
-    ws->batch_var[f] = q / n;
-}
-
-/* The ROWS view keeps its chunks' results as [chunk][feature]: merged a
- * chunk at a time over features [f0, f1), which lie side by side, with the
- * chunk's weights computed once (every feature's chunk holds as many
- * values). Each feature gets merge_stats' operations in its order: the same
- * bits. Feature by feature, the merge strode through the chunks and took
+/* Features [f0, f1) merged from their chunks' results, a chunk at a time,
+ * in chunk order: the ROWS view keeps them as [chunk][feature], so a range
+ * of features lies side by side, and each chunk's Chan weights are computed
+ * once for the range (every feature's chunk j holds as many values). Merged
+ * feature by feature, the ROWS view's merge strode through the chunks with
  * two divisions per chunk and feature: 3-4% of a training forward of
- * 200704 x 128 (docs/PERFORMANCE.md). */
-static void merge_stats_rows(const bn_view *v, bn_workspace *ws, size_t f0, size_t f1) {
-    const size_t F = v->features;
+ * 200704 x 128 (docs/PERFORMANCE.md). The PLANES view, [feature][chunk],
+ * merges one feature per call. Each feature gets the same operations in
+ * the same order either way. */
+static void merge_stats(const bn_view *v, bn_workspace *ws, size_t f0, size_t f1) {
     double *mu = ws->batch_mean, *q = ws->batch_var, n = 0.0;
     for (size_t f = f0; f < f1; f++)
         mu[f] = 0.0, q[f] = 0.0;
     for (size_t j = 0; j < v->ch.chunks; j++) {
         const double nb = bn_chunk_count(v, j);
         const bn_chan_weight w = bn_chan_weights(n, nb);
-        const double *mb = ws->part0 + j * F, *qb = ws->part1 + j * F;
-        for (size_t f = f0; f < f1; f++)
-            bn_chan_fold(&mu[f], &q[f], w, mb[f], qb[f]);
+        for (size_t f = f0; f < f1; f++) {
+            const size_t i = bn_part_index(v, f, j);
+            bn_chan_fold(&mu[f], &q[f], w, ws->part0[i], ws->part1[i]);
+        }
         n += nb;
     }
     for (size_t f = f0; f < f1; f++)
         q[f] = q[f] / n;
 }
 
-static void merge_sums_rows(const bn_view *v, bn_workspace *ws, size_t f0, size_t f1) {
-    const size_t F = v->features;
+static void merge_sums(const bn_view *v, bn_workspace *ws, size_t f0, size_t f1) {
     for (size_t f = f0; f < f1; f++)
         ws->sum_dy[f] = 0.0, ws->sum_dy_xc[f] = 0.0, ws->sum_xc[f] = 0.0;
     for (size_t j = 0; j < v->ch.chunks; j++)
         for (size_t f = f0; f < f1; f++) {
-            const size_t i = j * F + f;
+            const size_t i = bn_part_index(v, f, j);
             ws->sum_dy[f] += ws->part0[i], ws->sum_dy_xc[f] += ws->part1[i];
             ws->sum_xc[f] += ws->part2[i];
         }
 }
 
-static void merge_sums(const bn_view *v, bn_workspace *ws, size_t f) {
-    double s0 = 0.0, s1 = 0.0, s2 = 0.0;
-    for (size_t j = 0; j < v->ch.chunks; j++) {
-        size_t i = bn_part_index(v, f, j);
-        s0 += ws->part0[i], s1 += ws->part1[i], s2 += ws->part2[i];
-    }
-    ws->sum_dy[f] = s0;
-    ws->sum_dy_xc[f] = s1;
-    ws->sum_xc[f] = s2;
-}
+/* merge(v, ws, f0, f1) over every feature: ranges of features in the ROWS
+ * view, one feature at a time in the PLANES view. */
+#define MERGE_FEATURES(merge)                                                                      \
+    do {                                                                                           \
+        if (v->kind == BN_VIEW_ROWS)                                                               \
+            PARALLEL_RANGES(F, lo, hi, merge(v, ws, (size_t)lo, (size_t)hi););                     \
+        else                                                                                       \
+            PARALLEL_FOR(f, F, merge(v, ws, (size_t)f, (size_t)f + 1););                           \
+    } while (0)
 
 static void fast_batch_stats(const bn_view *v, const float *x, bn_workspace *ws, int threads) {
     const size_t F = v->features;
@@ -107,10 +97,7 @@ static void fast_batch_stats(const bn_view *v, const float *x, bn_workspace *ws,
             bn_planes_stats(v, x, ws, t0, t1);
         });
     }
-    if (v->kind == BN_VIEW_ROWS)
-        PARALLEL_RANGES(F, lo, hi, merge_stats_rows(v, ws, (size_t)lo, (size_t)hi););
-    else
-        PARALLEL_FOR(f, F, merge_stats(v, ws, (size_t)f););
+    MERGE_FEATURES(merge_stats);
 }
 
 static void fast_backward_sums(const bn_view *v, const float *x, const bn_grad *g, bn_workspace *ws,
@@ -130,10 +117,7 @@ static void fast_backward_sums(const bn_view *v, const float *x, const bn_grad *
             bn_planes_backward(v, x, g, frozen_dx, ws, t0, t1);
         });
     }
-    if (v->kind == BN_VIEW_ROWS)
-        PARALLEL_RANGES(F, lo, hi, merge_sums_rows(v, ws, (size_t)lo, (size_t)hi););
-    else
-        PARALLEL_FOR(f, F, merge_sums(v, ws, (size_t)f););
+    MERGE_FEATURES(merge_sums);
 }
 
 /* The element-wise passes go through the tensor in runs (rows, or planes)
