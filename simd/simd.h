@@ -114,6 +114,15 @@ static inline uint32_t mask_bits16(const uint8_t *mask, size_t o) {
     if (shift) w |= (uint32_t)b[2] << 16;
     return (w >> shift) & 0xffffu;
 }
+/* The same for the 32 bits [o, o + 32): four bytes, or five when o is not a
+ * multiple of 8. */
+static inline uint32_t mask_bits32(const uint8_t *mask, size_t o) {
+    const uint8_t *b = mask + o / 8;
+    const unsigned shift = (unsigned)(o % 8);
+    uint32_t w = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+    if (shift) w = w >> shift | (uint32_t)b[4] << (32 - shift);
+    return w;
+}
 /* The same for the 8 bits [o, o + 8), as bits 0-7: one byte, or two when o
  * is not a multiple of 8 (the mask's last byte may hold o's bit). */
 static inline uint32_t mask_bits8(const uint8_t *mask, size_t o) {

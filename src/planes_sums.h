@@ -138,8 +138,13 @@ BN_INLINE void WIDTH_NAME(run_backward)(const float *x, const float *dy, const u
     VW d0a[PARTS] = {{0}}, d0b[PARTS] = {{0}}, d1a[PARTS] = {{0}}, d1b[PARTS] = {{0}},
        d2a[PARTS] = {{0}}, d2b[PARTS] = {{0}};
     size_t i = 0;
+    /* The run's mask bytes, and where its first bit sits in the first:
+     * every step of 2 * VL values starts at the same bit of a byte. */
+    const uint8_t *mrun = mask ? mask + o / 8 : NULL;
+    const size_t mshift = o % 8;
     for (; i + 2 * VL <= len; i += 2 * VL) {
-        const uint32_t ma = MASK_BITS16(mask, o + i), mb = MASK_BITS16(mask, o + i + VL);
+        const uint32_t m32 = mask ? mask_bits32(mrun + i / 8, mshift) : 0u, ma = m32 & 0xffffu,
+                       mb = m32 >> 16;
         for (int h = 0; h < PARTS; h++) {
             const size_t ia = i + h * BN_W, ib = ia + VL;
             VW ga = GRAD_PART(dy + ia, mask, ma, h), gb = GRAD_PART(dy + ib, mask, mb, h);
