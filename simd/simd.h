@@ -228,6 +228,35 @@ typedef union {
 #define STREAM_ALIGNED(p)    1
 #endif
 
+/* AVX-512's own instructions, for the loops they pay in: the dispatched
+ * copies are one C source compiled for every level, which cannot hold
+ * AVX-512 intrinsics, so those loops run in functions of their own target
+ * (BN_K_TARGET), which a dispatched copy calls where BN_K_RUNS(). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(BNORM_NO_DISPATCH)
+#define BN_K        1
+#define BN_K_RUNS() (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl"))
+#elif defined(__AVX512F__) && defined(__AVX512VL__)
+#define BN_K        1
+#define BN_K_RUNS() 1
+#else
+#define BN_K 0
+#endif
+#if BN_K
+#define BN_K_TARGET __attribute__((target("avx512f,avx512vl")))
+/* ST_STREAM in BN_K_TARGET functions: a vector that fills a line goes out in
+ * one 64-byte non-temporal store. Four 16-byte ones cost the passes that
+ * stream their output 5-10% of their time on Zen 5 (docs/PERFORMANCE.md,
+ * "Masked loads and line-wide stores"). */
+#define ST_STREAM_K(p, value)                                                                      \
+    do {                                                                                           \
+        float *p_ = (p);                                                                           \
+        if ((uintptr_t)p_ % 64 == 0)                                                               \
+            _mm512_stream_ps(p_, (__m512)(value));                                                 \
+        else                                                                                       \
+            ST_STREAM(p_, value);                                                                  \
+    } while (0)
+#endif
+
 /* out[i] = EXPR(L, i) for i in [0, len), where EXPR is a macro that loads
  * its operands at i with L: LD_AT (16 lanes) or LOAD_AT (one value). The
  * formula is thus written once and serves the vectors and the scalar tail
@@ -275,5 +304,8 @@ typedef union {
         else                                                                                       \
             ELEMENTWISE_BY(out, len, stream, EXPR, 8, LD8_AT, ST8, ST_STREAM8);                    \
     } while (0)
+/* ELEMENTWISE in BN_K_TARGET functions. */
+#define ELEMENTWISE_K(out, len, stream, EXPR)                                                      \
+    ELEMENTWISE_BY(out, len, stream, EXPR, VL, LD_AT, ST, ST_STREAM_K)
 
 #endif

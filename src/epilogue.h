@@ -86,21 +86,9 @@ BN_INLINE void bn_epilogue8x2(const bn_epilogue *ep, v8f *lo, v8f *hi, size_t o)
  * (docs/PERFORMANCE.md, "Fused BN + ReLU ...", latest round). The
  * kernels' dispatched copies are one C source compiled for every level, so
  * these forms live in functions of their own target, which the kernels call
- * where BN_K_EPILOGUE_RUNS(). Same bits: v > 0 (ordered) is
+ * where BN_K_RUNS(). Same bits: v > 0 (ordered) is
  * POSITIVE_LANES, the unordered compare NAN_LANES. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(BNORM_NO_DISPATCH)
-#define BN_K_EPILOGUE 1
-#define BN_K_EPILOGUE_RUNS()                                                                       \
-    (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl"))
-#elif defined(__AVX512F__) && defined(__AVX512VL__)
-#define BN_K_EPILOGUE        1
-#define BN_K_EPILOGUE_RUNS() 1
-#else
-#define BN_K_EPILOGUE 0
-#endif
-
-#if BN_K_EPILOGUE
-#define BN_K_TARGET __attribute__((target("avx512f,avx512vl")))
+#if BN_K
 
 /* bn_epilogue16 in mask registers. */
 BN_K_TARGET BN_INLINE void bn_epilogue16_k(const bn_epilogue *ep, vf *vp, size_t o) {
@@ -132,13 +120,13 @@ BN_K_TARGET BN_INLINE void bn_epilogue8_k(const bn_epilogue *ep, v8f *vp, size_t
 /* The pieces of the fused ELEMENTWISE below: VL values a step with EPI16
  * the epilogue, and a run's last 8 values with EPI8; i_ and e_ are the
  * caller's index and copy of the epilogue. */
-#define FUSED_STEPS16(out, len, o, stream, EXPR, EPI16)                                            \
+#define FUSED_STEPS16(out, len, o, stream, EXPR, EPI16, STS)                                       \
     do {                                                                                           \
         if (stream)                                                                                \
             for (; i_ + VL <= (len); i_ += VL) {                                                   \
                 vf v_ = EXPR(LD_AT, i_);                                                           \
                 EPI16(&e_, &v_, (o) + i_);                                                         \
-                ST_STREAM((out) + i_, v_);                                                         \
+                STS((out) + i_, v_);                                                               \
             }                                                                                      \
         else                                                                                       \
             for (; i_ + VL <= (len); i_ += VL) {                                                   \
@@ -168,7 +156,7 @@ BN_K_TARGET BN_INLINE void bn_epilogue8_k(const bn_epilogue *ep, v8f *vp, size_t
     do {                                                                                           \
         const bn_epilogue e_ = *(ep);                                                              \
         size_t i_ = 0;                                                                             \
-        if (BN_WIDE_VECTORS()) FUSED_STEPS16(out, len, o, stream, EXPR, bn_epilogue16);            \
+        if (BN_WIDE_VECTORS()) FUSED_STEPS16(out, len, o, stream, EXPR, bn_epilogue16, ST_STREAM); \
         if (stream)                                                                                \
             for (; i_ + 16 <= (len); i_ += 16) {                                                   \
                 v8f l_ = EXPR(LD8_AT, i_), h_ = EXPR(LD8_AT, i_ + 8);                              \
@@ -192,7 +180,7 @@ BN_K_TARGET BN_INLINE void bn_epilogue8_k(const bn_epilogue *ep, v8f *vp, size_t
     do {                                                                                           \
         const bn_epilogue e_ = *(ep);                                                              \
         size_t i_ = 0;                                                                             \
-        FUSED_STEPS16(out, len, o, stream, EXPR, bn_epilogue16_k);                                 \
+        FUSED_STEPS16(out, len, o, stream, EXPR, bn_epilogue16_k, ST_STREAM_K);                    \
         FUSED_LAST8(out, len, o, stream, EXPR, bn_epilogue8_k);                                    \
     } while (0)
 

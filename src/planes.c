@@ -71,9 +71,10 @@ BN_DISPATCH static void planes_backward(const bn_view *v, const float *x, const 
         planes_backward_8(v, x, gr, frozen_dx, ws, t0, t1);
 }
 
-/* The body of planes_normalize, with FUSED the fused form of ELEMENTWISE. */
+/* The bodies of planes_normalize and planes_dx, with EACH the ELEMENTWISE
+ * of the level and FUSED its fused form. */
 #define Y_AT(L, i) BN_NORMALIZE(L(xp, i), mean, lo, scale, shift)
-#define PLANES_NORMALIZE(FUSED)                                                                    \
+#define PLANES_NORMALIZE(FUSED, EACH)                                                              \
     do {                                                                                           \
         const size_t F = v->features, S = v->s;                                                    \
         for (size_t p = p0, f = p0 % F; p < p1; p++) {                                             \
@@ -85,59 +86,75 @@ BN_DISPATCH static void planes_backward(const bn_view *v, const float *x, const 
             if (ep)                                                                                \
                 FUSED(yp, S, o, ep, stream, Y_AT);                                                 \
             else                                                                                   \
-                ELEMENTWISE(yp, S, stream, Y_AT);                                                  \
+                EACH(yp, S, stream, Y_AT);                                                         \
+            if (++f == F) f = 0;                                                                   \
+        }                                                                                          \
+    } while (0)
+#define G_AT(L, i)         L##_MASKED(dyp, mask, o, i)
+#define DX_MASKED_AT(L, i) BN_DX(L(xp, i), G_AT(L, i), mean, dy_scale, xc_scale, dx_offset)
+#define DX_AT(L, i)        BN_DX(L(xp, i), L(dyp, i), mean, dy_scale, xc_scale, dx_offset)
+#define PLANES_DX(EACH)                                                                            \
+    do {                                                                                           \
+        const size_t F = v->features, S = v->s;                                                    \
+        const uint8_t *mask = gr->mask;                                                            \
+        for (size_t p = p0, f = p0 % F; p < p1; p++) {                                             \
+            const size_t o = p * S;                                                                \
+            const float *xp = x + o, *dyp = gr->dy + o;                                            \
+            float *dxp = dx + o;                                                                   \
+            const float mean = ws->mean[f], dy_scale = ws->dy_scale[f],                            \
+                        xc_scale = ws->xc_scale[f], dx_offset = ws->dx_offset[f];                  \
+            if (mask)                                                                              \
+                EACH(dxp, S, stream, DX_MASKED_AT);                                                \
+            else                                                                                   \
+                EACH(dxp, S, stream, DX_AT);                                                       \
             if (++f == F) f = 0;                                                                   \
         }                                                                                          \
     } while (0)
 
-#if BN_K_EPILOGUE
-/* The fused normalize with the epilogue in AVX-512's mask registers. */
-BN_K_TARGET static void planes_normalize_fused_k(const bn_view *v, const float *x,
-                                                 const bn_workspace *ws, float *y, size_t p0,
-                                                 size_t p1, const bn_epilogue *ep, int stream) {
-    PLANES_NORMALIZE(ELEMENTWISE_FUSED_K);
+#if BN_K
+/* The normalize, fused or streaming, and the streaming dx, in AVX-512's own
+ * instructions: the epilogue in mask registers, whole lines stored at once. */
+BN_K_TARGET static void planes_normalize_k(const bn_view *v, const float *x, const bn_workspace *ws,
+                                           float *y, size_t p0, size_t p1, const bn_epilogue *ep,
+                                           int stream) {
+    PLANES_NORMALIZE(ELEMENTWISE_FUSED_K, ELEMENTWISE_K);
+}
+BN_K_TARGET static void planes_dx_k(const bn_view *v, const float *x, const bn_grad *gr,
+                                    const bn_workspace *ws, float *dx, size_t p0, size_t p1,
+                                    int stream) {
+    PLANES_DX(ELEMENTWISE_K);
 }
 #endif
 
 BN_DISPATCH static void planes_normalize(const bn_view *v, const float *x, const bn_workspace *ws,
                                          float *y, size_t p0, size_t p1, const bn_epilogue *ep,
                                          int stream) {
-#if BN_K_EPILOGUE
-    if (ep && BN_K_EPILOGUE_RUNS()) {
-        planes_normalize_fused_k(v, x, ws, y, p0, p1, ep, stream);
+#if BN_K
+    if ((ep || stream) && BN_K_RUNS()) {
+        planes_normalize_k(v, x, ws, y, p0, p1, ep, stream);
         return;
     }
 #endif
-    PLANES_NORMALIZE(ELEMENTWISE_FUSED);
+    PLANES_NORMALIZE(ELEMENTWISE_FUSED, ELEMENTWISE);
 }
-#undef PLANES_NORMALIZE
-#undef Y_AT
 
 BN_DISPATCH static void planes_dx(const bn_view *v, const float *x, const bn_grad *gr,
                                   const bn_workspace *ws, float *dx, size_t p0, size_t p1,
                                   int stream) {
-    const size_t F = v->features, S = v->s;
-    const uint8_t *mask = gr->mask;
-    for (size_t p = p0, f = p0 % F; p < p1; p++) {
-        const size_t o = p * S;
-        const float *xp = x + o, *dyp = gr->dy + o;
-        float *dxp = dx + o;
-        const float mean = ws->mean[f], dy_scale = ws->dy_scale[f], xc_scale = ws->xc_scale[f],
-                    dx_offset = ws->dx_offset[f];
-        if (mask) {
-#define G_AT(L, i)  L##_MASKED(dyp, mask, o, i)
-#define DX_AT(L, i) BN_DX(L(xp, i), G_AT(L, i), mean, dy_scale, xc_scale, dx_offset)
-            ELEMENTWISE(dxp, S, stream, DX_AT);
-#undef DX_AT
-#undef G_AT
-        } else {
-#define DX_AT(L, i) BN_DX(L(xp, i), L(dyp, i), mean, dy_scale, xc_scale, dx_offset)
-            ELEMENTWISE(dxp, S, stream, DX_AT);
-#undef DX_AT
-        }
-        if (++f == F) f = 0;
+#if BN_K
+    if (stream && BN_K_RUNS()) {
+        planes_dx_k(v, x, gr, ws, dx, p0, p1, stream);
+        return;
     }
+#endif
+    PLANES_DX(ELEMENTWISE);
 }
+#undef PLANES_NORMALIZE
+#undef PLANES_DX
+#undef Y_AT
+#undef G_AT
+#undef DX_MASKED_AT
+#undef DX_AT
 
 /* The entry points, plain functions around the file's dispatched ones: a
  * dispatched function that other files of the shared library call did not

@@ -93,7 +93,7 @@ static void tile_backward_column(const float *x, const tile_grad *tg, float *dx,
  * per value as the one-row forms, so the same bits. Rows go out one after
  * another, so that non-temporal stores leave in address order. With ep, the
  * fused epilogue on each vector (x[0] at tensor offset o). */
-#define NORMALIZE_HOISTED(EPI16)                                                                   \
+#define NORMALIZE_HOISTED(EPI16, STS)                                                              \
     do {                                                                                           \
         /* fused (ep given) is a constant of each call: no test per vector. */                     \
         vf vm[ROW_GROUPS], va[ROW_GROUPS], vb[ROW_GROUPS];                                         \
@@ -110,7 +110,7 @@ static void tile_backward_column(const float *x, const tile_grad *tg, float *dx,
                 vf out = BN_NORMALIZE_FOLDED(LD(x + k), vm[q], va[q], vb[q]);                      \
                 if (fused) EPI16(&e, &out, o + k);                                                 \
                 if (stream)                                                                        \
-                    ST_STREAM(y + k, out);                                                         \
+                    STS(y + k, out);                                                               \
                 else                                                                               \
                     ST(y + k, out);                                                                \
             }                                                                                      \
@@ -118,40 +118,54 @@ static void tile_backward_column(const float *x, const tile_grad *tg, float *dx,
 BN_INLINE void rows_normalize_hoisted(const float *x, float *y, size_t R, int ng, const float *mean,
                                       const float *a, const float *b2, const bn_epilogue *ep,
                                       int fused, size_t o, int stream) {
-    NORMALIZE_HOISTED(bn_epilogue16);
+    NORMALIZE_HOISTED(bn_epilogue16, ST_STREAM);
 }
-#if BN_K_EPILOGUE
+#if BN_K
 /* The same with the epilogue in AVX-512's mask registers. */
 BN_K_TARGET BN_INLINE void rows_normalize_hoisted_k(const float *x, float *y, size_t R, int ng,
                                                     const float *mean, const float *a,
                                                     const float *b2, const bn_epilogue *ep,
                                                     int fused, size_t o, int stream) {
-    NORMALIZE_HOISTED(bn_epilogue16_k);
+    NORMALIZE_HOISTED(bn_epilogue16_k, ST_STREAM_K);
 }
 #endif
 #undef NORMALIZE_HOISTED
 
-/* dx with g = dy, or dy masked by the bits of mask from tensor offset o. */
+/* dx with g = dy, or dy masked by the bits of mask from tensor offset o;
+ * STS the streaming store. */
+#define DX_HOISTED(STS, NG)                                                                        \
+    do {                                                                                           \
+        vf vm[NG], va[NG], vb[NG], vc[NG];                                                         \
+        const size_t F = (size_t)ng * VL;                                                          \
+        for (int q = 0; q < ng; q++)                                                               \
+            vm[q] = LD(mean + q * VL), va[q] = LD(a + q * VL), vb[q] = LD(b + q * VL),             \
+            vc[q] = LD(c + q * VL);                                                                \
+        for (size_t r = 0; r < R; r++)                                                             \
+            _Pragma("GCC unroll 16") /* UNROLLED_GROUPS */                                         \
+                for (int q = 0; q < ng; q++) {                                                     \
+                size_t k = r * F + q * VL;                                                         \
+                vf g = mask ? LD_AT_MASKED(dy, mask, o, k) : LD(dy + k);                           \
+                vf out = BN_DX(LD(x + k), g, vm[q], va[q], vb[q], vc[q]);                          \
+                if (stream)                                                                        \
+                    STS(dx + k, out);                                                              \
+                else                                                                               \
+                    ST(dx + k, out);                                                               \
+            }                                                                                      \
+    } while (0)
 BN_INLINE void rows_dx_hoisted(const float *x, const float *dy, const uint8_t *mask, size_t o,
                                float *dx, size_t R, int ng, const float *mean, const float *a,
                                const float *b, const float *c, int stream) {
-    vf vm[ROW_GROUPS / 2], va[ROW_GROUPS / 2], vb[ROW_GROUPS / 2], vc[ROW_GROUPS / 2];
-    const size_t F = (size_t)ng * VL;
-    for (int q = 0; q < ng; q++)
-        vm[q] = LD(mean + q * VL), va[q] = LD(a + q * VL), vb[q] = LD(b + q * VL),
-        vc[q] = LD(c + q * VL);
-    for (size_t r = 0; r < R; r++)
-#pragma GCC unroll 16 /* UNROLLED_GROUPS */
-        for (int q = 0; q < ng; q++) {
-            size_t k = r * F + q * VL;
-            vf g = mask ? LD_AT_MASKED(dy, mask, o, k) : LD(dy + k);
-            vf out = BN_DX(LD(x + k), g, vm[q], va[q], vb[q], vc[q]);
-            if (stream)
-                ST_STREAM(dx + k, out);
-            else
-                ST(dx + k, out);
-        }
+    DX_HOISTED(ST_STREAM, ROW_GROUPS / 2);
 }
+#if BN_K
+BN_K_TARGET BN_INLINE void rows_dx_hoisted_k(const float *x, const float *dy, const uint8_t *mask,
+                                             size_t o, float *dx, size_t R, int ng,
+                                             const float *mean, const float *a, const float *b,
+                                             const float *c, int stream) {
+    DX_HOISTED(ST_STREAM_K, ROW_GROUPS);
+}
+#endif
+#undef DX_HOISTED
 
 size_t bn_rows_backward_width(size_t F) {
     return F <= ROW_FEATURES ? ROW_FEATURES : BN_FEATURE_BLOCK;
@@ -182,8 +196,9 @@ BN_DISPATCH static void rows_backward(const bn_view *v, const float *x, const bn
         rows_backward_8(v, x, gr, frozen_dx, ws, tl);
 }
 
-/* The body of rows_normalize, with FUSED the fused form of ELEMENTWISE and
- * HOISTED that of rows_normalize_hoisted. */
+/* The bodies of rows_normalize and rows_dx, with EACH the ELEMENTWISE of
+ * the level, FUSED its fused form, and HOISTED and HOISTED_DX the level's
+ * rows_normalize_hoisted and rows_dx_hoisted. */
 #define Y_AT(L, j) BN_NORMALIZE_FOLDED(L(xr, j), L(mean, j), L(scale, j), L(shift_folded, j))
 #define NORMALIZE_CASE(ng)                                                                         \
     case 4 * ng: HOISTED(xb, y, R, ng, mean, scale, shift_folded, NULL, 0, o, 0); break;           \
@@ -192,7 +207,7 @@ BN_DISPATCH static void rows_backward(const bn_view *v, const float *x, const bn
     case 4 * ng + 3:                                                                               \
         HOISTED(xb, y, R, ng, mean, scale, shift_folded, ep, 1, o, 1);                             \
         break;
-#define ROWS_NORMALIZE(FUSED)                                                                      \
+#define ROWS_NORMALIZE(FUSED, EACH)                                                                \
     do {                                                                                           \
         const size_t F = v->features;                                                              \
         const float *mean = ws->mean, *scale = ws->scale, *shift_folded = ws->shift_folded;        \
@@ -213,93 +228,108 @@ BN_DISPATCH static void rows_backward(const bn_view *v, const float *x, const bn
             if (ep)                                                                                \
                 FUSED(yr, F, r *F, ep, stream, Y_AT);                                              \
             else                                                                                   \
-                ELEMENTWISE(yr, F, stream, Y_AT);                                                  \
+                EACH(yr, F, stream, Y_AT);                                                         \
         }                                                                                          \
     } while (0)
 
-#if BN_K_EPILOGUE
-/* The fused normalize with the epilogue in AVX-512's mask registers. */
-BN_K_TARGET static void rows_normalize_fused_k(const bn_view *v, const float *x,
-                                               const bn_workspace *ws, float *y, size_t r0,
-                                               size_t r1, const bn_epilogue *ep, int stream) {
+#define ROWS_DX(EACH, NG, COUNTS)                                                                  \
+    do {                                                                                           \
+        const size_t F = v->features;                                                              \
+        const float *dy = gr->dy;                                                                  \
+        const uint8_t *mask = gr->mask;                                                            \
+        const float *mean = ws->mean, *dy_scale = ws->dy_scale, *xc_scale = ws->xc_scale,          \
+                    *dx_offset = ws->dx_offset;                                                    \
+        /* Below AVX-512, the vectors go 8 lanes a step: the one-row form. */                      \
+        if (BN_WIDE_VECTORS() && F % VL == 0 && F / VL <= (NG) &&                                  \
+            (!stream || STREAM_ALIGNED(dx))) {                                                     \
+            const size_t o = r0 * F, R = r1 - r0;                                                  \
+            /* The plain case with a NULL mask of its own, so that its copies                      \
+             * have no test of the mask. */                                                        \
+            switch ((F / VL) * 4 + (mask != NULL) * 2 + (stream != 0)) { COUNTS(DX_CASE) }         \
+            return;                                                                                \
+        }                                                                                          \
+        for (size_t r = r0; r < r1; r++) {                                                         \
+            const size_t o = r * F;                                                                \
+            const float *xr = x + o, *dyr = dy + o;                                                \
+            float *dxr = dx + o;                                                                   \
+            if (mask)                                                                              \
+                EACH(dxr, F, stream, DX_MASKED_AT);                                                \
+            else                                                                                   \
+                EACH(dxr, F, stream, DX_AT);                                                       \
+        }                                                                                          \
+    } while (0)
+#define DX_CASE(ng)                                                                                \
+    case 4 * ng:                                                                                   \
+        HOISTED_DX(x + o, dy + o, NULL, 0, dx + o, R, ng, mean, dy_scale, xc_scale, dx_offset, 0); \
+        break;                                                                                     \
+    case 4 * ng + 1:                                                                               \
+        HOISTED_DX(x + o, dy + o, NULL, 0, dx + o, R, ng, mean, dy_scale, xc_scale, dx_offset, 1); \
+        break;                                                                                     \
+    case 4 * ng + 2:                                                                               \
+        HOISTED_DX(x + o, dy + o, mask, o, dx + o, R, ng, mean, dy_scale, xc_scale, dx_offset, 0); \
+        break;                                                                                     \
+    case 4 * ng + 3:                                                                               \
+        HOISTED_DX(x + o, dy + o, mask, o, dx + o, R, ng, mean, dy_scale, xc_scale, dx_offset, 1); \
+        break;
+#define DX_MASKED_AT(L, j)                                                                         \
+    BN_DX(L(xr, j), L##_MASKED(dyr, mask, o, j), L(mean, j), L(dy_scale, j), L(xc_scale, j),       \
+          L(dx_offset, j))
+#define DX_AT(L, j)                                                                                \
+    BN_DX(L(xr, j), L(dyr, j), L(mean, j), L(dy_scale, j), L(xc_scale, j), L(dx_offset, j))
+
+#if BN_K
+/* The normalize, fused or streaming, and the streaming dx, in AVX-512's own
+ * instructions: the epilogue in mask registers, whole lines stored at once. */
+BN_K_TARGET static void rows_normalize_k(const bn_view *v, const float *x, const bn_workspace *ws,
+                                         float *y, size_t r0, size_t r1, const bn_epilogue *ep,
+                                         int stream) {
 #define HOISTED rows_normalize_hoisted_k
-    ROWS_NORMALIZE(ELEMENTWISE_FUSED_K);
+    ROWS_NORMALIZE(ELEMENTWISE_FUSED_K, ELEMENTWISE_K);
 #undef HOISTED
+}
+BN_K_TARGET static void rows_dx_k(const bn_view *v, const float *x, const bn_grad *gr,
+                                  const bn_workspace *ws, float *dx, size_t r0, size_t r1,
+                                  int stream) {
+#define HOISTED_DX rows_dx_hoisted_k
+    ROWS_DX(ELEMENTWISE_K, ROW_GROUPS, GROUP_COUNTS_1_TO_8);
+#undef HOISTED_DX
 }
 #endif
 
 BN_DISPATCH static void rows_normalize(const bn_view *v, const float *x, const bn_workspace *ws,
                                        float *y, size_t r0, size_t r1, const bn_epilogue *ep,
                                        int stream) {
-#if BN_K_EPILOGUE
-    if (ep && BN_K_EPILOGUE_RUNS()) {
-        rows_normalize_fused_k(v, x, ws, y, r0, r1, ep, stream);
+#if BN_K
+    if ((ep || stream) && BN_K_RUNS()) {
+        rows_normalize_k(v, x, ws, y, r0, r1, ep, stream);
         return;
     }
 #endif
 #define HOISTED rows_normalize_hoisted
-    ROWS_NORMALIZE(ELEMENTWISE_FUSED);
+    ROWS_NORMALIZE(ELEMENTWISE_FUSED, ELEMENTWISE);
 #undef HOISTED
 }
-#undef ROWS_NORMALIZE
-#undef NORMALIZE_CASE
-#undef Y_AT
 
 BN_DISPATCH static void rows_dx(const bn_view *v, const float *x, const bn_grad *gr,
                                 const bn_workspace *ws, float *dx, size_t r0, size_t r1,
                                 int stream) {
-    const size_t F = v->features;
-    const float *dy = gr->dy;
-    const uint8_t *mask = gr->mask;
-    const float *mean = ws->mean, *dy_scale = ws->dy_scale, *xc_scale = ws->xc_scale,
-                *dx_offset = ws->dx_offset;
-    /* Below AVX-512, the vectors go 8 lanes a step: the one-row form. */
-    if (BN_WIDE_VECTORS() && F % VL == 0 && F / VL <= ROW_GROUPS / 2 &&
-        (!stream || STREAM_ALIGNED(dx))) {
-        const size_t o = r0 * F, R = r1 - r0;
-        /* The plain case with a NULL mask of its own, so that its copies
-         * have no test of the mask. */
-        switch ((F / VL) * 4 + (mask != NULL) * 2 + (stream != 0)) {
-#define DX_CASE(ng)                                                                                \
-    case 4 * ng:                                                                                   \
-        rows_dx_hoisted(x + o, dy + o, NULL, 0, dx + o, R, ng, mean, dy_scale, xc_scale,           \
-                        dx_offset, 0);                                                             \
-        break;                                                                                     \
-    case 4 * ng + 1:                                                                               \
-        rows_dx_hoisted(x + o, dy + o, NULL, 0, dx + o, R, ng, mean, dy_scale, xc_scale,           \
-                        dx_offset, 1);                                                             \
-        break;                                                                                     \
-    case 4 * ng + 2:                                                                               \
-        rows_dx_hoisted(x + o, dy + o, mask, o, dx + o, R, ng, mean, dy_scale, xc_scale,           \
-                        dx_offset, 0);                                                             \
-        break;                                                                                     \
-    case 4 * ng + 3:                                                                               \
-        rows_dx_hoisted(x + o, dy + o, mask, o, dx + o, R, ng, mean, dy_scale, xc_scale,           \
-                        dx_offset, 1);                                                             \
-        break;
-            GROUP_COUNTS_1_TO_4(DX_CASE)
-#undef DX_CASE
-        }
+#if BN_K
+    if (stream && BN_K_RUNS()) {
+        rows_dx_k(v, x, gr, ws, dx, r0, r1, stream);
         return;
     }
-    for (size_t r = r0; r < r1; r++) {
-        const size_t o = r * F;
-        const float *xr = x + o, *dyr = dy + o;
-        float *dxr = dx + o;
-        if (mask) {
-#define DX_AT(L, j)                                                                                \
-    BN_DX(L(xr, j), L##_MASKED(dyr, mask, o, j), L(mean, j), L(dy_scale, j), L(xc_scale, j),       \
-          L(dx_offset, j))
-            ELEMENTWISE(dxr, F, stream, DX_AT);
-#undef DX_AT
-        } else {
-#define DX_AT(L, j)                                                                                \
-    BN_DX(L(xr, j), L(dyr, j), L(mean, j), L(dy_scale, j), L(xc_scale, j), L(dx_offset, j))
-            ELEMENTWISE(dxr, F, stream, DX_AT);
-#undef DX_AT
-        }
-    }
+#endif
+#define HOISTED_DX rows_dx_hoisted
+    ROWS_DX(ELEMENTWISE, ROW_GROUPS / 2, GROUP_COUNTS_1_TO_4);
+#undef HOISTED_DX
 }
+#undef ROWS_NORMALIZE
+#undef NORMALIZE_CASE
+#undef Y_AT
+#undef ROWS_DX
+#undef DX_CASE
+#undef DX_MASKED_AT
+#undef DX_AT
 
 /* The entry points, plain functions around the file's dispatched ones: a
  * dispatched function that other files of the shared library call did not

@@ -224,11 +224,14 @@ int main(void) {
         }
     /* Tensors over the size from which outputs bypass the cache: 14 x 14
      * planes stream (a whole number of 16-byte stores each), 13 x 13 ones do
-     * not, channels-last rows of a ragged width do, and so do rows of 64
-     * features, which go through the kernels' register-held coefficients. */
+     * not, channels-last rows of a ragged width do, and so do rows of 64 and
+     * of 128 features, which go through the kernels' register-held
+     * coefficients (at AVX-512, 128 features only where outputs stream). */
     test_rng large_rng = {777};
-    const case_shape large[] = {
-        {128, 168, 2, {14, 14}}, {150, 166, 2, {13, 13}}, {64, 64, 2, {32, 33}}};
+    const case_shape large[] = {{128, 168, 2, {14, 14}},
+                                {150, 166, 2, {13, 13}},
+                                {64, 64, 2, {32, 33}},
+                                {32, 128, 2, {32, 33}}};
     for (size_t si = 0; si < sizeof large / sizeof large[0]; si++)
         for (int li = 1; li < 3; li++) {
             bnorm_shape shape = shape_of(&large[si], layouts[li]);
