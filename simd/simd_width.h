@@ -16,6 +16,8 @@
  *   LDW_MASKED(p, mask, o)    LDW(p) with +0 in the lanes whose bit of the mask
  *                             (bits o, o + 1, ...) is clear
  *   KEEP_PART(v, bits16, h)   part h of KEEP_LANES(v16, bits16) for v = part h of v16
+ *   KEEP_W(v, bits), MASK_BITS_W(b)   KEEP_LANES of BN_W lanes, and the BN_W
+ *                      mask bits of the whole bytes from b
  *   LAST_LANES_PART(rem, h)   part h of LAST_LANES(rem)
  *   LANE_SUM_PARTS(a, out), LANE_SUM_FLOAT_PARTS(a, out)   LANE_SUM and
  *                      LANE_SUM_FLOAT of the 16-lane value held in a[PARTS]
@@ -31,6 +33,8 @@
 #undef STW
 #undef LDW_MASKED
 #undef KEEP_PART
+#undef KEEP_W
+#undef MASK_BITS_W
 #undef LANE_INDEX_W
 #undef LAST_LANES_PART
 #undef LANE_SUM_PARTS
@@ -45,6 +49,8 @@
 #define STW(p, v)                    ST(p, v)
 #define LDW_MASKED(p, mask, o)       LD_AT_MASKED(p, mask, o, 0)
 #define KEEP_PART(v, bits16, h)      KEEP_LANES(v, bits16)
+#define KEEP_W(v, bits)              KEEP_LANES(v, bits)
+#define MASK_BITS_W(b)               ((uint32_t)(b)[0] | (uint32_t)(b)[1] << 8)
 #define LANE_INDEX_W                 LANE_INDEX
 #define LANE_SUM_PARTS(a, out)       LANE_SUM((a)[0], out)
 #define LANE_SUM_FLOAT_PARTS(a, out) LANE_SUM_FLOAT((a)[0], out)
@@ -58,6 +64,8 @@
 #define STW(p, v)                    ST8(p, v)
 #define LDW_MASKED(p, mask, o)       LD8_AT_MASKED(p, mask, o, 0)
 #define KEEP_PART(v, bits16, h)      KEEP_LANES8(v, (bits16) >> (8 * (h)))
+#define KEEP_W(v, bits)              KEEP_LANES8(v, bits)
+#define MASK_BITS_W(b)               ((uint32_t)(b)[0])
 #define LANE_INDEX_W                 ((v8i){0, 1, 2, 3, 4, 5, 6, 7})
 #define LANE_SUM_PARTS(a, out)       LANE_SUM_HALVES((a)[0], (a)[1], out)
 #define LANE_SUM_FLOAT_PARTS(a, out) LANE_SUM_FLOAT_HALVES((a)[0], (a)[1], out)

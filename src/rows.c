@@ -85,11 +85,16 @@ static void tile_backward_column(const float *x, const tile_grad *tg, float *dx,
 #define GROUP_COUNTS_1_TO_4(CASE) CASE(1) CASE(2) CASE(3) CASE(4)
 #define GROUP_COUNTS_1_TO_8(CASE) GROUP_COUNTS_1_TO_4(CASE) CASE(5) CASE(6) CASE(7) CASE(8)
 
-/* Rows of ng * VL features (ng <= ROW_GROUPS; dx: ROW_GROUPS / 2) with every
- * coefficient vector held in registers for the whole block: one row at a
- * time took three (normalize) or four (dx) coefficient loads per vector of
- * output beside one or two of data, and the load pipes, not memory, set the
- * pace of narrow channels-last rows that sit in cache. The same arithmetic
+/* Rows of ng * VL features (ng <= ROW_GROUPS; dx: ROW_GROUPS / 2, or
+ * ROW_GROUPS where dx streams at AVX-512) with every coefficient vector held
+ * in registers for the whole block: one row at a time took three
+ * (normalize) or four (dx) coefficient loads per vector of output beside one
+ * or two of data. The load pipes, not memory, then set the pace of narrow
+ * channels-last rows that sit in cache; and from memory, on Zen 5, the dx
+ * pass of 128-feature rows ran at 0.75x the speed of the planes' one, whose
+ * coefficients are scalars (docs/PERFORMANCE.md). For dx, 8 groups hold 32
+ * coefficient vectors, so a few spill; that lost 3-5% in cache, where dx
+ * does not stream (the AVX2 level holds 4 groups at most). The arithmetic
  * per value as the one-row forms, so the same bits. Rows go out one after
  * another, so that non-temporal stores leave in address order. With ep, the
  * fused epilogue on each vector (x[0] at tensor offset o). */
@@ -140,11 +145,15 @@ BN_K_TARGET BN_INLINE void rows_normalize_hoisted_k(const float *x, float *y, si
         for (int q = 0; q < ng; q++)                                                               \
             vm[q] = LD(mean + q * VL), va[q] = LD(a + q * VL), vb[q] = LD(b + q * VL),             \
             vc[q] = LD(c + q * VL);                                                                \
-        for (size_t r = 0; r < R; r++)                                                             \
+        /* Rows of whole vectors fill whole mask bytes (o is a row's start):                       \
+         * each vector's bits are two bytes, a step further per row. */                            \
+        const uint8_t *mrow = mask ? mask + o / 8 : NULL;                                          \
+        for (size_t r = 0; r < R; r++, mrow = mask ? mrow + F / 8 : NULL)                          \
             _Pragma("GCC unroll 16") /* UNROLLED_GROUPS */                                         \
                 for (int q = 0; q < ng; q++) {                                                     \
                 size_t k = r * F + q * VL;                                                         \
-                vf g = mask ? LD_AT_MASKED(dy, mask, o, k) : LD(dy + k);                           \
+                vf g =                                                                             \
+                    mask ? KEEP_LANES(LD(dy + k), mask_bits16(mrow, 16 * (size_t)q)) : LD(dy + k); \
                 vf out = BN_DX(LD(x + k), g, vm[q], va[q], vb[q], vc[q]);                          \
                 if (stream)                                                                        \
                     STS(dx + k, out);                                                              \

@@ -110,11 +110,16 @@ BN_INLINE void WIDTH_NAME(tile_backward_groups)(const float *x, const tile_grad 
         vm[q] = LDW(mean + q * BN_W), d0[q] = (VW){0}, d1[q] = (VW){0}, d2[q] = (VW){0};
         va[q] = dx ? LDW(a + q * BN_W) : (VW){0};
     }
-    for (size_t r = 0; r < R; r++)
+    /* Rows that fill whole mask bytes take each group's bits as whole bytes
+     * from the row's first: no shift, and the address is a step per row. */
+    const uint8_t *mrow = tg->mask && tg->o % 8 == 0 && F % 8 == 0 ? tg->mask + tg->o / 8 : NULL;
+    for (size_t r = 0; r < R; r++, mrow = mrow ? mrow + F / 8 : NULL)
 #pragma GCC unroll 32 /* UNROLLED_GROUPS */
         for (int q = 0; q < ng; q++) {
             const size_t o = r * F + q * BN_W;
-            VW g = tg->mask ? LDW_MASKED(tg->dy + o, tg->mask, tg->o + o) : LDW(tg->dy + o);
+            VW g = mrow       ? KEEP_W(LDW(tg->dy + o), MASK_BITS_W(mrow + q * BN_W / 8))
+                   : tg->mask ? LDW_MASKED(tg->dy + o, tg->mask, tg->o + o)
+                              : LDW(tg->dy + o);
             VW e = LDW(x + o) - vm[q];
             if (tg->gout) STW(tg->gout + o, g);
             d0[q] += g, d1[q] += g * e;
