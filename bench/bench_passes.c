@@ -83,6 +83,25 @@ STREAMS_DISPATCH static void read2_write1(const float *x, const float *dy, float
         STORE_STREAM(dx + i, LDV(x + i) * 1.5f + LDV(dy + i) * 0.5f + 0.25f);
 }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+/* The writing streams with each line in one 64-byte non-temporal store, where
+ * the CPU has them (AVX-512), as the library's streaming passes store it:
+ * on Zen 5, four 16-byte stores per line took 5-20% longer. */
+#define LINE_STREAMS 1
+#define LINE_TARGET  __attribute__((target("avx512f")))
+LINE_TARGET static void read1_write1_lines(const float *x, float *y, size_t i0, size_t i1) {
+    for (size_t i = i0; i < i1; i += 16)
+        _mm512_stream_ps(y + i, (__m512)(LDV(x + i) * 1.5f + 0.5f));
+}
+LINE_TARGET static void read2_write1_lines(const float *x, const float *dy, float *dx, size_t i0,
+                                           size_t i1) {
+    for (size_t i = i0; i < i1; i += 16)
+        _mm512_stream_ps(dx + i, (__m512)(LDV(x + i) * 1.5f + LDV(dy + i) * 0.5f + 0.25f));
+}
+#else
+#define LINE_STREAMS 0
+#endif
+
 static volatile float sink;
 
 /* stream k over the tensor, a contiguous share per thread. */
@@ -96,12 +115,20 @@ static void run_stream(int k, const float *x, const float *dy, float *out, size_
         t = (size_t)omp_get_thread_num(), nt = (size_t)omp_get_num_threads();
 #endif
         size_t blocks = n / 64, i0 = blocks * t / nt * 64, i1 = blocks * (t + 1) / nt * 64;
-        switch (k) {
-        case 0: sink = read1(x, i0, i1); break;
-        case 1: read1_write1(x, out, i0, i1); break;
-        case 2: sink = read2(x, dy, i0, i1); break;
-        default: read2_write1(x, dy, out, i0, i1); break;
-        }
+        /* Each thread's share is whole lines of 64-byte aligned buffers: the
+         * line stores stay aligned. */
+        int lines = 0;
+#if LINE_STREAMS
+        lines = k % 2 == 1 && __builtin_cpu_supports("avx512f");
+        if (lines && k == 1) read1_write1_lines(x, out, i0, i1);
+        if (lines && k == 3) read2_write1_lines(x, dy, out, i0, i1);
+#endif
+        if (!lines) switch (k) {
+            case 0: sink = read1(x, i0, i1); break;
+            case 1: read1_write1(x, out, i0, i1); break;
+            case 2: sink = read2(x, dy, i0, i1); break;
+            default: read2_write1(x, dy, out, i0, i1); break;
+            }
         FENCE();
     }
 }
