@@ -60,8 +60,6 @@ typedef int32_t vi __attribute__((vector_size(64), aligned(4), __may_alias__));
  * gives the same bits, but crashed GCC 12 under -fsanitize in one inlining
  * context.) */
 #define LAST_LANES(rem) (~((LANE_INDEX - (int32_t)(VL - (rem))) >> 31))
-/* Lane j's bit, 1 << j: a lane mask to and from 16 bits. */
-#define LANE_BIT ((vi){1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768})
 
 /* 8 lanes: one mask byte's worth. */
 typedef float v8f __attribute__((vector_size(32), aligned(4), __may_alias__));
