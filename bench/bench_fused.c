@@ -16,7 +16,17 @@
  * mask, 1/32 of one, not counted): fused forward 3 (x twice, y) + 1 with z,
  * fused backward 5 (x and dy twice, dx) + 1 with z (dz written); unfused
  * forward 3 + 2 per separate pass (+ 3 for the add), backward 3 (ReLU
- * backward) + 5. Not a test. */
+ * backward) + 5.
+ *
+ * Two rooflines, from plain loops timed in the same rounds (streams.h):
+ * copy, the best copy this machine does (%copy = the fused step's traffic
+ * at copy speed / its time), and the streams of the step's own passes: a
+ * read of x (the statistics), a read of x (and z) with a write of y, a read
+ * of x and dy (the backward sums), a read of x and dy with a write of dx
+ * (and dz), one after another. /stream = fused / those streams' time; "reach" = %copy of a step
+ * that ran at its streams' speed: where one core reads from memory more
+ * slowly than it copies, that is the most %copy this traffic can reach
+ * here. Not a test. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdint.h>
@@ -33,6 +43,7 @@
 #endif
 
 #include "bnorm.h"
+#include "streams.h"
 
 #define ROUNDS 5
 
@@ -99,9 +110,6 @@ static void relu_backward_pass(float *g, const float *y, const float *dy, size_t
         float d = dy[i];
         g[i] = y[i] > 0.0f ? d : 0.0f;
     });
-}
-static void copy_pass(float *dst, const float *src, size_t n, int threads) {
-    PASS(threads, n, dst[i] = src[i]);
 }
 
 #ifdef BNORM_BENCH_DNNL
@@ -242,10 +250,13 @@ int main(int argc, char **argv) {
         "with fuse_norm_relu, forward training + backward (BN + ReLU only). ms = median of\n"
         "repeats, best round; ratios = median over %d rounds of each round's fused / unfused and\n"
         "fused / onednn; /bn = fused / our BN alone (forward + backward, no ReLU, no add:\n"
-        "the same traffic as the fused BN + ReLU); %%copy = fused model GB/s / copy GB/s\n\n",
+        "the same traffic as the fused BN + ReLU); copy = GB/s of the best copy; %%copy =\n"
+        "fused model GB/s / copy GB/s; /stream = fused / the streams of its passes; reach =\n"
+        "%%copy at the streams' speed (all three medians of the rounds' own)\n\n",
         ROUNDS);
-    printf("%-19s %-4s %-9s %9s %9s %9s %7s %7s %7s %7s %7s\n", "case", "thr", "ops", "fused ms",
-           "unfused", "onednn", "/unfus", "/onednn", "/bn", "copy", "%copy");
+    printf("%-19s %-4s %-9s %9s %9s %9s %7s %7s %7s %7s %7s %7s %7s\n", "case", "thr", "ops",
+           "fused ms", "unfused", "onednn", "/unfus", "/onednn", "/bn", "copy", "%copy", "/stream",
+           "reach");
     for (int ti = 0; ti < n_threads; ti++)
         for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
             const bench_case *bc = &cases[ci];
@@ -266,6 +277,13 @@ int main(int argc, char **argv) {
                 bnorm_fusion fu = {BNORM_FUSE_RELU | (add ? BNORM_FUSE_ADD : 0u), BNORM_DTYPE_F32};
                 double fused = INFINITY, unfused = INFINITY, peer = INFINITY, copy = 0.0;
                 double ratios[ROUNDS], peer_ratios[ROUNDS], bn_ratios[ROUNDS];
+                double copy_shares[ROUNDS], stream_ratios[ROUNDS], reaches[ROUNDS];
+                double traffic = (3.0 + add) + (5.0 + add); /* tensor sizes, see the header */
+                /* The streams of the step's passes: statistics, normalize,
+                 * backward sums, dx (and dz). */
+                const stream_kind passes[4] = {
+                    STREAM_READ1, add ? STREAM_READ2_WRITE1 : STREAM_READ1_WRITE1, STREAM_READ2,
+                    add ? STREAM_READ2_WRITE2 : STREAM_READ2_WRITE1};
                 int reps = n * 4 > (64u << 20) ? 5 : 11, t = threads[ti], have_peer = 0;
 #ifdef BNORM_BENCH_DNNL
                 dnnl_step dn;
@@ -293,7 +311,19 @@ int main(int argc, char **argv) {
                         bnorm_forward_training(&s, &p, x, g, b, y, sm, si, NULL, ws, wsz);
                         bnorm_backward_training(&s, &p, x, dy, g, sm, si, dx, dg, db, ws, wsz);
                     });
-                    TIME_MEDIAN(tc, 7, copy_pass(dx, x, n, t));
+                    TIME_MEDIAN(tc, 7, stream_run(STREAM_COPY, x, NULL, dx, NULL, n, t));
+                    /* The streams one after another, as the step's passes
+                     * run: a stream that writes runs slower after one that
+                     * only reads than after another that writes (on Zen 5,
+                     * a read then a read-and-write took 1.3x their times
+                     * apart), so their times apart would flatter the
+                     * roofline. z stands in for dy where a pass reads x and
+                     * z. */
+                    double ts;
+                    TIME_MEDIAN(ts, 7, {
+                        for (int k = 0; k < 4; k++)
+                            stream_run(passes[k], x, k == 1 ? z : dy, k == 1 ? y : dx, dz, n, t);
+                    });
 #ifdef BNORM_BENCH_DNNL
                     if (have_peer) {
                         double tp;
@@ -306,21 +336,25 @@ int main(int argc, char **argv) {
                     ratios[r] = tf / tu, bn_ratios[r] = tf / tb;
                     fused = tf < fused ? tf : fused, unfused = tu < unfused ? tu : unfused;
                     copy = 8.0 * n / tc / 1e9 > copy ? 8.0 * n / tc / 1e9 : copy;
+                    /* The step's traffic at this round's copy speed. */
+                    double at_copy = traffic / 2.0 * tc;
+                    copy_shares[r] = at_copy / tf, stream_ratios[r] = tf / ts,
+                    reaches[r] = at_copy / ts;
                 }
 #ifdef BNORM_BENCH_DNNL
                 if (!add) dnnl_step_free(&dn);
 #endif
-                double traffic = (3.0 + add) + (5.0 + add); /* tensor sizes, see the header */
-                double gbps = traffic * 4.0 * (double)n / fused / 1e9;
                 char peer_ms[16] = "-", peer_ratio[16] = "-";
                 if (have_peer) {
                     snprintf(peer_ms, sizeof peer_ms, "%.3f", 1e3 * peer);
                     snprintf(peer_ratio, sizeof peer_ratio, "%.3f", median(peer_ratios, ROUNDS));
                 }
-                printf("%-19s %-4d %-9s %9.3f %9.3f %9s %7.3f %7s %7.3f %7.1f %6.0f%%\n", bc->name,
-                       t, add ? "add+relu" : "relu", 1e3 * fused, 1e3 * unfused, peer_ms,
+                printf("%-19s %-4d %-9s %9.3f %9.3f %9s %7.3f %7s %7.3f %7.1f %6.0f%% %7.3f "
+                       "%6.0f%%\n",
+                       bc->name, t, add ? "add+relu" : "relu", 1e3 * fused, 1e3 * unfused, peer_ms,
                        median(ratios, ROUNDS), peer_ratio, median(bn_ratios, ROUNDS), copy,
-                       100.0 * gbps / copy);
+                       100.0 * median(copy_shares, ROUNDS), median(stream_ratios, ROUNDS),
+                       100.0 * median(reaches, ROUNDS));
             }
             free(ws), free(prm);
         }

@@ -21,116 +21,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#if defined(__x86_64__)
-#include <immintrin.h>
-#endif
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #include "bnorm.h"
-
-typedef float v16 __attribute__((vector_size(64), aligned(4), __may_alias__));
-#if defined(__x86_64__) && defined(__GNUC__)
-#define STREAMS_DISPATCH                                                                           \
-    __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#define STORE_STREAM(p, v)                                                                         \
-    do {                                                                                           \
-        union {                                                                                    \
-            v16 w;                                                                                 \
-            __m128 q[4];                                                                           \
-        } u_ = {(v)};                                                                              \
-        for (int k_ = 0; k_ < 4; k_++)                                                             \
-            _mm_stream_ps((p) + 4 * k_, u_.q[k_]);                                                 \
-    } while (0)
-#define FENCE() _mm_sfence()
-#else
-#define STREAMS_DISPATCH
-#define STORE_STREAM(p, v) (*(v16 *)(void *)(p) = (v))
-#define FENCE()            ((void)0)
-#endif
-#define LDV(p) (*(const v16 *)(const void *)(p))
+#include "streams.h"
 
 static double now(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-/* The streams, on values [i0, i1) (multiples of 64). */
-STREAMS_DISPATCH static float read1(const float *x, size_t i0, size_t i1) {
-    v16 a = {0}, b = {0}, c = {0}, d = {0};
-    for (size_t i = i0; i < i1; i += 64)
-        a += LDV(x + i), b += LDV(x + i + 16), c += LDV(x + i + 32), d += LDV(x + i + 48);
-    a += b + c + d;
-    return a[0] + a[15];
-}
-STREAMS_DISPATCH static void read1_write1(const float *x, float *y, size_t i0, size_t i1) {
-    for (size_t i = i0; i < i1; i += 16)
-        STORE_STREAM(y + i, LDV(x + i) * 1.5f + 0.5f);
-}
-STREAMS_DISPATCH static float read2(const float *x, const float *dy, size_t i0, size_t i1) {
-    v16 a = {0}, b = {0}, c = {0}, d = {0};
-    for (size_t i = i0; i < i1; i += 32)
-        a += LDV(x + i) * LDV(dy + i), b += LDV(dy + i), c += LDV(x + i + 16) * LDV(dy + i + 16),
-            d += LDV(dy + i + 16);
-    a += b + c + d;
-    return a[0] + a[15];
-}
-STREAMS_DISPATCH static void read2_write1(const float *x, const float *dy, float *dx, size_t i0,
-                                          size_t i1) {
-    for (size_t i = i0; i < i1; i += 16)
-        STORE_STREAM(dx + i, LDV(x + i) * 1.5f + LDV(dy + i) * 0.5f + 0.25f);
-}
-
-#if defined(__x86_64__) && defined(__GNUC__)
-/* The writing streams with each line in one 64-byte non-temporal store, where
- * the CPU has them (AVX-512), as the library's streaming passes store it:
- * on Zen 5, four 16-byte stores per line took 5-20% longer. */
-#define LINE_STREAMS 1
-#define LINE_TARGET  __attribute__((target("avx512f")))
-LINE_TARGET static void read1_write1_lines(const float *x, float *y, size_t i0, size_t i1) {
-    for (size_t i = i0; i < i1; i += 16)
-        _mm512_stream_ps(y + i, (__m512)(LDV(x + i) * 1.5f + 0.5f));
-}
-LINE_TARGET static void read2_write1_lines(const float *x, const float *dy, float *dx, size_t i0,
-                                           size_t i1) {
-    for (size_t i = i0; i < i1; i += 16)
-        _mm512_stream_ps(dx + i, (__m512)(LDV(x + i) * 1.5f + LDV(dy + i) * 0.5f + 0.25f));
-}
-#else
-#define LINE_STREAMS 0
-#endif
-
-static volatile float sink;
-
-/* stream k over the tensor, a contiguous share per thread. */
-static void run_stream(int k, const float *x, const float *dy, float *out, size_t n, int threads) {
-#ifdef _OPENMP
-#pragma omp parallel num_threads(threads) if (threads > 1)
-#endif
-    {
-        size_t t = 0, nt = 1;
-#ifdef _OPENMP
-        t = (size_t)omp_get_thread_num(), nt = (size_t)omp_get_num_threads();
-#endif
-        size_t blocks = n / 64, i0 = blocks * t / nt * 64, i1 = blocks * (t + 1) / nt * 64;
-        /* Each thread's share is whole lines of 64-byte aligned buffers: the
-         * line stores stay aligned. */
-        int lines = 0;
-#if LINE_STREAMS
-        lines = k % 2 == 1 && __builtin_cpu_supports("avx512f");
-        if (lines && k == 1) read1_write1_lines(x, out, i0, i1);
-        if (lines && k == 3) read2_write1_lines(x, dy, out, i0, i1);
-#endif
-        if (!lines) switch (k) {
-            case 0: sink = read1(x, i0, i1); break;
-            case 1: read1_write1(x, out, i0, i1); break;
-            case 2: sink = read2(x, dy, i0, i1); break;
-            default: read2_write1(x, dy, out, i0, i1); break;
-            }
-        FENCE();
-    }
 }
 
 enum {
@@ -222,7 +120,12 @@ int main(int argc, char **argv) {
                     st = bnorm_fused_backward_training(&sh, &p, &relu, x, dy, mask, g, sm, si, dx,
                                                        NULL, dg, db, ws, wsz);
                     break;
-                default: run_stream(o - READ1, x, dy, o == READ1_WRITE1 ? y : dx, padded, threads);
+                default: {
+                    static const stream_kind kinds[] = {STREAM_READ1, STREAM_READ1_WRITE1,
+                                                        STREAM_READ2, STREAM_READ2_WRITE1};
+                    stream_run(kinds[o - READ1], x, dy, o == READ1_WRITE1 ? y : dx, NULL, padded,
+                               threads);
+                }
                 }
                 double dt = now() - t0;
                 if (st != BNORM_OK) {
