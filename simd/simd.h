@@ -134,8 +134,8 @@ static inline uint32_t mask_bits8(const uint8_t *mask, size_t o) {
  * shifted into its sign and spread over the lane. Not a comparison: GCC
  * turns a comparison into an AVX-512 mask register and folds the load of v
  * into a masked load, and masked loads streaming from memory ran at 0.55x
- * the speed of plain ones on Zen 5 (docs/PERFORMANCE.md, "Latest: Zen 5,
- * masked loads and line-wide stores"). */
+ * the speed of plain ones on Zen 5 (docs/PERFORMANCE.md, "Zen 5: masked
+ * loads and line-wide stores"). */
 #define LANE_TO_SIGN ((vu){31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16})
 #define KEEP_LANES(v, bits)                                                                        \
     ((vf)((vi)(v) & ((vi)(((vu){0} + (uint32_t)(bits)) << LANE_TO_SIGN) >> 31)))
@@ -245,7 +245,7 @@ typedef union {
 /* ST_STREAM in BN_K_TARGET functions: a vector that fills a line goes out in
  * one 64-byte non-temporal store. Four 16-byte ones cost the passes that
  * stream their output 5-10% of their time on Zen 5 (docs/PERFORMANCE.md,
- * "Latest: Zen 5, masked loads and line-wide stores"). */
+ * "Zen 5: masked loads and line-wide stores"). */
 #define ST_STREAM_K(p, value)                                                                      \
     do {                                                                                           \
         float *p_ = (p);                                                                           \
