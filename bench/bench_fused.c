@@ -313,12 +313,10 @@ int main(int argc, char **argv) {
                     });
                     TIME_MEDIAN(tc, 7, stream_run(STREAM_COPY, x, NULL, dx, NULL, n, t));
                     /* The streams one after another, as the step's passes
-                     * run: a stream that writes runs slower after one that
-                     * only reads than after another that writes (on Zen 5,
-                     * a read then a read-and-write took 1.3x their times
-                     * apart), so their times apart would flatter the
-                     * roofline. z stands in for dy where a pass reads x and
-                     * z. */
+                     * run: a stream timed alone runs right after itself, its
+                     * most favourable company (docs/PERFORMANCE.md), so
+                     * their times apart would flatter the roofline. z stands
+                     * in for dy where a pass reads x and z. */
                     double ts;
                     TIME_MEDIAN(ts, 7, {
                         for (int k = 0; k < 4; k++)
