@@ -20,13 +20,12 @@
  *
  * Two rooflines, from plain loops timed in the same rounds (streams.h):
  * copy, the best copy this machine does (%copy = the fused step's traffic
- * at copy speed / its time), and the streams of the step's own passes: a
- * read of x (the statistics), a read of x (and z) with a write of y, a read
- * of x and dy (the backward sums), a read of x and dy with a write of dx
- * (and dz), one after another. /stream = fused / those streams' time; "reach" = %copy of a step
- * that ran at its streams' speed: where one core reads from memory more
- * slowly than it copies, that is the most %copy this traffic can reach
- * here. Not a test. */
+ * at copy speed / its time), and the streams of the step's own passes, one
+ * after another: a read of x (the statistics), a read of x (and z) with a
+ * write of y, a read of x and dy (the backward sums), a read of x and dy
+ * with a write of dx (and dz). /stream = fused / those streams' time;
+ * "reach" = the %copy of a step that ran at its streams' speed, the most
+ * %copy that this traffic, in these passes, reaches here. Not a test. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdint.h>
