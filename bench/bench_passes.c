@@ -8,14 +8,11 @@
  * gives the median over rounds): inference (normalize only) and training
  * forward (statistics, then normalize), plain and with the fused ReLU
  * (which writes its mask), and the training backward, plain and through
- * the mask. Streams, in the same rounds: read one tensor (a sum), read one
- * and write one (y = a * x + b, non-temporal stores, as the library's large
- * outputs), read two (a dot product), read two and write one. A training
- * forward moves what "read 1" and "read 1 write 1" move, a backward "read
- * 2" and "read 2 write 1": the roofline column adds those streams' times.
- * One core's loads from memory run at a different rate than its
- * reads-with-writes, so a pass's roofline is the stream of its own traffic,
- * not a copy. Not a test. */
+ * the mask. Streams (streams.h), in the same rounds: read one tensor, read
+ * one and write one, read two, read two and write one. A training forward
+ * moves what "read 1" and "read 1 write 1" move, a backward "read 2" and
+ * "read 2 write 1": the roofline column adds those streams' times. Not a
+ * test. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>

@@ -59,9 +59,6 @@ typedef enum {
     STREAM_KINDS
 } stream_kind;
 
-/* Tensor sizes each stream moves. */
-static const double stream_traffic[STREAM_KINDS] = {1, 2, 2, 2, 3, 4};
-
 /* The reading streams, on values [i0, i1) (multiples of 64): four
  * independent sums, so that no add waits on the one before. */
 STREAMS_DISPATCH static float stream_read1(const float *x, size_t i0, size_t i1) {
