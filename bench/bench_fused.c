@@ -22,8 +22,10 @@
  * copy, the best copy this machine does (%copy = the fused step's traffic
  * at copy speed / its time), and the streams of the step's own passes, one
  * after another: a read of x (the statistics), a read of x (and z) with a
- * write of y, a read of x and dy (the backward sums), a read of x and dy
- * with a write of dx (and dz). /stream = fused / those streams' time;
+ * write of y and the mask, a read of x, dy and the mask (the backward
+ * sums), a read of x, dy and the mask with a write of dx (and dz); the
+ * mask's bits select y and dy as the library's do. /stream = fused / those
+ * streams' time;
  * "reach" = the %copy of a step that ran at its streams' speed, the most
  * %copy that this traffic, in these passes, reaches here. Not a test. */
 #define _POSIX_C_SOURCE 200809L
@@ -281,8 +283,9 @@ int main(int argc, char **argv) {
                 /* The streams of the step's passes: statistics, normalize,
                  * backward sums, dx (and dz). */
                 const stream_kind passes[4] = {
-                    STREAM_READ1, add ? STREAM_READ2_WRITE1 : STREAM_READ1_WRITE1, STREAM_READ2,
-                    add ? STREAM_READ2_WRITE2 : STREAM_READ2_WRITE1};
+                    STREAM_READ1, add ? STREAM_READ2_WRITE1_MASK : STREAM_READ1_WRITE1_MASK,
+                    STREAM_READ2_MASKED,
+                    add ? STREAM_READ2_WRITE2_MASKED : STREAM_READ2_WRITE1_MASKED};
                 int reps = n * 4 > (64u << 20) ? 5 : 11, t = threads[ti], have_peer = 0;
 #ifdef BNORM_BENCH_DNNL
                 dnnl_step dn;
@@ -310,7 +313,7 @@ int main(int argc, char **argv) {
                         bnorm_forward_training(&s, &p, x, g, b, y, sm, si, NULL, ws, wsz);
                         bnorm_backward_training(&s, &p, x, dy, g, sm, si, dx, dg, db, ws, wsz);
                     });
-                    TIME_MEDIAN(tc, 7, stream_run(STREAM_COPY, x, NULL, dx, NULL, n, t));
+                    TIME_MEDIAN(tc, 7, stream_run(STREAM_COPY, x, NULL, dx, NULL, NULL, n, t));
                     /* The streams one after another, as the step's passes
                      * run: a stream timed alone runs right after itself, its
                      * most favourable company (docs/PERFORMANCE.md), so
@@ -319,7 +322,8 @@ int main(int argc, char **argv) {
                     double ts;
                     TIME_MEDIAN(ts, 7, {
                         for (int k = 0; k < 4; k++)
-                            stream_run(passes[k], x, k == 1 ? z : dy, k == 1 ? y : dx, dz, n, t);
+                            stream_run(passes[k], x, k == 1 ? z : dy, k == 1 ? y : dx, dz, mask, n,
+                                       t);
                     });
 #ifdef BNORM_BENCH_DNNL
                     if (have_peer) {

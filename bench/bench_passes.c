@@ -9,11 +9,16 @@
  * forward (statistics, then normalize), plain and with the fused ReLU
  * (which writes its mask), and the training backward, plain and through
  * the mask. Streams (streams.h), in the same rounds: read one tensor, read
- * one and write one, read two, read two and write one. A training forward
- * moves what "read 1" and "read 1 write 1" move, a backward "read 2" and
- * "read 2 write 1": the roofline column adds those streams' times. Not a
- * test. */
+ * one and write one, read two, read two and write one, and the last three
+ * carrying the ReLU's mask as the fused calls do (the write writes it, the
+ * reads read it and keep dy through it). A training forward moves what
+ * "read 1" and "read 1 write 1" move, a backward "read 2" and "read 2
+ * write 1", their fused forms the same with the mask: the roofline column
+ * adds those streams' times. A masked stream's roofline is the same stream
+ * without the mask, so its row reads what the mask costs plain loops. Not
+ * a test. */
 #define _POSIX_C_SOURCE 200809L
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,12 +44,24 @@ enum {
     READ1_WRITE1,
     READ2,
     READ2_WRITE1,
+    READ1_WRITE1_MASK,
+    READ2_MASKED,
+    READ2_WRITE1_MASKED,
     OPS
 };
-static const char *names[OPS] = {
-    "inference",         "inference + ReLU",     "training forward", "forward + ReLU",
-    "training backward", "backward + ReLU",      "stream read 1",    "stream read 1 write 1",
-    "stream read 2",     "stream read 2 write 1"};
+static const char *names[OPS] = {"inference",
+                                 "inference + ReLU",
+                                 "training forward",
+                                 "forward + ReLU",
+                                 "training backward",
+                                 "backward + ReLU",
+                                 "stream read 1",
+                                 "stream read 1 write 1",
+                                 "stream read 2",
+                                 "stream read 2 write 1",
+                                 "... + mask written",
+                                 "read 2 + mask",
+                                 "read 2 write 1 + mask"};
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -74,7 +91,8 @@ int main(int argc, char **argv) {
           *dy = aligned_alloc(64, padded * 4), *dx = aligned_alloc(64, padded * 4);
     float *prm = malloc(8 * c * sizeof(float));
     void *ws = malloc(wsz ? wsz : 1), *mask = malloc(mbytes);
-    if (!x || !y || !dy || !dx || !prm || !ws || !mask) {
+    uint8_t *stream_mask = aligned_alloc(64, padded / 8 + 64);
+    if (!x || !y || !dy || !dx || !prm || !ws || !mask || !stream_mask) {
         fprintf(stderr, "bench_passes: out of memory\n");
         return 1;
     }
@@ -118,10 +136,16 @@ int main(int argc, char **argv) {
                                                        NULL, dg, db, ws, wsz);
                     break;
                 default: {
-                    static const stream_kind kinds[] = {STREAM_READ1, STREAM_READ1_WRITE1,
-                                                        STREAM_READ2, STREAM_READ2_WRITE1};
-                    stream_run(kinds[o - READ1], x, dy, o == READ1_WRITE1 ? y : dx, NULL, padded,
-                               threads);
+                    static const stream_kind kinds[] = {STREAM_READ1,
+                                                        STREAM_READ1_WRITE1,
+                                                        STREAM_READ2,
+                                                        STREAM_READ2_WRITE1,
+                                                        STREAM_READ1_WRITE1_MASK,
+                                                        STREAM_READ2_MASKED,
+                                                        STREAM_READ2_WRITE1_MASKED};
+                    const int writes_y = o == READ1_WRITE1 || o == READ1_WRITE1_MASK;
+                    stream_run(kinds[o - READ1], x, dy, writes_y ? y : dx, NULL, stream_mask,
+                               padded, threads);
                 }
                 }
                 double dt = now() - t0;
@@ -139,12 +163,15 @@ int main(int argc, char **argv) {
         med[o] = t[o][rounds / 2];
     }
     const double mb = 4.0 * (double)n / 1e6;
-    const double traffic[OPS] = {2, 2, 3, 3, 5, 5, 1, 2, 2, 3};
+    const double traffic[OPS] = {2, 2, 3, 3, 5, 5, 1, 2, 2, 3, 2, 2, 3};
     const double fwd_roof = med[READ1] + med[READ1_WRITE1],
-                 bwd_roof = med[READ2] + med[READ2_WRITE1];
-    const double roof[OPS] = {med[READ1_WRITE1], med[READ1_WRITE1], fwd_roof,   fwd_roof,
-                              bwd_roof,          bwd_roof,          med[READ1], med[READ1_WRITE1],
-                              med[READ2],        med[READ2_WRITE1]};
+                 bwd_roof = med[READ2] + med[READ2_WRITE1],
+                 fwd_relu_roof = med[READ1] + med[READ1_WRITE1_MASK],
+                 bwd_relu_roof = med[READ2_MASKED] + med[READ2_WRITE1_MASKED];
+    const double roof[OPS] = {
+        med[READ1_WRITE1], med[READ1_WRITE1], fwd_roof,          fwd_relu_roof, bwd_roof,
+        bwd_relu_roof,     med[READ1],        med[READ1_WRITE1], med[READ2],    med[READ2_WRITE1],
+        med[READ1_WRITE1], med[READ2],        med[READ2_WRITE1]};
     printf("%s %lldx%lldx%lldx%lld (%.1f MB), %d thread(s), median of %d rounds\n",
            nhwc ? "nhwc" : "nchw", (long long)N, (long long)C, (long long)H, (long long)W, mb,
            threads, rounds);
@@ -152,6 +179,6 @@ int main(int argc, char **argv) {
     for (int o = 0; o < OPS; o++)
         printf("%-22s %9.3f %9.1f %12.3f %10.2f\n", names[o], 1e3 * med[o],
                traffic[o] * mb / 1e3 / med[o], 1e3 * roof[o], med[o] / roof[o]);
-    free(x), free(y), free(dy), free(dx), free(prm), free(ws), free(mask);
+    free(x), free(y), free(dy), free(dx), free(prm), free(ws), free(mask), free(stream_mask);
     return 0;
 }
