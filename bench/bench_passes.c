@@ -59,7 +59,7 @@ static const char *names[OPS] = {"inference",
                                  "stream read 1 write 1",
                                  "stream read 2",
                                  "stream read 2 write 1",
-                                 "... + mask written",
+                                 "read 1 write 1 + mask",
                                  "read 2 + mask",
                                  "read 2 write 1 + mask"};
 
